@@ -1,0 +1,174 @@
+"""The gateway's tables, as SQLAlchemy 2 typed declarations.
+
+One ``Document`` per accepted edoc (its edXML bytes live in the blob store, named by sha256);
+one ``Recipient`` per (document, addressee) carrying the addressee's current processing status;
+one ``Delivery`` per item waiting in an agency's pull queue (a document for a recipient, or a
+status message for a sender); one ``StatusEvent`` per status ever reported; ``AuditEntry`` rows
+form an append-only hash chain.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    """Declarative base; alembic autogenerate compares against ``Base.metadata``."""
+
+
+class Agency(Base):
+    """An agency of the directory, identified by its official code (mã định danh)."""
+
+    __tablename__ = "agencies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(35), unique=True)
+    name: Mapped[str] = mapped_column(String(300))
+    level: Mapped[int] = mapped_column(Integer)
+    parent_code: Mapped[str | None] = mapped_column(String(35), index=True)
+    email: Mapped[str | None] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    require_signature: Mapped[bool] = mapped_column(Boolean, default=False)
+    test_code: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    credentials: Mapped[list[Credential]] = relationship(back_populates="agency")
+
+
+class Credential(Base):
+    """A secret an agency authenticates with, stored only as a salted hash."""
+
+    __tablename__ = "credentials"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    agency: Mapped[Agency] = relationship(back_populates="credentials")
+
+
+class Document(Base):
+    """An accepted edoc. ``(sender_id, edxml_document_id)`` is unique: a resend is idempotent."""
+
+    __tablename__ = "documents"
+    __table_args__ = (UniqueConstraint("sender_id", "edxml_document_id", name="uq_documents_sender_docid"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    sender_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"), index=True)
+    edxml_document_id: Mapped[str] = mapped_column(String(500))
+    code_number: Mapped[str] = mapped_column(String(100))
+    code_notation: Mapped[str] = mapped_column(String(200))
+    subject: Mapped[str] = mapped_column(Text)
+    type_name: Mapped[str] = mapped_column(String(200))
+    promulgation_date: Mapped[date] = mapped_column(Date)
+    due_date: Mapped[date | None] = mapped_column(Date)
+    priority: Mapped[int | None] = mapped_column(Integer)
+    business_type: Mapped[int] = mapped_column(Integer, default=0)
+    supersedes_id: Mapped[str | None] = mapped_column(ForeignKey("documents.id"), index=True)
+    blob_sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    attachment_count: Mapped[int] = mapped_column(Integer, default=0)
+    signer: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    recalled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    sender: Mapped[Agency] = relationship(foreign_keys=[sender_id])
+    recipients: Mapped[list[Recipient]] = relationship(back_populates="document", order_by="Recipient.id")
+
+
+class Recipient(Base):
+    """One addressee of a document and where its processing stands (``status`` = last code)."""
+
+    __tablename__ = "recipients"
+    __table_args__ = (UniqueConstraint("document_id", "agency_id", name="uq_recipients_doc_agency"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    document_id: Mapped[str] = mapped_column(ForeignKey("documents.id"))
+    agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"), index=True)
+    status: Mapped[str | None] = mapped_column(String(2))
+    status_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    recall_state: Mapped[str | None] = mapped_column(String(2))
+
+    document: Mapped[Document] = relationship(back_populates="recipients")
+    agency: Mapped[Agency] = relationship()
+
+
+class StatusEvent(Base):
+    """A status reported about one recipient's copy of a document (01..06, 13, 15, 16)."""
+
+    __tablename__ = "status_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    document_id: Mapped[str] = mapped_column(ForeignKey("documents.id"), index=True)
+    recipient_agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"))
+    reporter_agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"))
+    code: Mapped[str] = mapped_column(String(2))
+    description: Mapped[str | None] = mapped_column(Text)
+    staff_department: Mapped[str | None] = mapped_column(String(300))
+    staff_name: Mapped[str | None] = mapped_column(String(300))
+    staff_email: Mapped[str | None] = mapped_column(String(200))
+    staff_mobile: Mapped[str | None] = mapped_column(String(50))
+    reported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    blob_sha256: Mapped[str | None] = mapped_column(String(64))
+
+    recipient_agency: Mapped[Agency] = relationship(foreign_keys=[recipient_agency_id])
+    reporter_agency: Mapped[Agency] = relationship(foreign_keys=[reporter_agency_id])
+
+
+class Delivery(Base):
+    """An item in an agency's pull queue, leased on pull and gone from the list once acknowledged.
+
+    ``state`` is ``pending`` (listable; leased while ``lease_until`` is in the future),
+    ``acked`` or ``withdrawn`` (a recall or replacement took it back before it was fetched).
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (Index("ix_deliveries_queue", "agency_id", "state", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"))
+    kind: Mapped[str] = mapped_column(String(10))
+    document_id: Mapped[str] = mapped_column(ForeignKey("documents.id"), index=True)
+    status_event_id: Mapped[int | None] = mapped_column(ForeignKey("status_events.id"))
+    state: Mapped[str] = mapped_column(String(10), default="pending")
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    fetched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    acked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    agency: Mapped[Agency] = relationship()
+    document: Mapped[Document] = relationship()
+    status_event: Mapped[StatusEvent | None] = relationship()
+
+
+class AuditEntry(Base):
+    """One append-only audit record; ``hash`` = sha256(prev_hash + canonical JSON of the record)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(35))
+    action: Mapped[str] = mapped_column(String(40))
+    document_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    detail: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
