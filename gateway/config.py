@@ -6,7 +6,7 @@ Defaults give a working gateway with no setup: SQLite and blobs under ``./var``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -47,7 +47,7 @@ class Settings:
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
         env = os.environ
-        settings = cls(
+        values: dict[str, object] = dict(
             data_dir=Path(env.get("GATEWAY_DATA_DIR", "var")),
             database_url=env.get("GATEWAY_DATABASE_URL", ""),
             blob_dir=Path(env["GATEWAY_BLOB_DIR"]) if env.get("GATEWAY_BLOB_DIR") else None,
@@ -58,4 +58,5 @@ class Settings:
             trusted_certs_dir=Path(env["GATEWAY_TRUSTED_CERTS_DIR"]) if env.get("GATEWAY_TRUSTED_CERTS_DIR") else None,
             operator_password=env.get("GATEWAY_OPERATOR_PASSWORD", ""),
         )
-        return replace(settings, **overrides) if overrides else settings
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
