@@ -9,13 +9,15 @@ form an append-only hash chain.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     Date,
     DateTime,
+    Dialect,
     ForeignKey,
     Index,
     Integer,
@@ -24,6 +26,34 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC in Python, on every backend.
+
+    PostgreSQL keeps ``timestamptz``; SQLite keeps no zone at all, so values are converted to UTC
+    before storing and tagged UTC on the way out. Naive datetimes are refused rather than guessed:
+    a naive value is a bug (local time would be silently stored as UTC).
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: the store only accepts timezone-aware datetimes")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -44,7 +74,7 @@ class Agency(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     require_signature: Mapped[bool] = mapped_column(Boolean, default=False)
     test_code: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     credentials: Mapped[list[Credential]] = relationship(back_populates="agency")
 
@@ -57,9 +87,9 @@ class Credential(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"), index=True)
     secret_hash: Mapped[str] = mapped_column(String(300))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     agency: Mapped[Agency] = relationship(back_populates="credentials")
 
@@ -86,8 +116,8 @@ class Document(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     attachment_count: Mapped[int] = mapped_column(Integer, default=0)
     signer: Mapped[str | None] = mapped_column(String(500))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    recalled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    recalled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     sender: Mapped[Agency] = relationship(foreign_keys=[sender_id])
     recipients: Mapped[list[Recipient]] = relationship(back_populates="document", order_by="Recipient.id")
@@ -103,7 +133,7 @@ class Recipient(Base):
     document_id: Mapped[str] = mapped_column(ForeignKey("documents.id"))
     agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"), index=True)
     status: Mapped[str | None] = mapped_column(String(2))
-    status_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     recall_state: Mapped[str | None] = mapped_column(String(2))
 
     document: Mapped[Document] = relationship(back_populates="recipients")
@@ -125,7 +155,7 @@ class StatusEvent(Base):
     staff_name: Mapped[str | None] = mapped_column(String(300))
     staff_email: Mapped[str | None] = mapped_column(String(200))
     staff_mobile: Mapped[str | None] = mapped_column(String(50))
-    reported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reported_at: Mapped[datetime] = mapped_column(UTCDateTime())
     blob_sha256: Mapped[str | None] = mapped_column(String(64))
 
     recipient_agency: Mapped[Agency] = relationship(foreign_keys=[recipient_agency_id])
@@ -148,11 +178,11 @@ class Delivery(Base):
     document_id: Mapped[str] = mapped_column(ForeignKey("documents.id"), index=True)
     status_event_id: Mapped[int | None] = mapped_column(ForeignKey("status_events.id"))
     state: Mapped[str] = mapped_column(String(10), default="pending")
-    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    fetched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    acked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    acked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     agency: Mapped[Agency] = relationship()
     document: Mapped[Document] = relationship()
@@ -165,7 +195,7 @@ class AuditEntry(Base):
     __tablename__ = "audit_log"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
     actor: Mapped[str] = mapped_column(String(35))
     action: Mapped[str] = mapped_column(String(40))
     document_id: Mapped[str | None] = mapped_column(String(36), index=True)

@@ -1,0 +1,193 @@
+"""Content-addressed blob store on the local filesystem: payloads are named by their sha256.
+
+Layout: ``root/ab/cd/<sha256>`` for blob ``abcd...``, and ``root/tmp/`` for writes in progress
+(same filesystem, so the final rename is atomic). A blob is written to a temp file, fsynced,
+renamed into place and its directory fsynced, so after :meth:`BlobStore.writer` returns the blob
+survives a crash.
+
+Durability order (the caller's duty): write the blob first, commit the database row that names it
+second. A crash in between leaves an unreferenced blob, which garbage collection may remove later;
+the reverse order could leave a committed row pointing at a missing blob. Never delete a blob that
+a committed row might name.
+
+Identical content is stored once (dedup), which is safe because a blob never changes once written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+CHUNK_SIZE = 1024 * 1024
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+
+
+def check_sha256(sha256: str) -> str:
+    """Return ``sha256`` if it is 64 lowercase hex digits, else raise ValueError.
+
+    The name becomes a path, so anything else (``../``, separators, uppercase aliases) is refused.
+    """
+    if not isinstance(sha256, str) or not _SHA256_RE.fullmatch(sha256):
+        raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+    return sha256
+
+
+def _fsync_dir(path: Path) -> None:
+    """Persist a directory entry change (a rename or a new subdirectory)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class BlobWriter:
+    """A write-only file that hashes what it receives; ``sha256``/``size`` are set once stored."""
+
+    def __init__(self, file: BinaryIO, temp_path: Path) -> None:
+        self._file = file
+        self.temp_path = temp_path
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._sha256: str | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        view = memoryview(data)
+        self._file.write(view)
+        self._hash.update(view)
+        self._size += view.nbytes
+        return view.nbytes
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def size(self) -> int:
+        """Bytes written so far (the blob's size once the ``with`` block has ended)."""
+        return self._size
+
+    @property
+    def sha256(self) -> str:
+        """The blob's name; only available after the ``with`` block stored it."""
+        if self._sha256 is None:
+            raise RuntimeError("the blob is not stored yet: read sha256 after the with block")
+        return self._sha256
+
+    def _finish(self) -> str:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self._sha256 = self._hash.hexdigest()
+        return self._sha256
+
+    def _abort(self) -> None:
+        self._file.close()
+        self.temp_path.unlink(missing_ok=True)
+
+
+class BlobStore:
+    """A directory of immutable blobs named by sha256."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.tmp_dir = self.root / "tmp"
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    def path(self, sha256: str) -> Path:
+        """Where blob ``sha256`` lives (whether or not it exists)."""
+        check_sha256(sha256)
+        return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    def exists(self, sha256: str) -> bool:
+        return self.path(sha256).is_file()
+
+    @contextmanager
+    def writer(self) -> Iterator[BlobWriter]:
+        """Yield a file-like writer; on normal exit the blob is durable and named ``writer.sha256``.
+
+        If the block raises, the partial temp file is removed and nothing is stored.
+        """
+        fd, temp_name = tempfile.mkstemp(prefix="blob-", suffix=".part", dir=self.tmp_dir)
+        writer = BlobWriter(os.fdopen(fd, "wb"), Path(temp_name))
+        try:
+            yield writer
+            sha256 = writer._finish()
+            self._install(writer.temp_path, sha256)
+        except BaseException:
+            writer._abort()
+            raise
+
+    def put_bytes(self, data: bytes) -> tuple[str, int]:
+        """Store ``data``; return ``(sha256, size)``."""
+        with self.writer() as w:
+            w.write(data)
+        return w.sha256, w.size
+
+    def put_file(self, path: Path) -> tuple[str, int]:
+        """Store a copy of the file at ``path``, streamed in chunks; return ``(sha256, size)``."""
+        with open(path, "rb") as source, self.writer() as w:
+            shutil.copyfileobj(source, w, CHUNK_SIZE)
+        return w.sha256, w.size
+
+    def put_stream(self, source: BinaryIO) -> tuple[str, int]:
+        """Store everything readable from ``source``; return ``(sha256, size)``."""
+        with self.writer() as w:
+            shutil.copyfileobj(source, w, CHUNK_SIZE)
+        return w.sha256, w.size
+
+    def open(self, sha256: str) -> BinaryIO:
+        """Open blob ``sha256`` for reading; FileNotFoundError if it is not stored."""
+        return open(self.path(sha256), "rb")
+
+    def verify(self, sha256: str) -> bool:
+        """True if the blob exists and its content still hashes to its name (read streaming)."""
+        digest = hashlib.sha256()
+        try:
+            with self.open(sha256) as f:
+                while chunk := f.read(CHUNK_SIZE):
+                    digest.update(chunk)
+        except FileNotFoundError:
+            return False
+        return digest.hexdigest() == sha256
+
+    def iter_blobs(self) -> Iterator[str]:
+        """Yield the sha256 of every stored blob (not temp files), in no particular order."""
+        for first in sorted(self.root.iterdir()):
+            if len(first.name) != 2 or not first.is_dir():
+                continue
+            for second in sorted(first.iterdir()):
+                if len(second.name) != 2 or not second.is_dir():
+                    continue
+                for entry in sorted(second.iterdir()):
+                    name = entry.name
+                    if _SHA256_RE.fullmatch(name) and name.startswith(first.name + second.name):
+                        yield name
+
+    def _install(self, temp_path: Path, sha256: str) -> None:
+        """Move a fsynced temp file to its final name, or drop it if that content is already stored."""
+        final = self.path(sha256)
+        if final.is_file():
+            temp_path.unlink()
+            return
+        self._make_dirs(final.parent)
+        os.chmod(temp_path, 0o444)
+        os.replace(temp_path, final)
+        _fsync_dir(final.parent)
+
+    def _make_dirs(self, directory: Path) -> None:
+        """Create the shard directories, fsyncing each parent so the new entries are durable."""
+        missing: list[Path] = []
+        current = directory
+        while not current.exists():
+            missing.append(current)
+            current = current.parent
+        for new_dir in reversed(missing):
+            new_dir.mkdir(exist_ok=True)
+            _fsync_dir(new_dir.parent)

@@ -1,0 +1,146 @@
+"""One place that knows how to talk to the database: engine setup, transactions, migrations.
+
+SQLite is the zero-setup default and PostgreSQL the multi-node option; callers see the same
+:class:`Database` either way. Every unit of work runs in :meth:`Database.transaction`, which commits
+or rolls back as a whole and turns "cannot reach or lock the database" into
+:class:`gateway.errors.Unavailable`, so the SOAP layer can tell a clerk to retry.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, exc, make_url, text
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+UNAVAILABLE_MESSAGE = "The gateway's database is busy or unreachable; nothing was stored. Please retry."
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# Key for pg_advisory_xact_lock while migrating, so several workers starting at once upgrade in turn.
+_MIGRATION_LOCK_KEY = 0x6564_786D_6C00_0001
+
+# Failures of the connection or of lock acquisition, as opposed to a refused statement
+# (IntegrityError and friends), which callers must see unchanged.
+_UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    exc.OperationalError,
+    exc.InterfaceError,
+    exc.TimeoutError,
+    exc.DisconnectionError,
+)
+
+
+class Database:
+    """An engine plus a session factory for one database URL."""
+
+    def __init__(
+        self, url: str | URL, *, echo: bool = False, pool_size: int = 5, max_overflow: int = 10
+    ) -> None:
+        self.url: URL = make_url(url)
+        if self.url.get_backend_name() == "sqlite":
+            self.engine = _sqlite_engine(self.url, echo=echo)
+        else:
+            self.engine = create_engine(
+                self.url,
+                echo=echo,
+                pool_pre_ping=True,
+                pool_size=pool_size,
+                max_overflow=max_overflow,
+                pool_timeout=10,
+                pool_recycle=1800,
+            )
+        # expire_on_commit=False: rows returned from a transaction stay readable after it commits.
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect_name(self) -> str:
+        """``sqlite`` or ``postgresql``: for the few places where behaviour must differ."""
+        return self.engine.dialect.name
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """Yield a session inside one transaction: commit on success, roll back on any exception.
+
+        Connection failures, lock timeouts and pool exhaustion become :class:`Unavailable` (nothing
+        was stored); all other exceptions propagate unchanged after the rollback.
+        """
+        try:
+            with self._sessions() as session, session.begin():
+                yield session
+        except _UNAVAILABLE_ERRORS as error:
+            log.warning("database unavailable: %s", error)
+            raise Unavailable(UNAVAILABLE_MESSAGE) from error
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Run the alembic migrations up to ``revision``, in one transaction."""
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        config.set_main_option("sqlalchemy.url", self.url.render_as_string(hide_password=False))
+        try:
+            with self.engine.begin() as connection:
+                if self.dialect_name == "postgresql":
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+        except _UNAVAILABLE_ERRORS as error:
+            raise Unavailable(UNAVAILABLE_MESSAGE) from error
+
+    def dispose(self) -> None:
+        """Close every pooled connection (at shutdown, and in a child process after fork)."""
+        self.engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"Database({self.url.render_as_string(hide_password=True)!r})"
+
+
+def _sqlite_engine(url: URL, *, echo: bool) -> Engine:
+    """An SQLite engine whose transactions all start with ``BEGIN IMMEDIATE``.
+
+    In WAL mode a deferred transaction that reads and then writes fails at once with "database is
+    locked" when another writer got in between, and the busy handler does not retry it (stack notes
+    §6.2). Taking the write lock at BEGIN makes the busy timeout apply and serialises writers. Only
+    pysqlite's own transaction handling is disabled so SQLAlchemy's ``begin`` hook is the one place
+    that starts transactions (SQLAlchemy docs, "Serializable isolation / Savepoints / Transactional
+    DDL").
+    """
+    database = url.database or ""
+    in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
+    if not in_memory:
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 5})
+    wal_checked = False
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        nonlocal wal_checked
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            if not wal_checked and not in_memory:
+                # journal_mode is persistent in the file: set it once per engine, not per connection.
+                mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    cursor.execute("PRAGMA journal_mode=WAL")
+                wal_checked = True
+            cursor.execute("PRAGMA busy_timeout=5000")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine

@@ -1,0 +1,179 @@
+"""The pull queue: each agency lists, fetches and acknowledges its ``Delivery`` rows.
+
+A poll cannot hold a row lock across HTTP requests, so listing *leases* items instead: a leased
+item is hidden from other polls until ``lease_until``, and comes back if it is not acknowledged by
+then (at-least-once delivery). Mutual exclusion while leasing comes from
+``FOR UPDATE SKIP LOCKED`` on PostgreSQL (concurrent polls take disjoint rows without waiting) and
+from the database-wide write lock of ``BEGIN IMMEDIATE`` on SQLite (see ``database.py``).
+
+Every function takes the caller's session and never commits: the caller's transaction decides.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from gateway.store.models import Delivery
+
+KIND_DOCUMENT = "document"
+KIND_STATUS = "status"
+KINDS = frozenset({KIND_DOCUMENT, KIND_STATUS})
+
+PENDING = "pending"
+ACKED = "acked"
+WITHDRAWN = "withdrawn"
+
+
+def _require_aware(now: datetime) -> datetime:
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError(f"naive datetime {now!r}: pass a timezone-aware UTC time")
+    return now.astimezone(UTC)
+
+
+def enqueue(
+    session: Session,
+    agency_id: int,
+    kind: str,
+    document_id: str,
+    status_event_id: int | None = None,
+    now: datetime | None = None,
+) -> Delivery:
+    """Add an item to ``agency_id``'s queue: a document to fetch, or a status message about one."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown delivery kind {kind!r}; expected one of {sorted(KINDS)}")
+    if kind == KIND_STATUS and status_event_id is None:
+        raise ValueError("a status delivery must name its status event")
+    delivery = Delivery(
+        id=str(uuid.uuid4()),
+        agency_id=agency_id,
+        kind=kind,
+        document_id=document_id,
+        status_event_id=status_event_id,
+        state=PENDING,
+        lease_until=None,
+        attempts=0,
+        created_at=_require_aware(now) if now is not None else datetime.now(UTC),
+    )
+    session.add(delivery)
+    session.flush()
+    return delivery
+
+
+def lease_pending(
+    session: Session, agency_id: int, limit: int, lease_seconds: int, now: datetime
+) -> list[Delivery]:
+    """Lease up to ``limit`` of the agency's oldest available items for ``lease_seconds``.
+
+    Available means pending and not under a live lease (``lease_until`` null or ``<= now``). Each
+    returned item gets ``lease_until = now + lease_seconds`` and ``attempts + 1``; no concurrent
+    caller receives it until that lease expires.
+    """
+    if limit <= 0:
+        return []
+    now = _require_aware(now)
+    query = (
+        select(Delivery)
+        .where(
+            Delivery.agency_id == agency_id,
+            Delivery.state == PENDING,
+            or_(Delivery.lease_until.is_(None), Delivery.lease_until <= now),
+        )
+        .order_by(Delivery.created_at, Delivery.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        # The lease columns must reflect the row as locked, not a stale identity-map copy.
+        .execution_options(populate_existing=True)
+    )
+    items = list(session.scalars(query))
+    until = now + timedelta(seconds=lease_seconds)
+    for item in items:
+        item.lease_until = until
+        item.attempts += 1
+    session.flush()
+    return items
+
+
+def get_for_agency(session: Session, delivery_id: str, agency_id: int) -> Delivery | None:
+    """The item if it is in ``agency_id``'s queue; None otherwise, also for another agency's item."""
+    return session.scalars(
+        select(Delivery).where(Delivery.id == delivery_id, Delivery.agency_id == agency_id)
+    ).one_or_none()
+
+
+def _lock(session: Session, delivery: Delivery) -> None:
+    """Re-read the row under a row lock (PostgreSQL) so a decision uses its committed state."""
+    session.refresh(delivery, with_for_update=True)
+
+
+def acknowledge(session: Session, delivery: Delivery, now: datetime) -> Delivery:
+    """Mark a pending item acknowledged: it leaves the queue for good. Idempotent.
+
+    Acknowledging an already acknowledged item changes nothing (the first ``acked_at`` stays);
+    a withdrawn item stays withdrawn.
+    """
+    now = _require_aware(now)
+    _lock(session, delivery)
+    if delivery.state == PENDING:
+        delivery.state = ACKED
+        delivery.acked_at = now
+        delivery.lease_until = None
+        session.flush()
+    return delivery
+
+
+def mark_fetched(session: Session, delivery: Delivery, now: datetime) -> Delivery:
+    """Record the first time the recipient downloaded the item; later fetches keep that time.
+
+    The row is re-read under lock first, so the caller can check ``delivery.state`` afterwards: a
+    concurrent :func:`withdraw` that committed first leaves it ``withdrawn``.
+    """
+    now = _require_aware(now)
+    _lock(session, delivery)
+    if delivery.fetched_at is None and delivery.state != WITHDRAWN:
+        delivery.fetched_at = now
+        session.flush()
+    return delivery
+
+
+def withdraw(session: Session, document_id: str, agency_ids: Iterable[int], now: datetime) -> list[Delivery]:
+    """Take back a document from the given recipients' queues, where it was never fetched.
+
+    Only pending document items with no ``fetched_at`` are withdrawn; the rest are left alone (the
+    recipient already has the document). Returns the withdrawn items.
+    """
+    _require_aware(now)
+    agencies = list(agency_ids)
+    if not agencies:
+        return []
+    query = (
+        select(Delivery)
+        .where(
+            Delivery.document_id == document_id,
+            Delivery.agency_id.in_(agencies),
+            Delivery.kind == KIND_DOCUMENT,
+            Delivery.state == PENDING,
+            Delivery.fetched_at.is_(None),
+        )
+        .order_by(Delivery.created_at, Delivery.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    items = list(session.scalars(query))
+    for item in items:
+        item.state = WITHDRAWN
+        item.lease_until = None
+    session.flush()
+    return items
+
+
+def pending_counts(session: Session) -> dict[int, int]:
+    """Number of pending items per agency (leased or not), for monitoring."""
+    rows = session.execute(
+        select(Delivery.agency_id, func.count()).where(Delivery.state == PENDING).group_by(Delivery.agency_id)
+    )
+    return {agency_id: count for agency_id, count in rows.tuples()}

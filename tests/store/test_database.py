@@ -1,0 +1,148 @@
+"""Database setup: migrations match the models, transactions are atomic, failures map to Unavailable."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError, StatementError
+
+from gateway.errors import Unavailable
+from gateway.store.database import UNAVAILABLE_MESSAGE, Database
+from gateway.store.models import Agency, AuditEntry, Base, Document
+
+MakeAgency = Callable[..., Agency]
+MakeDocument = Callable[..., Document]
+
+
+def test_migration_matches_models(database: Database) -> None:
+    with database.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+        assert context.get_current_revision() == "0001"
+
+
+def test_upgrade_twice_is_a_no_op(database: Database) -> None:
+    database.upgrade()
+    with database.transaction() as session:
+        assert session.scalar(text("SELECT version_num FROM alembic_version")) == "0001"
+
+
+def test_dialect_name(database: Database, db_url: str) -> None:
+    assert database.dialect_name == ("sqlite" if db_url.startswith("sqlite") else "postgresql")
+
+
+def test_rollback_leaves_nothing(database: Database, make_agency: MakeAgency) -> None:
+    with pytest.raises(RuntimeError, match="boom"), database.transaction() as session:
+        make_agency(session, "000.00.01.H01")
+        raise RuntimeError("boom")
+    with database.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(Agency)) == 0
+
+
+def test_commit_persists_and_objects_stay_readable(database: Database, make_agency: MakeAgency) -> None:
+    with database.transaction() as session:
+        agency = make_agency(session, "000.00.01.H01")
+    assert agency.code == "000.00.01.H01"
+    with database.transaction() as session:
+        assert session.scalars(select(Agency.code)).all() == ["000.00.01.H01"]
+
+
+def test_sender_and_edxml_document_id_are_unique(
+    database: Database, make_agency: MakeAgency, make_document: MakeDocument
+) -> None:
+    with database.transaction() as session:
+        sender = make_agency(session, "000.00.01.H01")
+        other = make_agency(session, "000.00.02.H01")
+        make_document(session, sender, "000.00.01.H01,2026/123")
+        make_document(session, other, "000.00.01.H01,2026/123")
+    with pytest.raises(IntegrityError), database.transaction() as session:
+        make_document(session, sender, "000.00.01.H01,2026/123")
+    with database.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(Document)) == 2
+
+
+def test_foreign_keys_are_enforced(database: Database, make_agency: MakeAgency) -> None:
+    with pytest.raises(IntegrityError), database.transaction() as session:
+        session.execute(
+            text("INSERT INTO credentials (agency_id, secret_hash, created_at) VALUES (999, 'x', :t)"),
+            {"t": datetime.now(UTC)},
+        )
+
+
+def test_datetimes_come_back_aware_utc(database: Database) -> None:
+    hanoi = timezone(timedelta(hours=7))
+    at = datetime(2026, 11, 2, 9, 30, 15, 123456, tzinfo=hanoi)
+    with database.transaction() as session:
+        session.add(AuditEntry(at=at, actor="a", action="x", detail="{}", prev_hash="0" * 64, hash="1" * 64))
+    with database.transaction() as session:
+        stored = session.scalars(select(AuditEntry.at)).one()
+    assert stored == at
+    assert stored.tzinfo == UTC
+    assert stored.hour == 2
+
+
+def test_naive_datetimes_are_refused(database: Database) -> None:
+    with pytest.raises(StatementError, match="naive datetime"), database.transaction() as session:
+        session.add(
+            AuditEntry(at=datetime(2026, 1, 1), actor="a", action="x", detail="{}", prev_hash="0", hash="1")
+        )
+        session.flush()
+
+
+def test_sqlite_pragmas(sqlite_url: str) -> None:
+    db = Database(sqlite_url)
+    try:
+        assert Path(db.url.database or "").parent.is_dir()
+        with db.transaction() as session:
+            assert session.scalar(text("PRAGMA journal_mode")) == "wal"
+            assert session.scalar(text("PRAGMA foreign_keys")) == 1
+            assert session.scalar(text("PRAGMA synchronous")) == 2
+            assert session.scalar(text("PRAGMA busy_timeout")) == 5000
+    finally:
+        db.dispose()
+
+
+def test_unreachable_postgres_is_unavailable() -> None:
+    db = Database("postgresql+psycopg://postgres@127.0.0.1:1/nowhere?connect_timeout=2")
+    try:
+        with pytest.raises(Unavailable) as caught, db.transaction() as session:
+            session.execute(text("SELECT 1"))
+        assert caught.value.message == UNAVAILABLE_MESSAGE
+        assert caught.value.code == "Server.Unavailable"
+    finally:
+        db.dispose()
+
+
+def test_unopenable_sqlite_is_unavailable(tmp_path: Path) -> None:
+    (tmp_path / "db.sqlite3").mkdir()  # a directory where the database file should be
+    db = Database(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    try:
+        with pytest.raises(Unavailable), db.transaction() as session:
+            session.execute(text("SELECT 1"))
+    finally:
+        db.dispose()
+
+
+@pytest.mark.slow
+def test_sqlite_lock_held_past_busy_timeout_is_unavailable(sqlite_url: str) -> None:
+    """Another process holding the write lock longer than busy_timeout: Unavailable, nothing stored."""
+    db = Database(sqlite_url)
+    db.upgrade()
+    blocker = sqlite3.connect(db.url.database or "", isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        with pytest.raises(Unavailable), db.transaction() as session:
+            session.execute(text("SELECT 1"))
+        blocker.execute("ROLLBACK")
+        with db.transaction() as session:
+            assert session.scalar(select(func.count()).select_from(Agency)) == 0
+    finally:
+        blocker.close()
+        db.dispose()
