@@ -176,4 +176,4 @@ def pending_counts(session: Session) -> dict[int, int]:
     rows = session.execute(
         select(Delivery.agency_id, func.count()).where(Delivery.state == PENDING).group_by(Delivery.agency_id)
     )
-    return {agency_id: count for agency_id, count in rows.tuples()}
+    return {agency_id: count for agency_id, count in rows}

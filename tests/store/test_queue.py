@@ -1,0 +1,197 @@
+"""The pull queue: leases hide items from other polls, expire back, and acknowledgements are final."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from gateway.store import queue
+from gateway.store.database import Database
+from gateway.store.models import Agency, Delivery, Document
+
+MakeAgency = Callable[..., Agency]
+MakeDocument = Callable[..., Document]
+
+NOW = datetime(2026, 11, 3, 8, 0, tzinfo=UTC)
+LEASE = 300
+
+
+def _seed(
+    database: Database, make_agency: MakeAgency, make_document: MakeDocument, count: int
+) -> tuple[int, int, str, list[str]]:
+    """A sender, a recipient and ``count`` queued copies of one document, created a second apart."""
+    with database.transaction() as session:
+        sender = make_agency(session, "000.00.01.H01")
+        recipient = make_agency(session, "000.00.02.H01")
+        document = make_document(session, sender)
+        ids = []
+        for i in range(count):
+            created = NOW + timedelta(seconds=i)
+            item = queue.enqueue(session, recipient.id, queue.KIND_DOCUMENT, document.id, None, created)
+            ids.append(item.id)
+    return sender.id, recipient.id, document.id, ids
+
+
+def test_enqueue_and_lease_oldest_first(
+    database: Database, make_agency: MakeAgency, make_document: MakeDocument
+) -> None:
+    _, recipient, _, ids = _seed(database, make_agency, make_document, 5)
+    with database.transaction() as session:
+        leased = queue.lease_pending(session, recipient, 3, LEASE, NOW)
+    assert [d.id for d in leased] == ids[:3]
+    assert all(d.attempts == 1 and d.lease_until == NOW + timedelta(seconds=LEASE) for d in leased)
+    assert all(d.state == queue.PENDING for d in leased)
+
+
+def test_lease_excludes_other_callers_until_it_expires(
+    database: Database, make_agency: MakeAgency, make_document: MakeDocument
+) -> None:
+    _, recipient, _, ids = _seed(database, make_agency, make_document, 3)
+    with database.transaction() as session:
+        first = queue.lease_pending(session, recipient, 10, LEASE, NOW)
+    assert [d.id for d in first] == ids
+    with database.transaction() as session:
+        assert queue.lease_pending(session, recipient, 10, LEASE, NOW + timedelta(seconds=LEASE - 1)) == []
+    expired = NOW + timedelta(seconds=LEASE)
+    with database.transaction() as session:
+        again = queue.lease_pending(session, recipient, 10, LEASE, expired)
+    assert [d.id for d in again] == ids
+    assert all(d.attempts == 2 for d in again)
+
+
+def test_acknowledged_items_leave_the_queue_and_ack_is_idempotent(
+    database: Database, make_agency: MakeAgency, make_document: MakeDocument
+) -> None:
+    _, recipient, _, ids = _seed(database, make_agency, make_document, 2)
+    with database.transaction() as session:
+        queue.lease_pending(session, recipient, 10, LEASE, NOW)
+    with database.transaction() as session:
+        delivery = queue.get_for_agency(session, ids[0], recipient)
+        assert delivery is not None
+        queue.acknowledge(session, delivery, NOW + timedelta(seconds=5))
+    with database.transaction() as session:
+        delivery = queue.get_for_agency(session, ids[0], recipient)
+        assert delivery is not None
+        queue.acknowledge(session, delivery, NOW + timedelta(seconds=50))
+    assert delivery.state == queue.ACKED
+    assert delivery.acked_at == NOW + timedelta(seconds=5)
+    later = NOW + timedelta(hours=1)
+    with database.transaction() as session:
+        assert [d.id for d in queue.lease_pending(session, recipient, 10, LEASE, later)] == ids[1:]
+        assert queue.pending_counts(session) == {recipient: 1}
+
+
+def test_get_for_agency_hides_other_agencies_items(
+    database: Database, make_agency: MakeAgency, make_document: MakeDocument
+) -> None:
+    sender, recipient, _, ids = _seed(database, make_agency, make_document, 1)
+    with database.transaction() as session:
+        assert queue.get_for_agency(session, ids[0], sender) is None
+        assert queue.get_for_agency(session, "no-such-id", recipient) is None
+        found = queue.get_for_agency(session, ids[0], recipient)
+        assert found is not None and found.id == ids[0]
+
+
+def test_withdraw_takes_back_only_unfetched_document_items(
+    database: Database, make_agency: MakeAgency, make_document: MakeDocument
+) -> None:
+    with database.transaction() as session:
+        sender = make_agency(session, "000.00.01.H01")
+        a, b, c = (make_agency(session, f"000.00.0{i}.H01") for i in (2, 3, 4))
+        document = make_document(session, sender)
+        for_a = queue.enqueue(session, a.id, queue.KIND_DOCUMENT, document.id, now=NOW)
+        for_b = queue.enqueue(session, b.id, queue.KIND_DOCUMENT, document.id, now=NOW)
+        for_c = queue.enqueue(session, c.id, queue.KIND_DOCUMENT, document.id, now=NOW)
+        queue.lease_pending(session, a.id, 10, LEASE, NOW)  # listed but not fetched: still withdrawable
+        queue.lease_pending(session, b.id, 10, LEASE, NOW)
+        queue.mark_fetched(session, for_b, NOW + timedelta(seconds=1))
+        queue.mark_fetched(session, for_b, NOW + timedelta(seconds=9))
+    assert for_b.fetched_at == NOW + timedelta(seconds=1)
+    with database.transaction() as session:
+        withdrawn = queue.withdraw(session, document.id, [a.id, b.id], NOW + timedelta(minutes=1))
+    assert [d.id for d in withdrawn] == [for_a.id]
+    with database.transaction() as session:
+        states = {d.id: d.state for d in session.scalars(select(Delivery))}
+        assert states == {for_a.id: queue.WITHDRAWN, for_b.id: queue.PENDING, for_c.id: queue.PENDING}
+        assert queue.lease_pending(session, a.id, 10, LEASE, NOW + timedelta(hours=1)) == []
+        assert queue.pending_counts(session) == {b.id: 1, c.id: 1}
+        withdrawn_item = session.get(Delivery, for_a.id)
+        assert withdrawn_item is not None
+        queue.mark_fetched(session, withdrawn_item, NOW + timedelta(hours=1))
+        assert withdrawn_item.fetched_at is None
+        queue.acknowledge(session, withdrawn_item, NOW + timedelta(hours=1))
+        assert withdrawn_item.state == queue.WITHDRAWN
+
+
+def test_status_items_need_an_event_and_kinds_are_checked(
+    database: Database, make_agency: MakeAgency, make_document: MakeDocument
+) -> None:
+    with database.transaction() as session:
+        sender = make_agency(session, "000.00.01.H01")
+        document = make_document(session, sender)
+        with pytest.raises(ValueError, match="status event"):
+            queue.enqueue(session, sender.id, queue.KIND_STATUS, document.id, now=NOW)
+        with pytest.raises(ValueError, match="unknown delivery kind"):
+            queue.enqueue(session, sender.id, "fax", document.id, now=NOW)
+        with pytest.raises(ValueError, match="naive"):
+            queue.lease_pending(session, sender.id, 1, LEASE, datetime(2026, 1, 1))
+
+
+@pytest.mark.slow
+def test_concurrent_leasing_hands_out_each_item_once(
+    database: Database, make_agency: MakeAgency, make_document: MakeDocument
+) -> None:
+    """Eight threads, each with its own connection, drain one agency's 200 items in small batches."""
+    workers, batch, total = 8, 7, 200
+    _, recipient, _, ids = _seed(database, make_agency, make_document, total)
+    start = threading.Barrier(workers)
+    received: list[list[str]] = [[] for _ in range(workers)]
+    errors: list[BaseException] = []
+
+    def lease_until_empty(slot: int) -> None:
+        try:
+            start.wait()
+            while True:
+                with database.transaction() as session:
+                    got = queue.lease_pending(session, recipient, batch, 3600, NOW)
+                if not got:
+                    return
+                received[slot].extend(d.id for d in got)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=lease_until_empty, args=(i,)) for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    handed_out = Counter(item for chunk in received for item in chunk)
+    assert [item for item, times in handed_out.items() if times > 1] == []
+    assert set(handed_out) == set(ids)
+
+    def acknowledge_all(chunk: list[str]) -> None:
+        try:
+            for delivery_id in chunk:
+                with database.transaction() as session:
+                    delivery = queue.get_for_agency(session, delivery_id, recipient)
+                    assert delivery is not None
+                    queue.acknowledge(session, delivery, NOW + timedelta(seconds=1))
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=acknowledge_all, args=(chunk,)) for chunk in received]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with database.transaction() as session:
+        assert queue.pending_counts(session) == {}
+        assert queue.lease_pending(session, recipient, total, LEASE, NOW + timedelta(days=1)) == []
+        assert {d.state for d in session.scalars(select(Delivery))} == {queue.ACKED}
