@@ -1,0 +1,130 @@
+"""The audit chain: appends link up, verify finds the first edited, deleted or reordered row."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+
+from gateway.store import audit
+from gateway.store.database import Database
+from gateway.store.models import AuditEntry
+
+T0 = datetime(2026, 11, 4, 8, 0, tzinfo=UTC)
+
+
+def _append_many(database: Database, count: int) -> list[AuditEntry]:
+    entries = []
+    with database.transaction() as session:
+        for i in range(count):
+            detail = {"n": i, "note": "Văn bản đến", "recipients": ["000.00.02.H01"]}
+            entries.append(audit.append(session, "000.00.01.H01", "send", f"doc-{i % 3}", detail, T0))
+    return entries
+
+
+def test_chain_links_and_verifies(database: Database) -> None:
+    entries = _append_many(database, 5)
+    assert entries[0].prev_hash == audit.GENESIS_HASH
+    assert [e.prev_hash for e in entries[1:]] == [e.hash for e in entries[:-1]]
+    with database.transaction() as session:
+        assert audit.verify(session, batch=2) == audit.VerifyResult(ok=True, checked=5)
+        assert [e.id for e in audit.entries_for_document(session, "doc-1")] == [entries[1].id, entries[4].id]
+
+
+def test_empty_chain_verifies(database: Database) -> None:
+    with database.transaction() as session:
+        assert audit.verify(session) == audit.VerifyResult(ok=True, checked=0)
+
+
+def test_hash_covers_the_stored_form(database: Database) -> None:
+    at = datetime(2026, 11, 4, 15, 0, 0, 1, tzinfo=UTC) + timedelta(hours=0)
+    with database.transaction() as session:
+        entry = audit.append(session, "op", "recall", None, {"b": 1, "a": [1.5, None, "x"]}, at)
+    assert entry.detail == '{"a":[1.5,null,"x"],"b":1}'
+    decoded = {"a": [1.5, None, "x"], "b": 1}
+    assert entry.hash == audit.compute_hash(audit.GENESIS_HASH, at, "op", "recall", None, decoded)
+
+
+def test_edited_row_is_reported(database: Database) -> None:
+    entries = _append_many(database, 6)
+    with database.transaction() as session:
+        edit = text("UPDATE audit_log SET detail = :detail WHERE id = :id")
+        session.execute(edit, {"detail": '{"n":99}', "id": entries[3].id})
+    with database.transaction() as session:
+        result = audit.verify(session, batch=4)
+    assert (result.ok, result.checked, result.first_broken_id) == (False, 3, entries[3].id)
+    assert result.reason is not None and "edited" in result.reason
+
+
+def test_edited_row_with_recomputed_hash_breaks_the_next_link(database: Database) -> None:
+    entries = _append_many(database, 4)
+    target = entries[1]
+    forged = audit.compute_hash(target.prev_hash, target.at, target.actor, "forged", target.document_id, {})
+    with database.transaction() as session:
+        session.execute(
+            text("UPDATE audit_log SET action = 'forged', detail = '{}', hash = :h WHERE id = :id"),
+            {"h": forged, "id": target.id},
+        )
+    with database.transaction() as session:
+        result = audit.verify(session)
+    assert (result.ok, result.first_broken_id) == (False, entries[2].id)
+
+
+def test_deleted_row_is_reported_at_its_successor(database: Database) -> None:
+    entries = _append_many(database, 5)
+    with database.transaction() as session:
+        session.execute(text("DELETE FROM audit_log WHERE id = :id"), {"id": entries[2].id})
+    with database.transaction() as session:
+        result = audit.verify(session)
+    assert (result.ok, result.checked, result.first_broken_id) == (False, 2, entries[3].id)
+    assert result.reason is not None and "deleted" in result.reason
+
+
+def test_reordered_rows_are_reported(database: Database) -> None:
+    entries = _append_many(database, 5)
+    a, b = entries[1], entries[2]
+    columns = ("at", "actor", "action", "document_id", "detail", "prev_hash", "hash")
+    assignments = ", ".join(f"{c} = :{c}" for c in columns)
+    move = text(f"UPDATE audit_log SET {assignments} WHERE id = :id")
+    with database.transaction() as session:
+        # hash is unique: park a's row on a placeholder hash while the two rows trade places.
+        session.execute(text("UPDATE audit_log SET hash = :h WHERE id = :id"), {"h": "f" * 64, "id": a.id})
+        session.execute(move, {**{c: getattr(a, c) for c in columns}, "id": b.id, "hash": "e" * 64})
+        session.execute(move, {**{c: getattr(b, c) for c in columns}, "id": a.id})
+        session.execute(text("UPDATE audit_log SET hash = :h WHERE id = :id"), {"h": a.hash, "id": b.id})
+    with database.transaction() as session:
+        result = audit.verify(session)
+    assert (result.ok, result.first_broken_id) == (False, a.id)
+
+
+def test_naive_time_is_refused(database: Database) -> None:
+    with pytest.raises(ValueError, match="naive"), database.transaction() as session:
+        audit.append(session, "op", "x", None, {}, datetime(2026, 1, 1))
+
+
+@pytest.mark.slow
+def test_concurrent_appends_form_one_chain(database: Database) -> None:
+    """Eight threads, each appending in its own transactions, still produce a single valid chain."""
+    workers, per_worker = 8, 25
+    start = threading.Barrier(workers)
+    errors: list[BaseException] = []
+
+    def append_some(worker: int) -> None:
+        try:
+            start.wait()
+            for i in range(per_worker):
+                with database.transaction() as session:
+                    audit.append(session, f"agency-{worker}", "status", None, {"i": i}, T0)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=append_some, args=(w,)) for w in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with database.transaction() as session:
+        assert audit.verify(session, batch=17) == audit.VerifyResult(ok=True, checked=workers * per_worker)

@@ -1,0 +1,110 @@
+"""The content-addressed blob store: atomic install, dedup, streaming verify, safe names."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from gateway.store import blobs
+from gateway.store.blobs import BlobStore
+
+
+def test_writer_stores_under_its_hash(blob_store: BlobStore) -> None:
+    with blob_store.writer() as w:
+        w.write(b"hello ")
+        w.write(memoryview(b"world"))
+    expected = hashlib.sha256(b"hello world").hexdigest()
+    assert (w.sha256, w.size) == (expected, 11)
+    assert blob_store.path(expected) == blob_store.root / expected[:2] / expected[2:4] / expected
+    assert blob_store.exists(expected)
+    with blob_store.open(expected) as f:
+        assert f.read() == b"hello world"
+    assert list(blob_store.tmp_dir.iterdir()) == []
+
+
+def test_sha_is_unknown_until_the_block_ends(blob_store: BlobStore) -> None:
+    with blob_store.writer() as w:
+        w.write(b"x")
+        with pytest.raises(RuntimeError):
+            _ = w.sha256
+
+
+def test_fsyncs_file_and_directory_before_the_blob_is_visible(
+    blob_store: BlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append("fsync-dir" if os.path.isdir(f"/proc/self/fd/{fd}") else "fsync-file")
+        real_fsync(fd)
+
+    def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        events.append("rename")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(blobs.os, "fsync", fsync)
+    monkeypatch.setattr(blobs.os, "replace", replace)
+    blob_store.put_bytes(b"durable")
+    assert events.index("fsync-file") < events.index("rename")
+    assert events[-1] == "fsync-dir"
+
+
+def test_identical_content_is_stored_once(blob_store: BlobStore) -> None:
+    first = blob_store.put_bytes(b"same bytes")
+    second = blob_store.put_bytes(b"same bytes")
+    assert first == second
+    assert list(blob_store.iter_blobs()) == [first[0]]
+    assert list(blob_store.tmp_dir.iterdir()) == []
+
+
+def test_failed_write_leaves_nothing(blob_store: BlobStore) -> None:
+    with pytest.raises(OSError, match="client went away"), blob_store.writer() as w:
+        w.write(b"partial")
+        raise OSError("client went away")
+    assert list(blob_store.iter_blobs()) == []
+    assert list(blob_store.tmp_dir.iterdir()) == []
+
+
+def test_put_file_streams_a_large_file(blob_store: BlobStore, tmp_path: Path) -> None:
+    source = tmp_path / "big.bin"
+    chunk = os.urandom(256 * 1024)
+    digest = hashlib.sha256()
+    with open(source, "wb") as f:
+        for _ in range(20):
+            f.write(chunk)
+            digest.update(chunk)
+    sha256, size = blob_store.put_file(source)
+    assert (sha256, size) == (digest.hexdigest(), 20 * len(chunk))
+    assert blob_store.verify(sha256)
+
+
+def test_verify_detects_corruption_and_absence(blob_store: BlobStore) -> None:
+    sha256, _ = blob_store.put_bytes(b"original")
+    assert blob_store.verify(sha256)
+    path = blob_store.path(sha256)
+    path.chmod(0o644)
+    path.write_bytes(b"tampered")
+    assert not blob_store.verify(sha256)
+    assert not blob_store.verify("a" * 64)
+    with pytest.raises(FileNotFoundError):
+        blob_store.open("a" * 64)
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "abc", "../" + "a" * 61, "A" * 64, "g" * 64, "a" * 63 + "/", "a" * 65, "a" * 64 + "\n"]
+)
+def test_rejects_names_that_are_not_sha256(blob_store: BlobStore, bad: str) -> None:
+    for call in (blob_store.path, blob_store.exists, blob_store.open, blob_store.verify):
+        with pytest.raises(ValueError, match="not a sha256"):
+            call(bad)
+
+
+def test_iter_blobs_ignores_stray_files(blob_store: BlobStore) -> None:
+    stored = {blob_store.put_bytes(bytes([i])) [0] for i in range(5)}
+    (blob_store.root / "README").write_text("not a blob")
+    (blob_store.tmp_dir / "blob-x.part").write_bytes(b"in progress")
+    assert set(blob_store.iter_blobs()) == stored
