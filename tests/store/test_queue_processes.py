@@ -16,7 +16,9 @@ from gateway.store.models import Agency, Document
 NOW = datetime(2026, 11, 3, 8, 0, tzinfo=UTC)
 
 
-def _lease_until_empty(url: str, agency_id: int, start: Barrier, results: multiprocessing.Queue[list[str]]) -> None:
+def _lease_until_empty(
+    url: str, agency_id: int, start: Barrier, results: multiprocessing.Queue[list[str]]
+) -> None:
     database = Database(url)
     got_ids: list[str] = []
     try:
@@ -47,10 +49,9 @@ def test_processes_lease_each_item_once(db_url: str, database: Database) -> None
         )
         session.add(document)
         session.flush()
-        ids = {
-            queue.enqueue(session, recipient.id, queue.KIND_DOCUMENT, document.id, None, NOW + timedelta(seconds=i)).id
-            for i in range(total)
-        }
+        created = [NOW + timedelta(seconds=i) for i in range(total)]
+        kind = queue.KIND_DOCUMENT
+        ids = {queue.enqueue(session, recipient.id, kind, document.id, None, t).id for t in created}
     database.dispose()
     context = multiprocessing.get_context("spawn")
     start = context.Barrier(workers)
