@@ -17,7 +17,9 @@ async function main() {
   } catch (err) {
     const f = err.root && err.root.Envelope && err.root.Envelope.Body && err.root.Envelope.Body.Fault;
     if (!f) throw err;
+    // faultcode is the raw QName text with the server's prefix, e.g. "soap11env:Client.SchemaInvalid".
     console.log(`fault code=${f.faultcode} message=${f.faultstring}`);
+    if (String(f.faultcode).split(':').pop() !== 'Client.SchemaInvalid') process.exitCode = 1;
   }
 }
 main().catch((e) => { console.error('ERROR', e && e.stack || e); process.exitCode = 2; });
