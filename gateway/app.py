@@ -1,0 +1,85 @@
+"""The gateway as one WSGI application: SOAP endpoint, health check, and the operator pages.
+
+``create_app()`` is what gunicorn and the development server run. It opens the store once per
+process; every request after that only borrows a connection.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+
+from gateway.config import Settings
+from gateway.exchange.service import ExchangeService
+from gateway.soap.application import SoapEndpoint
+from gateway.store.blobs import BlobStore
+from gateway.store.database import Database
+
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+@dataclass
+class Gateway:
+    """The long-lived parts of one gateway process."""
+
+    settings: Settings
+    db: Database
+    blobs: BlobStore
+    exchange: ExchangeService
+
+    @classmethod
+    def open(cls, settings: Settings) -> Gateway:
+        db = Database(settings.database_url)
+        assert settings.blob_dir is not None
+        blobs = BlobStore(settings.blob_dir)
+        return cls(settings, db, blobs, ExchangeService(db, blobs, settings))
+
+
+class Router:
+    """Dispatches on the path: ``/soap`` SOAP, ``/health`` liveness with a database check."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        assert gateway.settings.blob_dir is not None
+        self.soap = SoapEndpoint(
+            gateway.exchange, gateway.settings.blob_dir / "staging", gateway.settings.max_request_bytes
+        )
+        self.routes: dict[str, WsgiApp] = {"/soap": self.soap, "/health": self.health, "/": self.index}
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/").rstrip("/") or "/"
+        app = self.routes.get(path)
+        if app is None:
+            return _plain(start_response, "404 Not Found", f"No page at {path}; the SOAP endpoint is /soap\n")
+        return app(environ, start_response)
+
+    def health(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """200 when the database answers, 503 otherwise; load balancers and operators poll it."""
+        try:
+            with self.gateway.db.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            status, report = "200 OK", {"status": "ok", "database": "ok"}
+        except Exception as exc:
+            status, report = "503 Service Unavailable", {"status": "fail", "database": type(exc).__name__}
+        body = json.dumps(report).encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    def index(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        return _plain(start_response, "200 OK", "edxml-gateway: SOAP endpoint /soap, WSDL /soap?wsdl, health /health\n")
+
+
+def _plain(start_response: StartResponse, status: str, text_body: str) -> Iterable[bytes]:
+    body = text_body.encode()
+    start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def create_app(settings: Settings | None = None) -> Router:
+    """Build the WSGI application from ``settings`` (default: ``GATEWAY_*`` environment)."""
+    return Router(Gateway.open(settings or Settings.from_env()))

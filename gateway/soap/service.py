@@ -1,0 +1,169 @@
+"""The SOAP operations: authenticate, call the exchange service, map results to wire types.
+
+No rules live here; every decision is the exchange service's. Handlers read the per-request
+context (``ctx.udc``) that :mod:`gateway.soap.application` attaches: the exchange service, the
+credentials found in the SOAP header, and the streaming hooks for large edXML payloads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from spyne import Array, Boolean, ByteArray, Integer32, ServiceBase, rpc
+
+from gateway.edxml.model import StaffInfo as StaffInfoModel
+from gateway.errors import GatewayError, MalformedRequest
+from gateway.exchange.results import Caller
+from gateway.soap import types as t
+from gateway.soap.context import RequestContext
+
+Required = t.Required
+Optional = t.Optional
+_THROWS = [t.GatewayFault]
+
+
+def _request(ctx: Any) -> RequestContext:
+    context: RequestContext = ctx.udc
+    return context
+
+
+def _caller(ctx: Any) -> Caller:
+    context = _request(ctx)
+    return context.exchange.authenticate(*context.credentials)
+
+
+class EdxmlGatewayService(ServiceBase):
+    """edXML document exchange: send, pull, fetch, acknowledge, report and follow status."""
+
+    __in_header__ = t.AuthHeader
+
+    @rpc(ByteArray(min_occurs=1, nillable=False), _returns=t.SendReceipt, _throws=_THROWS)
+    def sendDocument(ctx: Any, document: Any) -> t.SendReceipt:
+        """Send an edXML document (the whole .edxml file, base64); returns the gateway's document id."""
+        context = _request(ctx)
+        caller = _caller(ctx)
+        staged = context.staged_document
+        if staged is None:
+            raise MalformedRequest("sendDocument needs the edXML file in its document element.")
+        receipt = context.exchange.send_document(caller, staged)
+        return t.SendReceipt(
+            documentId=receipt.document_id,
+            edxmlDocumentId=receipt.edxml_document_id,
+            duplicate=receipt.duplicate,
+            recipients=list(receipt.recipients),
+        )
+
+    @rpc(Integer32(min_occurs=0, nillable=False), _returns=Array(t.PendingItem), _throws=_THROWS)
+    def getPendingDocuments(ctx: Any, maxItems: int | None) -> list[t.PendingItem]:
+        """Lease the documents and status messages waiting for the caller (hidden from other pulls
+        until the lease expires; confirmReceived removes them for good)."""
+        context = _request(ctx)
+        items = context.exchange.pending(_caller(ctx), maxItems)
+        return [
+            t.PendingItem(
+                itemId=i.item_id,
+                kind=i.kind,
+                documentId=i.document_id,
+                edxmlDocumentId=i.edxml_document_id,
+                senderCode=i.sender_code,
+                senderName=i.sender_name,
+                code=i.code,
+                subject=i.subject,
+                promulgationDate=i.promulgation_date,
+                dueDate=i.due_date,
+                priority=i.priority,
+                businessType=i.business_type,
+                statusCode=i.status_code,
+                statusFrom=i.status_from,
+                size=i.size,
+                queuedAt=i.queued_at,
+                leaseExpiresAt=i.lease_expires_at,
+                attempts=i.attempts,
+            )
+            for i in items
+        ]
+
+    @rpc(Required, _returns=t.FetchedDocument, _throws=_THROWS)
+    def getDocument(ctx: Any, itemId: str) -> t.FetchedDocument:
+        """Fetch an item's edXML file; fetching a document records status 01 (arrived)."""
+        context = _request(ctx)
+        item = context.exchange.fetch(_caller(ctx), itemId)
+        return t.FetchedDocument(
+            itemId=item.item_id,
+            kind=item.kind,
+            documentId=item.document_id,
+            sha256=item.sha256,
+            size=item.size,
+            edxml=context.stream_file(item.path, item.size),
+        )
+
+    @rpc(Required, _returns=Boolean(min_occurs=1, nillable=False), _throws=_THROWS)
+    def confirmReceived(ctx: Any, itemId: str) -> bool:
+        """Acknowledge an item: it leaves the pending list for good."""
+        context = _request(ctx)
+        context.exchange.acknowledge(_caller(ctx), itemId)
+        return True
+
+    @rpc(
+        Required,
+        Required,
+        Optional,
+        t.StaffInfo.customize(min_occurs=0, nillable=False),
+        _returns=t.StatusReceipt,
+        _throws=_THROWS,
+    )
+    def updateStatus(
+        ctx: Any,
+        documentId: str,
+        statusCode: str,
+        description: str | None,
+        staff: t.StaffInfo | None,
+    ) -> t.StatusReceipt:
+        """Report a processing status (recipient: 01-06, 15, 16; sender: 13 to recall)."""
+        context = _request(ctx)
+        staff_info = (
+            StaffInfoModel(department=staff.department, staff=staff.staff, email=staff.email, mobile=staff.mobile)
+            if staff is not None
+            else None
+        )
+        receipt = context.exchange.update_status(_caller(ctx), documentId, statusCode, description, staff_info)
+        return t.StatusReceipt(
+            documentId=receipt.document_id,
+            agencyCode=receipt.agency_code,
+            statusCode=receipt.status_code,
+            reportedAt=receipt.reported_at,
+            notified=list(receipt.notified),
+        )
+
+    @rpc(Required, _returns=Array(t.StatusEntry), _throws=_THROWS)
+    def getStatusHistory(ctx: Any, documentId: str) -> list[t.StatusEntry]:
+        """Every status of a document with its time: per recipient for the sender, own copy for a recipient."""
+        context = _request(ctx)
+        return [
+            t.StatusEntry(
+                documentId=e.document_id,
+                recipientCode=e.recipient_code,
+                recipientName=e.recipient_name,
+                statusCode=e.status_code,
+                statusName=e.status_name,
+                description=e.description,
+                staffDepartment=e.staff_department,
+                staffName=e.staff_name,
+                reportedBy=e.reporter_code,
+                reportedAt=e.reported_at,
+            )
+            for e in context.exchange.history(_caller(ctx), documentId)
+        ]
+
+    @rpc(Optional, _returns=Array(t.Agency), _throws=_THROWS)
+    def getAgencies(ctx: Any, parentCode: str | None) -> list[t.Agency]:
+        """The agency directory, or the direct children of ``parentCode``."""
+        context = _request(ctx)
+        _caller(ctx)
+        return [
+            t.Agency(code=a.code, name=a.name, level=a.level, parentCode=a.parent_code, active=a.active)
+            for a in context.exchange.agencies(parentCode)
+        ]
+
+
+__all__ = ["EdxmlGatewayService", "GatewayError"]

@@ -1,0 +1,266 @@
+"""Large edXML payloads bypass Spyne, in both directions, in bounded memory.
+
+Spyne reads a whole request into memory, parses it into one tree and copies a ``ByteArray``
+about eleven times (../shared/stack-notes.md §1.7). The gateway instead streams each request
+through expat once: the base64 text of ``sendDocument/document`` is decoded chunk by chunk
+into a staging file, and Spyne receives the same envelope with that element emptied. On the
+way out, ``getDocument`` hands Spyne a short placeholder which is replaced here by the file's
+base64, read and encoded in chunks while the response is written.
+
+The same pass enforces the request size limit, refuses DTDs and entity declarations, bounds
+nesting depth, and checks that SOAPAction names the operation in the body.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+from xml.parsers import expat
+
+from gateway.errors import MalformedEdxml, MalformedRequest, TooLarge
+
+SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+READ_CHUNK = 64 * 1024
+MAX_DEPTH = 64
+_WHITESPACE = b" \t\r\n"
+_BASE64_CHUNK = 3 * 64 * 1024
+
+
+@dataclass(frozen=True)
+class Payload:
+    """Where a base64 payload sits in a request: ``Body/<operation>/<element>`` in ``namespace``."""
+
+    namespace: str
+    operation: str
+    element: str
+
+
+@dataclass
+class StagedRequest:
+    """The request as Spyne will see it, plus the decoded payload file if there was one."""
+
+    body: bytes
+    operation: str | None
+    staged: Path | None
+
+
+class _Base64ToFile:
+    """Decodes base64 text arriving in arbitrary pieces straight into a file."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out = out
+        self.pending = bytearray()
+        self.size = 0
+
+    def feed(self, text: str) -> None:
+        try:
+            raw = text.encode("ascii")
+        except UnicodeEncodeError:
+            raise _bad_base64() from None
+        self.pending += raw.translate(None, _WHITESPACE)
+        if len(self.pending) >= READ_CHUNK:
+            self._drain(final=False)
+
+    def finish(self) -> None:
+        self._drain(final=True)
+        if self.pending:
+            raise _bad_base64()
+
+    def _drain(self, final: bool) -> None:
+        usable = len(self.pending) if final else len(self.pending) // 4 * 4
+        if not usable:
+            return
+        try:
+            decoded = binascii.a2b_base64(bytes(self.pending[:usable]), strict_mode=True)
+        except binascii.Error:
+            raise _bad_base64() from None
+        self.out.write(decoded)
+        self.size += len(decoded)
+        del self.pending[:usable]
+
+
+def _bad_base64() -> MalformedEdxml:
+    return MalformedEdxml(
+        "The document element does not hold valid base64. Send the .edxml file's bytes base64-encoded."
+    )
+
+
+class _Scanner:
+    """expat callbacks: track the element path, find the payload, note its byte span."""
+
+    def __init__(self, parser: Any, payloads: dict[str, Payload], staging_dir: Path) -> None:
+        self.parser = parser
+        self.payloads = payloads
+        self.staging_dir = staging_dir
+        self.stack: list[str] = []
+        self.operation: str | None = None
+        self.capture: _Base64ToFile | None = None
+        self.capture_depth = 0
+        self.content_start: int | None = None
+        self.content_end: int | None = None
+        self.staged_file: IO[bytes] | None = None
+        parser.StartElementHandler = self.start
+        parser.EndElementHandler = self.end
+        parser.CharacterDataHandler = self.data
+        parser.StartCdataSectionHandler = self.mark
+        parser.CommentHandler = lambda _text: self.mark()
+        parser.ProcessingInstructionHandler = lambda _target, _data: self.mark()
+        parser.StartDoctypeDeclHandler = self.refuse_dtd
+        parser.EntityDeclHandler = self.refuse_dtd
+        parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+
+    def refuse_dtd(self, *_args: object) -> None:
+        raise MalformedRequest("SOAP requests must not contain a DOCTYPE or entity declarations.")
+
+    def mark(self) -> None:
+        if self.capture is not None and self.content_start is None:
+            self.content_start = self.parser.CurrentByteIndex
+
+    def start(self, name: str, _attrs: object) -> None:
+        if self.capture is not None:
+            raise MalformedEdxml("The document element must contain only base64 text, not XML elements.")
+        self.stack.append(name)
+        depth = len(self.stack)
+        if depth > MAX_DEPTH:
+            raise MalformedRequest(f"The request nests elements deeper than {MAX_DEPTH} levels.")
+        if depth == 3 and self.stack[:2] == [f"{SOAP11_ENV} Envelope", f"{SOAP11_ENV} Body"]:
+            self.operation = name.rpartition(" ")[2]
+        elif depth == 4 and self.operation in self.payloads:
+            payload = self.payloads[self.operation]
+            if name == f"{payload.namespace} {payload.element}" and self.staged_file is None:
+                self.staged_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed by stage_request)
+                    dir=self.staging_dir, prefix="staged-", suffix=".edxml", delete=False
+                )
+                self.capture = _Base64ToFile(self.staged_file)
+                self.capture_depth = depth
+
+    def end(self, _name: str) -> None:
+        if self.capture is not None and len(self.stack) == self.capture_depth:
+            if self.content_start is not None:
+                self.content_end = self.parser.CurrentByteIndex
+            self.capture.finish()
+            self.capture = None
+        self.stack.pop()
+
+    def data(self, text: str) -> None:
+        if self.capture is not None:
+            self.mark()
+            self.capture.feed(text)
+
+
+def stage_request(
+    stream: IO[bytes],
+    content_length: int | None,
+    limit: int,
+    payloads: dict[str, Payload],
+    staging_dir: Path,
+    soap_action: str | None = None,
+) -> StagedRequest:
+    """Read a SOAP request once; decode the payload (if any) to a file and return the slim envelope.
+
+    Raises TooLarge past ``limit`` bytes (before reading, when Content-Length says so),
+    MalformedRequest for anything that is not a well-formed, DTD-free SOAP 1.1 envelope whose
+    SOAPAction agrees with its body, and MalformedEdxml for a payload that is not base64.
+    """
+    if content_length is not None and content_length > limit:
+        raise _too_large(limit)
+    staging_dir.mkdir(parents=True, exist_ok=True)
+    parser = expat.ParserCreate(namespace_separator=" ")
+    scanner = _Scanner(parser, payloads, staging_dir)
+    spool = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)  # noqa: SIM115 (closed below)
+    try:
+        received = 0
+        while True:
+            want = READ_CHUNK if content_length is None else min(READ_CHUNK, content_length - received)
+            chunk = stream.read(want) if want > 0 else b""
+            if not chunk:
+                break
+            received += len(chunk)
+            if received > limit:
+                raise _too_large(limit)
+            spool.write(chunk)
+            parser.Parse(chunk, False)
+        if content_length is not None and received < content_length:
+            raise MalformedRequest(
+                f"The request body ended after {received} of {content_length} bytes; send it again."
+            )
+        parser.Parse(b"", True)
+        if scanner.operation is None:
+            raise MalformedRequest("The request is XML but not a SOAP 1.1 envelope with an operation in its Body.")
+        _check_soap_action(soap_action, scanner.operation)
+        body = _slim_body(spool, received, scanner.content_start, scanner.content_end)
+        staged = Path(scanner.staged_file.name) if scanner.staged_file else None
+        if scanner.staged_file:
+            scanner.staged_file.close()
+        return StagedRequest(body, scanner.operation, staged)
+    except expat.ExpatError as exc:
+        _discard(scanner.staged_file)
+        raise MalformedRequest(
+            f"The request is not well-formed XML (line {exc.lineno}, column {exc.offset}): "
+            f"{expat.ErrorString(exc.code)}."
+        ) from None
+    except BaseException:
+        _discard(scanner.staged_file)
+        raise
+    finally:
+        spool.close()
+
+
+def _too_large(limit: int) -> TooLarge:
+    return TooLarge(
+        f"The request is larger than this gateway accepts ({limit // (1024 * 1024)} MiB including base64 "
+        "encoding). Reduce the attachments or ask the operator about the size limit."
+    )
+
+
+def _check_soap_action(soap_action: str | None, operation: str) -> None:
+    action = (soap_action or "").strip().strip('"')
+    if action and action != operation and not action.endswith(("/" + operation, "#" + operation)):
+        raise MalformedRequest(
+            f"SOAPAction '{action}' does not match the operation '{operation}' in the body."
+        )
+
+
+def _slim_body(spool: IO[bytes], size: int, start: int | None, end: int | None) -> bytes:
+    spool.seek(0)
+    if start is None or end is None:
+        return spool.read()
+    head = spool.read(start)
+    spool.seek(end)
+    return head + spool.read(size - end)
+
+
+def _discard(handle: IO[bytes] | None) -> None:
+    if handle is not None:
+        handle.close()
+        Path(handle.name).unlink(missing_ok=True)
+
+
+class ResponseStreamer:
+    """Swaps a placeholder in a small Spyne response for a file's base64, chunk by chunk."""
+
+    def __init__(self) -> None:
+        self.placeholder = secrets.token_bytes(30)
+        self.marker = base64.b64encode(self.placeholder)
+
+    def stream(self, response: bytes, path: Path, size: int) -> tuple[Iterator[bytes], int]:
+        """The response body as an iterator with the file inlined, and its exact length."""
+        head, found, tail = response.partition(self.marker)
+        if not found:
+            return iter([response]), len(response)
+        length = len(head) + (size + 2) // 3 * 4 + len(tail)
+        return _chunks(head, path, tail), length
+
+
+def _chunks(head: bytes, path: Path, tail: bytes) -> Iterator[bytes]:
+    yield head
+    with path.open("rb") as source:
+        while block := source.read(_BASE64_CHUNK):
+            yield base64.b64encode(block)
+    yield tail
