@@ -14,18 +14,18 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from sqlalchemy import make_url
+from sqlalchemy import URL, make_url
 
 from gateway.store.blobs import BlobStore
 from gateway.store.database import Database
 
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-PG_SKIP_REASON = "PostgreSQL not reachable at 127.0.0.1:5432 (set GATEWAY_TEST_PG_URL)"
+PG_SKIP_REASON = "PostgreSQL not reachable at {host}:{port} (set GATEWAY_TEST_PG_URL)"
 
 
-def _libpq_dsn(sqlalchemy_url: str, database: str) -> str:
+def _libpq_dsn(sqlalchemy_url: URL, database: str) -> str:
     """The same server as ``sqlalchemy_url`` in libpq form, pointed at ``database``."""
-    url = make_url(sqlalchemy_url).set(drivername="postgresql", database=database)
+    url = sqlalchemy_url.set(drivername="postgresql", database=database)
     return url.render_as_string(hide_password=False)
 
 
@@ -38,17 +38,19 @@ def sqlite_url(tmp_path: Path) -> str:
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A SQLAlchemy URL for a new, empty PostgreSQL database, dropped after the test."""
-    base = os.environ.get("GATEWAY_TEST_PG_URL") or DEFAULT_PG_URL
+    base = make_url(os.environ.get("GATEWAY_TEST_PG_URL") or DEFAULT_PG_URL)
+    if base.drivername == "postgresql":
+        base = base.set(drivername="postgresql+psycopg")  # psycopg 3 is the driver we ship with
     maintenance = _libpq_dsn(base, "postgres")
     name = f"gw_test_{uuid.uuid4().hex[:12]}"
     try:
         admin = psycopg.connect(maintenance, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError:
-        pytest.skip(PG_SKIP_REASON)
+        pytest.skip(PG_SKIP_REASON.format(host=base.host, port=base.port or 5432))
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield make_url(base).set(database=name).render_as_string(hide_password=False)
+        yield base.set(database=name).render_as_string(hide_password=False)
     finally:
         with psycopg.connect(maintenance, autocommit=True, connect_timeout=3) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

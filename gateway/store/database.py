@@ -70,7 +70,8 @@ class Database:
         """Yield a session inside one transaction: commit on success, roll back on any exception.
 
         Connection failures, lock timeouts and pool exhaustion become :class:`Unavailable` (nothing
-        was stored); all other exceptions propagate unchanged after the rollback.
+        was stored); all other exceptions propagate unchanged after the rollback. Do not nest two
+        transactions in one thread: on SQLite the inner one would wait for the outer one's write lock.
         """
         try:
             with self._sessions() as session, session.begin():

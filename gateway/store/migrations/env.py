@@ -1,8 +1,8 @@
 """Alembic environment: online migrations only, on the connection ``Database.upgrade`` hands in.
 
-Run from the CLI too: ``alembic -x url=sqlite:///var/gateway.sqlite3 upgrade head`` with
-``script_location = gateway/store/migrations`` builds its own :class:`Database` (and so the same
-SQLite ``BEGIN IMMEDIATE`` and pragmas).
+From the CLI, with an ini holding ``[alembic] script_location = gateway.store:migrations``:
+``alembic -c that.ini -x url=sqlite:///var/gateway.sqlite3 upgrade head`` builds its own
+:class:`Database`, so the SQLite ``BEGIN IMMEDIATE`` and pragmas apply there too.
 """
 
 from __future__ import annotations
