@@ -1,0 +1,141 @@
+"""Deliberate leniency: bring a parsed edXML tree into the SDK's shape before validation.
+
+The official parser matches children by local name, in any order, and Bkav code spells
+``Business*`` as well as the SDK's ``Bussiness*`` (spec §2). Senders rely on that, so the gateway
+accepts it too, but validates against a strict schema: this module rewrites the *parsed tree*
+(never the stored original bytes) to SDK order and spelling, and moves unqualified elements
+below the root into the QCVN namespace (they are QCVN elements written without a default
+namespace). Elements in any other namespace are left alone for the schema to refuse.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from lxml import etree
+
+from gateway.edxml.ns import QCVN, local_name, namespace_of, q
+
+MessageKind = Literal["document", "status"]
+
+SPELLING = {
+    "Business": "Bussiness",
+    "BusinessDocType": "BussinessDocType",
+    "BusinessDocReason": "BussinessDocReason",
+    "BusinessDocumentInfo": "BussinessDocumentInfo",
+}
+"""Accepted alternative spellings (Bkav) and the SDK spelling they become."""
+
+_ORGANIZATION = (
+    "OrganId", "OrganizationInCharge", "OrganName", "OrganAdd", "Email", "Telephone", "Fax", "Website",
+)
+
+DOCUMENT_HEADER_ORDER = (
+    "From", "To", "DocumentId", "Code", "PromulgationInfo", "DocumentType", "Subject", "Content",
+    "SignerInfo", "DueDate", "OtherInfo", "ResponseFor", "SteeringType", "ResponseForTask",
+    "ApplicationType", "ToPlaces",
+)
+STATUS_HEADER_ORDER = ("From", "ResponseFor", "StaffInfo", "StatusCode", "Description", "Timestamp")
+
+SDK_ORDER: dict[str, tuple[str, ...]] = {
+    "edXML": ("edXMLEnvelope", "AttachmentEncoded"),
+    "edXMLEnvelope": ("edXMLHeader", "edXMLBody"),
+    "edXMLHeader": ("MessageHeader", "TraceHeaderList", "Signature"),
+    "From": _ORGANIZATION,
+    "To": _ORGANIZATION,
+    "Code": ("CodeNumber", "CodeNotation"),
+    "PromulgationInfo": ("Place", "PromulgationDate"),
+    "DocumentType": ("Type", "TypeDetail", "TypeName"),
+    "SignerInfo": ("Competence", "Position", "FullName"),
+    "OtherInfo": (
+        "Priority", "SphereOfPromulgation", "TyperNotation", "PromulgationAmount", "PageAmount",
+        "ReplyFors", "Direction", "ReferenceCodes", "Appendixes",
+    ),
+    "ResponseFor": ("OrganId", "Code", "DocumentId", "PromulgationDate"),
+    "StaffInfo": ("Department", "DepartmentId", "Staff", "StaffId", "Email", "Mobile"),
+    "TraceHeaderList": ("Paper", "Bussiness", "TraceHeader"),
+    "TraceHeader": ("OrganId", "Timestamp"),
+    "Bussiness": (
+        "DocumentId", "BussinessDocType", "BussinessDocReason", "Paper", "StaffInfo",
+        "BussinessDocumentInfo", "ReplacementInfoList",
+    ),
+    "BussinessDocumentInfo": ("DocumentInfo", "DocumentReceiver", "ReceiverList"),
+    "Receiver": ("OrganId", "ReceiverType"),
+    "ReplacementInfo": ("DocumentId", "OrganIdList"),
+    "edXMLBody": ("edXMLManifest",),
+    "Reference": ("ContentId", "ContentType", "Description", "AttachmentName"),
+    "Attachment": (
+        "ContentId", "AttachmentName", "Description", "FieldName", "MimeType", "ContentType",
+        "ContentTransferEncoded",
+    ),
+}
+"""Child order the SDK writes, per parent local name (spec §3, §4.1). ``MessageHeader`` depends on the kind."""
+
+_KEEP_TEXT = frozenset({"ContentTransferEncoded"})
+
+
+def kind_of(root: etree._Element) -> MessageKind:
+    """``status`` when the MessageHeader has a StatusCode child, else ``document`` (any order, any spelling)."""
+    for header in root.iter(q("MessageHeader"), "MessageHeader"):
+        if any(local_name(child.tag) == "StatusCode" for child in header):
+            return "status"
+    return "document"
+
+
+def normalize(root: etree._Element) -> MessageKind:
+    """Rewrite ``root`` in place into SDK namespace, spelling, order and trimmed leaf text; return its kind."""
+    if namespace_of(root.tag) is None:
+        root.tag = q(root.tag)
+    _adopt(root)
+    kind = kind_of(root)
+    _reorder(root, kind)
+    return kind
+
+
+def _adopt(root: etree._Element) -> None:
+    """Qualify unqualified descendants, fix spelling, trim leaf text; leave signature insides untouched."""
+    stack = list(root)
+    while stack:
+        element = stack.pop()
+        if not isinstance(element.tag, str):
+            continue
+        namespace = namespace_of(element.tag)
+        name = local_name(element.tag)
+        if namespace is None:
+            element.tag = q(name)
+            namespace = QCVN
+        if namespace != QCVN:
+            continue
+        if name in SPELLING:
+            element.tag = q(SPELLING[name])
+        if name == "Signature":
+            continue
+        if len(element) == 0 and element.text and name not in _KEEP_TEXT:
+            element.text = element.text.strip()
+        stack.extend(element)
+
+
+def _reorder(root: etree._Element, kind: MessageKind) -> None:
+    """Stable-sort QCVN children into SDK order; unknown elements go last, for the schema to name."""
+    stack = [root]
+    while stack:
+        element = stack.pop()
+        if namespace_of(element.tag) != QCVN:
+            continue
+        name = local_name(element.tag)
+        if name == "Signature":
+            continue
+        stack.extend(child for child in element if isinstance(child.tag, str))
+        if name == "MessageHeader":
+            order = STATUS_HEADER_ORDER if kind == "status" else DOCUMENT_HEADER_ORDER
+        else:
+            order = SDK_ORDER.get(name)
+        if order is None or len(element) < 2:
+            continue
+        rank = {child_name: index for index, child_name in enumerate(order)}
+        children = list(element)
+        ordered = sorted(children, key=lambda child: rank.get(local_name(child.tag), len(order)))
+        if ordered != children:
+            for child in children:
+                element.remove(child)
+            element.extend(ordered)

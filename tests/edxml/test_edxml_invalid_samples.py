@@ -1,0 +1,103 @@
+"""Every invalid sample is refused with the right exception, naming the problem, its path and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from edxml_samples import INVALID, line_of
+
+from gateway.edxml import ValidationIssue, message_kind, read_document, read_status
+from gateway.errors import GatewayError, InvalidEdxml, MalformedEdxml, SchemaInvalid
+
+HEADER = "/edXML/edXMLEnvelope/edXMLHeader/MessageHeader"
+
+# file, exception, words the message must contain, issue path (None: not a schema issue), line needle
+CASES = [
+    ("bad-date-format.edxml", SchemaInvalid, "PromulgationDate '2016-04-01' must be written yyyy/MM/dd",
+     f"{HEADER}/PromulgationInfo/PromulgationDate", "2016-04-01"),
+    ("impossible-date.edxml", SchemaInvalid, "PromulgationDate '2015/02/29' is not a real date",
+     f"{HEADER}/PromulgationInfo/PromulgationDate", "2015/02/29"),
+    ("bad-organid.edxml", SchemaInvalid, "OrganId 'H14-CAOBANG' must be written as an agency code",
+     f"{HEADER}/To[2]/OrganId", "H14-CAOBANG"),
+    ("unknown-status-code.edxml", SchemaInvalid, "StatusCode '07' is not one of the allowed codes",
+     f"{HEADER}/StatusCode", "<edXML:StatusCode>07"),
+    ("status-bad-timestamp.edxml", SchemaInvalid, "must be written yyyy/MM/dd HH:mm:ss",
+     f"{HEADER}/Timestamp", "2016/04/02T09:15"),
+    ("missing-subject.edxml", SchemaInvalid, "MessageHeader is missing Subject", HEADER, "<edXML:MessageHeader>"),
+    ("missing-to.edxml", SchemaInvalid, "To is missing", f"{HEADER}/DocumentId", "<edXML:DocumentId>"),
+    ("subject-too-long.edxml", SchemaInvalid, "Subject is 1439 characters long; at most 1000",
+     f"{HEADER}/Subject", "<edXML:Subject>"),
+    ("bad-base64.edxml", SchemaInvalid, "not base64",
+     "/edXML/AttachmentEncoded/Attachment[2]/ContentTransferEncoded", "*!"),
+    ("wrong-root-namespace.edxml", SchemaInvalid, "must be edXML in namespace http://www.mic.gov.vn/TBT/QCVN_102_2016",
+     "/{http://www.e-doc.vn/Schema/}edXML", "<edXML xmlns"),
+]
+
+
+@pytest.mark.parametrize(("name", "error", "words", "path", "needle"), CASES, ids=[case[0] for case in CASES])
+def test_schema_problem_named_with_path_and_line(
+    name: str, error: type[GatewayError], words: str, path: str, needle: str
+) -> None:
+    sample = INVALID / name
+    reader = read_status if "status" in name else read_document
+    with pytest.raises(error) as caught:
+        reader(sample)
+    line = line_of(sample, needle)
+    issues: list[ValidationIssue] = caught.value.issues  # type: ignore[attr-defined]
+    assert issues[0] == ValidationIssue(line, path, issues[0].message)
+    assert words in issues[0].message
+    assert words in caught.value.message
+    assert f"line {line}, {path}" in caught.value.message
+
+
+def test_duplicate_recipient_is_inconsistent() -> None:
+    sample = INVALID / "duplicate-to.edxml"
+    with pytest.raises(InvalidEdxml) as caught:
+        read_document(sample)
+    second = line_of(sample, "Cao Bằng</edXML:OrganName>") - 1
+    assert "000.00.00.H41 twice" in caught.value.message
+    assert f"line {second}, {HEADER}/To[2]/OrganId" in caught.value.message
+
+
+def test_manifest_reference_without_attachment_is_inconsistent() -> None:
+    sample = INVALID / "reference-without-attachment.edxml"
+    with pytest.raises(InvalidEdxml) as caught:
+        read_document(sample)
+    line = line_of(sample, "<edXML:ContentId>cid:7816-2")
+    assert "ContentId cid:7816-2" in caught.value.message
+    assert f"line {line}, /edXML/edXMLEnvelope/edXMLBody/edXMLManifest/Reference[2]/ContentId" in caught.value.message
+    assert "no Attachment with that ContentId" in caught.value.message
+
+
+def test_not_well_formed_reports_line_and_column() -> None:
+    sample = INVALID / "not-well-formed.edxml"
+    with pytest.raises(MalformedEdxml) as caught:
+        read_document(sample)
+    line = line_of(sample, "</edXML:Subjet>")
+    assert f"line {line}, column" in caught.value.message
+    assert "closing tag does not match" in caught.value.message
+
+
+@pytest.mark.parametrize("name", ["doctype.edxml", "xxe-local-file.edxml", "billion-laughs.edxml"])
+def test_doctype_refused(name: str) -> None:
+    for reader in (read_document, read_status, message_kind):
+        with pytest.raises(MalformedEdxml, match="DOCTYPE"):
+            reader(INVALID / name)
+
+
+def test_every_invalid_sample_is_covered() -> None:
+    covered = {case[0] for case in CASES} | {
+        "duplicate-to.edxml", "reference-without-attachment.edxml", "not-well-formed.edxml",
+        "doctype.edxml", "xxe-local-file.edxml", "billion-laughs.edxml",
+    }
+    assert {path.name for path in Path(INVALID).iterdir()} == covered
+
+
+def test_bytes_and_path_give_the_same_error() -> None:
+    sample = INVALID / "bad-date-format.edxml"
+    with pytest.raises(SchemaInvalid) as from_path:
+        read_document(sample)
+    with pytest.raises(SchemaInvalid) as from_bytes:
+        read_document(sample.read_bytes())
+    assert from_path.value.message == from_bytes.value.message
