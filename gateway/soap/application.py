@@ -93,13 +93,15 @@ class _SpyneWsgi(WsgiApplication):
 
 def build_spyne_application() -> Application:
     """The Spyne application: one service, document/literal wrapped SOAP 1.1, validated input."""
-    return _GatewayApplication(
+    application = _GatewayApplication(
         [EdxmlGatewayService],
         tns=NAMESPACE,
         name=SERVICE_NAME,
         in_protocol=_Soap11(validator="lxml"),
         out_protocol=_Soap11(),
     )
+    application.transport = WsgiApplication.transport
+    return application
 
 
 def render_wsdl(application: Application, location: str = WSDL_LOCATION) -> bytes:
@@ -107,7 +109,26 @@ def render_wsdl(application: Application, location: str = WSDL_LOCATION) -> byte
     wsdl = Wsdl11(application.interface)
     wsdl.build_interface_document(location)
     tree = etree.fromstring(wsdl.get_interface_document())
+    _sort_children(tree.find(f"{{{_WSDL}}}types/{{{_XS}}}schema"))
+    _sort_children(tree)
     return etree.tostring(tree, pretty_print=True, xml_declaration=True, encoding="UTF-8")
+
+
+_WSDL = "http://schemas.xmlsoap.org/wsdl/"
+_XS = "http://www.w3.org/2001/XMLSchema"
+_WSDL_ORDER = [f"{{{_WSDL}}}{name}" for name in ("types", "message", "portType", "binding", "service")]
+
+
+def _sort_children(parent: etree._Element | None) -> None:
+    """Put definitions in a fixed order: Spyne emits them in hash order, which differs per process."""
+    if parent is None:
+        return
+
+    def key(child: etree._Element) -> tuple[int, str, str]:
+        rank = _WSDL_ORDER.index(child.tag) if child.tag in _WSDL_ORDER else len(_WSDL_ORDER)
+        return rank, str(child.tag), child.get("name", "")
+
+    parent[:] = sorted(parent, key=key)
 
 
 StartResponse = Callable[..., Any]
