@@ -132,21 +132,29 @@ class _TreeBuilder:
             )
         tag = _clark(name)
         attrib = {_clark(key): value for key, value in attrs.items()}
-        if self._stack:
-            top = self._stack[-1]
-            if len(top.element) and top.tail_parts:
-                top.element[-1].tail = "".join(top.tail_parts)
-                top.tail_parts = []
-            element = etree.SubElement(top.element, tag, attrib)
-        else:
-            element = etree.Element(tag, attrib, nsmap=PREFIXES)
-            self.root = element
+        try:
+            element = self._attach(tag, attrib)
+        except ValueError as exc:
+            raise MalformedEdxml(
+                f"The edXML is not acceptable XML: line {self._parser.CurrentLineNumber}: {exc}."
+            ) from None
         element.sourceline = self._parser.CurrentLineNumber
         opened = _Open(element)
         if local_name(tag) == ENCODED_CONTENT:
             opened.encoded = EncodedContent(line=element.sourceline)
             self.contents[element] = opened.encoded
         self._stack.append(opened)
+
+    def _attach(self, tag: str, attrib: dict[str, str]) -> etree._Element:
+        """Create the element under the open one; lxml refuses some names and URIs XML allows."""
+        if not self._stack:
+            self.root = etree.Element(tag, attrib, nsmap=PREFIXES)
+            return self.root
+        top = self._stack[-1]
+        if len(top.element) and top.tail_parts:
+            top.element[-1].tail = "".join(top.tail_parts)
+            top.tail_parts = []
+        return etree.SubElement(top.element, tag, attrib)
 
     def end(self, _name: str) -> None:
         opened = self._stack.pop()

@@ -45,8 +45,7 @@ def read_document(source: Source) -> DocumentMessage:
     parsed = load(source, "document")
     root = parsed.root
     header = _header(root)
-    _check_recipients(header)
-    attachments = _check_attachments(root, parsed)
+    attachments = _attachment_infos(root, parsed)
     code = header.find(q("Code"))
     promulgation = header.find(q("PromulgationInfo"))
     doc_type = header.find(q("DocumentType"))
@@ -118,6 +117,9 @@ def load(source: Source, expected: MessageKind) -> ParsedEdxml:
         issues = _content_issues(parsed) + _date_issues(parsed.root)
     if issues:
         raise schema_invalid(issues, kind)
+    if kind == "document":
+        _check_recipients(_header(parsed.root))
+        _check_manifest(parsed.root)
     return parsed
 
 
@@ -168,8 +170,8 @@ def _check_recipients(header: etree._Element) -> None:
         seen[organ_id] = organ
 
 
-def _check_attachments(root: etree._Element, parsed: ParsedEdxml) -> tuple[AttachmentInfo, ...]:
-    """Manifest references and attachments must match one to one by ContentId; return the attachments."""
+def _check_manifest(root: etree._Element) -> None:
+    """Manifest references and attachments must match one to one by ContentId."""
     references = root.findall(
         f"{q('edXMLEnvelope')}/{q('edXMLBody')}/{q('edXMLManifest')}/{q('Reference')}/{q('ContentId')}"
     )
@@ -197,6 +199,11 @@ def _check_attachments(root: etree._Element, parsed: ParsedEdxml) -> tuple[Attac
                 f"The edXML carries an attachment the manifest does not list: ContentId {content_id.text} "
                 f"(line {content_id.sourceline}, {element_path(content_id)}) has no manifest Reference."
             )
+
+
+def _attachment_infos(root: etree._Element, parsed: ParsedEdxml) -> tuple[AttachmentInfo, ...]:
+    """Describe each attachment; sizes come from the streaming base64 count."""
+    attachments = root.findall(f"{q('AttachmentEncoded')}/{q('Attachment')}")
     infos = []
     for attachment in attachments:
         encoded = attachment.find(q("ContentTransferEncoded"))

@@ -1,0 +1,114 @@
+"""Hostile and arbitrary input: refused cleanly, never leaking files, only ever with GatewayError."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import pytest
+from edxml_samples import INVALID, VALID
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.edxml import message_kind, read_document, read_status
+from gateway.errors import GatewayError, MalformedEdxml
+
+SAMPLE_BYTES = [path.read_bytes() for path in sorted(VALID.iterdir())]
+
+
+def test_xxe_does_not_leak_a_local_file(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-42", encoding="utf-8")
+    data = (VALID / "minimal.edxml").read_text(encoding="utf-8")
+    data = data.replace(
+        '<?xml version="1.0" encoding="UTF-8"?>\n',
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE edXML [<!ENTITY s SYSTEM "{secret.as_uri()}">]>\n',
+    ).replace(">V/v kết nối", ">&s;V/v kết nối")
+    with pytest.raises(MalformedEdxml) as caught:
+        read_document(data.encode("utf-8"))
+    assert "TOP-SECRET-42" not in str(caught.value)
+
+
+def test_parameter_entities_refused() -> None:
+    data = b'<?xml version="1.0"?><!DOCTYPE edXML [<!ENTITY % p SYSTEM "http://127.0.0.1:1/x.dtd"> %p;]><edXML/>'
+    with pytest.raises(MalformedEdxml, match="DOCTYPE"):
+        read_document(data)
+
+
+def test_billion_laughs_refused_quickly() -> None:
+    with pytest.raises(MalformedEdxml, match="DOCTYPE"):
+        read_document(INVALID / "billion-laughs.edxml")
+
+
+def test_undeclared_entity_refused() -> None:
+    with pytest.raises(MalformedEdxml, match="undefined entity"):
+        read_document(b"<edXML>&lol9;</edXML>")
+
+
+def test_deep_nesting_refused() -> None:
+    with pytest.raises(MalformedEdxml, match="nested"):
+        read_document(b"<a>" * 200 + b"</a>" * 200)
+
+
+@pytest.mark.parametrize("data", [b"", b"   ", b"\xef\xbb\xbf", b"not xml", b"<edXML", b"<?xml version='1.0'?>"])
+def test_garbage_is_malformed(data: bytes) -> None:
+    with pytest.raises(MalformedEdxml):
+        read_document(data)
+
+
+def test_missing_file_is_malformed(tmp_path: Path) -> None:
+    with pytest.raises(MalformedEdxml, match="cannot be read"):
+        read_document(tmp_path / "absent.edxml")
+
+
+def _only_gateway_errors(data: bytes) -> None:
+    for reader in (read_document, read_status, message_kind):
+        with contextlib.suppress(GatewayError):
+            reader(data)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=2000))
+def test_random_bytes_only_raise_gateway_errors(data: bytes) -> None:
+    _only_gateway_errors(data)
+
+
+@st.composite
+def mutated_samples(draw: st.DrawFn) -> bytes:
+    """A valid sample with a few bytes replaced, deleted or inserted."""
+    data = bytearray(draw(st.sampled_from(SAMPLE_BYTES)))
+    for _ in range(draw(st.integers(1, 4))):
+        position = draw(st.integers(0, len(data) - 1))
+        action = draw(st.sampled_from(["replace", "delete", "insert"]))
+        byte = draw(st.sampled_from(list(b"<>/&;='\"x0 :\n\xc3\xff")))
+        if action == "replace":
+            data[position] = byte
+        elif action == "delete":
+            del data[position]
+        else:
+            data.insert(position, byte)
+    return bytes(data)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated_samples())
+def test_mutated_samples_only_raise_gateway_errors(data: bytes) -> None:
+    _only_gateway_errors(data)
+
+
+@st.composite
+def swapped_texts(draw: st.DrawFn) -> bytes:
+    """A valid sample with one element's text replaced by arbitrary text (escaped)."""
+    text = draw(st.sampled_from(SAMPLE_BYTES)).decode("utf-8")
+    starts = [i for i, ch in enumerate(text) if ch == ">" and i + 1 < len(text) and text[i + 1] not in "\n<"]
+    position = draw(st.sampled_from(starts))
+    end = text.index("<", position)
+    value = draw(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=30))
+    value = value.replace("&", "&amp;").replace("<", "&lt;")
+    return (text[: position + 1] + value + text[end:]).encode("utf-8")
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(swapped_texts())
+def test_arbitrary_field_values_only_raise_gateway_errors(data: bytes) -> None:
+    _only_gateway_errors(data)
