@@ -243,6 +243,11 @@ def parse(source: Path | bytes | bytearray | memoryview) -> ParsedEdxml:
         raise MalformedEdxml(
             f"The edXML is not well-formed XML: line {exc.lineno}, column {exc.offset + 1}: {words}."
         ) from None
+    except (LookupError, UnicodeError) as exc:
+        raise MalformedEdxml(
+            f"The edXML cannot be decoded: line {parser.CurrentLineNumber}: the declared encoding is not "
+            f"supported or does not match the bytes ({exc}); use UTF-8."
+        ) from None
     except OSError as exc:
         raise MalformedEdxml(f"The edXML file cannot be read: {exc.strerror or exc}.") from None
     if builder.root is None:

@@ -38,6 +38,7 @@ FORMATS = {
 
 _TYPE_WORDS = {
     "unsignedShort": "must be a whole number from 0 to 65535",
+    "CountType": "must be a whole number from 0 to 65535",
     "boolean": "must be true or false",
     "base64Binary": "must be base64 text",
 }

@@ -112,3 +112,11 @@ def swapped_texts(draw: st.DrawFn) -> bytes:
 @given(swapped_texts())
 def test_arbitrary_field_values_only_raise_gateway_errors(data: bytes) -> None:
     _only_gateway_errors(data)
+
+
+@pytest.mark.parametrize("encoding", ["TF-8", "no-such-codec", "utf-16"])
+def test_unsupported_or_wrong_encoding_is_malformed(encoding: str) -> None:
+    data = (VALID / "minimal.edxml").read_bytes().replace(b'encoding="UTF-8"', f'encoding="{encoding}"'.encode())
+    with pytest.raises(MalformedEdxml):
+        read_document(data)
+

@@ -101,3 +101,26 @@ def test_bytes_and_path_give_the_same_error() -> None:
     with pytest.raises(SchemaInvalid) as from_bytes:
         read_document(sample.read_bytes())
     assert from_path.value.message == from_bytes.value.message
+
+
+def test_many_problems_list_five_and_keep_all() -> None:
+    text = (INVALID.parent / "valid" / "full.edxml").read_text(encoding="utf-8")
+    for good, bad in [
+        ("2016/04/01</edXML:PromulgationDate>", "01/04/2016</edXML:PromulgationDate>"),
+        ("2016/06/30", "30/06/2016"),
+        ("<edXML:Priority>2<", "<edXML:Priority>9<"),
+        ("<edXML:SteeringType>1<", "<edXML:SteeringType>5<"),
+        ("<edXML:Type>1<", "<edXML:Type>một<"),
+        ("<edXML:Direction>false<", "<edXML:Direction>không<"),
+        ("<edXML:Paper>1<", "<edXML:Paper>2<"),
+    ]:
+        text = text.replace(good, bad, 1)
+    with pytest.raises(SchemaInvalid) as caught:
+        read_document(text.encode("utf-8"))
+    issues: list[ValidationIssue] = caught.value.issues  # type: ignore[attr-defined]
+    assert len(issues) == 7
+    assert "(7 problems)" in caught.value.message
+    assert "and 2 more" in caught.value.message
+    assert [issue.line for issue in issues] == sorted(issue.line or 0 for issue in issues)
+    assert any("Type 'một' must be a whole number" in issue.message for issue in issues)
+    assert any("Direction 'không' must be true or false" in issue.message for issue in issues)

@@ -176,3 +176,13 @@ def test_status_minimal_round_trip() -> None:
 def test_status_unknown_code_refused(code: str) -> None:
     with pytest.raises(SchemaInvalid, match="StatusCode"):
         status_bytes(StatusMessage(NGHE_AN, ORIGINAL, code, datetime(2016, 4, 2, 9, 15, 0)))
+
+
+def test_memory_bench_stays_within_budget() -> None:
+    import subprocess
+    import sys
+
+    tool = Path(__file__).resolve().parents[2] / "tools" / "bench_edxml_memory.py"
+    result = subprocess.run([sys.executable, str(tool), "--mb", "8"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "growth / file size" in result.stdout
