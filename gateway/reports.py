@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any, TextIO
 
-from sqlalchemy import and_, distinct, func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from gateway.exchange.workflow import STATUS_NAMES
@@ -51,7 +51,7 @@ def _in(column: Any, start: datetime, end: datetime) -> Any:
 
 
 def _live_credential_agencies(session: Session, at: datetime) -> set[int]:
-    query = select(distinct(Credential.agency_id)).where(
+    query = select(Credential.agency_id).distinct().where(
         Credential.created_at <= at,
         or_(Credential.revoked_at.is_(None), Credential.revoked_at > at),
         or_(Credential.expires_at.is_(None), Credential.expires_at > at),
