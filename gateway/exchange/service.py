@@ -205,7 +205,7 @@ class ExchangeService:
         session.flush()
         for agency in recipients:
             session.add(Recipient(document_id=document.id, agency_id=agency.id))
-            queue.enqueue(session, agency.id, "document", document.id, now=now)
+            queue.enqueue(session, agency.id, queue.KIND_DOCUMENT, document.id, now=now)
         codes = tuple(a.code for a in recipients)
         audit.append(
             session,
@@ -272,8 +272,10 @@ class ExchangeService:
         with self.db.transaction() as session:
             delivery = self._own_delivery(session, caller, item_id)
             queue.mark_fetched(session, delivery, now)
+            if delivery.state == queue.WITHDRAWN:
+                raise _withdrawn(item_id)
             document = delivery.document
-            if delivery.kind == "document":
+            if delivery.kind == queue.KIND_DOCUMENT:
                 sha256, size = document.blob_sha256, document.size
                 recipient = _recipient_row(session, document.id, caller.agency_id, lock=True)
                 if recipient is not None and recipient.status is None:
@@ -298,7 +300,7 @@ class ExchangeService:
         now = self.clock()
         with self.db.transaction() as session:
             delivery = self._own_delivery(session, caller, item_id)
-            if delivery.state == "acked":
+            if delivery.state == queue.ACKED:
                 return
             queue.acknowledge(session, delivery, now)
             audit.append(
@@ -316,10 +318,8 @@ class ExchangeService:
             raise NotFound(
                 f"No item '{item_id}' is addressed to {caller.code}. Use an itemId from getPendingDocuments."
             )
-        if delivery.state == "withdrawn":
-            raise NotFound(
-                f"Item '{item_id}' was withdrawn by its sender (recalled or replaced) before you fetched it."
-            )
+        if delivery.state == queue.WITHDRAWN:
+            raise _withdrawn(item_id)
         return delivery
 
     # -- status -----------------------------------------------------------------------------
@@ -514,7 +514,7 @@ class ExchangeService:
             recipient.status_at = now
         session.flush()
         target_id = notify_agency_id if notify_agency_id is not None else document.sender_id
-        queue.enqueue(session, target_id, "status", document.id, status_event_id=event.id, now=now)
+        queue.enqueue(session, target_id, queue.KIND_STATUS, document.id, status_event_id=event.id, now=now)
         audit.append(
             session,
             actor=reporter.code,
@@ -548,6 +548,10 @@ def _recipient_row(session: Session, document_id: str, agency_id: int, lock: boo
     if lock:
         query = query.with_for_update()
     return session.scalar(query)
+
+
+def _withdrawn(item_id: str) -> NotFound:
+    return NotFound(f"Item '{item_id}' was withdrawn by its sender (recalled or replaced) before you fetched it.")
 
 
 def _document_not_found(document_id: str) -> NotFound:

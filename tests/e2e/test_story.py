@@ -1,0 +1,94 @@
+"""The whole story over real HTTP with zeep: a ministry sends, two provinces handle it, the sender follows.
+
+Runs once on SQLite and once on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from conftest import CAO_BANG, NGHE_AN, VPCP
+from documents import official_letter
+from sqlalchemy import func, select
+
+from gateway.edxml import read_document, read_status
+from gateway.store.models import Delivery, Document
+
+
+def _items(client, **kwargs) -> list:
+    return list(client.service.getPendingDocuments(**kwargs) or [])
+
+
+def test_ministry_sends_two_provinces_handle_it_and_the_sender_follows(client_for, live_gateway) -> None:
+    vpcp, nghe_an, cao_bang = client_for(VPCP), client_for(NGHE_AN), client_for(CAO_BANG)
+    edxml = official_letter(VPCP, [NGHE_AN, CAO_BANG])
+
+    receipt = vpcp.service.sendDocument(document=edxml)
+    assert receipt.duplicate is False
+    assert receipt.recipients.string == [NGHE_AN, CAO_BANG]
+    document_id = receipt.documentId
+
+    for province in (nghe_an, cao_bang):
+        items = _items(province)
+        assert [(i.kind, i.documentId, i.senderCode) for i in items] == [("document", document_id, VPCP)]
+        item = items[0]
+        assert item.subject == "Về việc triển khai kết nối liên thông văn bản điện tử"
+        assert item.code == "7816/VPCP-TTĐT"
+        fetched = province.service.getDocument(itemId=item.itemId)
+        assert fetched.edxml == edxml
+        assert fetched.sha256 == hashlib.sha256(edxml).hexdigest() and fetched.size == len(edxml)
+        assert read_document(fetched.edxml).recipients[0].organ_id == NGHE_AN
+        assert province.service.confirmReceived(itemId=item.itemId) is True
+        assert province.service.confirmReceived(itemId=item.itemId) is True, "acknowledging twice is harmless"
+
+    for code, text in (("03", "Đã vào sổ"), ("04", "Giao Sở TT&TT"), ("05", "Đang xử lý"), ("06", "Hoàn thành")):
+        receipt_status = nghe_an.service.updateStatus(
+            documentId=document_id, statusCode=code, description=text,
+            staff={"department": "Văn thư", "staff": "Nguyễn Văn A"},
+        )
+        assert (receipt_status.statusCode, receipt_status.notified.string) == (code, [VPCP])
+    cao_bang.service.updateStatus(documentId=document_id, statusCode="02", description="Gửi nhầm đơn vị")
+
+    history = vpcp.service.getStatusHistory(documentId=document_id)
+    per_recipient: dict[str, list[str]] = {}
+    for entry in history:
+        per_recipient.setdefault(entry.recipientCode, []).append(entry.statusCode)
+    assert per_recipient == {NGHE_AN: ["01", "03", "04", "05", "06"], CAO_BANG: ["01", "02"]}
+    times = [entry.reportedAt for entry in history]
+    assert times == sorted(times)
+    assert [e.description for e in history if e.statusCode == "02"] == ["Gửi nhầm đơn vị"]
+    assert {e.staffName for e in history if e.recipientCode == NGHE_AN and e.statusCode != "01"} == {"Nguyễn Văn A"}
+
+    own = nghe_an.service.getStatusHistory(documentId=document_id)
+    assert {e.recipientCode for e in own} == {NGHE_AN}, "a recipient sees its own copy's history only"
+
+    status_items = _items(vpcp, maxItems=50)
+    assert sorted((i.statusFrom, i.statusCode) for i in status_items) == sorted(
+        [(NGHE_AN, c) for c in ("01", "03", "04", "05", "06")] + [(CAO_BANG, c) for c in ("01", "02")]
+    )
+    for item in status_items:
+        message = read_status(vpcp.service.getDocument(itemId=item.itemId).edxml)
+        assert (message.sender.organ_id, message.status_code) == (item.statusFrom, item.statusCode)
+        assert message.response_for.document_id == f"{VPCP},2026/11/20,7816/VPCP-TTĐT"
+        vpcp.service.confirmReceived(itemId=item.itemId)
+    assert _items(vpcp) == []
+    assert _items(nghe_an) == [] and _items(cao_bang) == []
+
+
+def test_resending_the_same_document_is_idempotent(client_for, live_gateway) -> None:
+    vpcp = client_for(VPCP)
+    edxml = official_letter(VPCP, [NGHE_AN])
+    first = vpcp.service.sendDocument(document=edxml)
+    second = vpcp.service.sendDocument(document=edxml)
+    assert second.documentId == first.documentId
+    assert (first.duplicate, second.duplicate) == (False, True)
+    with live_gateway.db.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(Document)) == 1
+        assert session.scalar(select(func.count()).select_from(Delivery)) == 1
+
+
+def test_getAgencies_lists_the_directory(client_for, live_gateway) -> None:
+    agencies = client_for(NGHE_AN).service.getAgencies()
+    codes = {a.code: a for a in agencies}
+    assert codes[VPCP].name == "Văn phòng Chính phủ" and codes[VPCP].level == 1
+    assert codes["000.00.00.H63"].active is False
