@@ -70,7 +70,7 @@ def senders(session: Session, start: datetime | None = None, end: datetime | Non
     query = select(Document.sender_id, func.count()).group_by(Document.sender_id)
     if start is not None and end is not None:
         query = query.where(_in(Document.created_at, start, end))
-    return Counter(dict(session.execute(query).tuples().all()))
+    return Counter(dict(session.execute(query).all()))
 
 
 def receivers(session: Session, start: datetime | None = None, end: datetime | None = None) -> Counter[int]:
@@ -82,7 +82,7 @@ def receivers(session: Session, start: datetime | None = None, end: datetime | N
     )
     if start is not None and end is not None:
         query = query.where(_in(Delivery.fetched_at, start, end))
-    return Counter(dict(session.execute(query).tuples().all()))
+    return Counter(dict(session.execute(query).all()))
 
 
 def status_reporters(session: Session, start: datetime | None = None, end: datetime | None = None) -> Counter[int]:
@@ -94,7 +94,7 @@ def status_reporters(session: Session, start: datetime | None = None, end: datet
     )
     if start is not None and end is not None:
         query = query.where(_in(StatusEvent.reported_at, start, end))
-    return Counter(dict(session.execute(query).tuples().all()))
+    return Counter(dict(session.execute(query).all()))
 
 
 # -- the interconnection report ----------------------------------------------------------------
@@ -142,7 +142,7 @@ def interconnection_report(
     if end <= start:
         raise ValueError(f"empty period: end {end.isoformat()} is not after start {start.isoformat()}")
     as_of = as_of or end
-    agencies = session.execute(select(Agency.id, Agency.level, Agency.active)).tuples().all()
+    agencies = session.execute(select(Agency.id, Agency.level, Agency.active)).all()
     level_of = {agency_id: level for agency_id, level, _ in agencies}
     connected = connected_agencies(session, as_of)
     sent = senders(session, start, end)
@@ -153,7 +153,7 @@ def interconnection_report(
         .join(Agency, Agency.id == StatusEvent.reporter_agency_id)
         .where(_in(StatusEvent.reported_at, start, end))
         .group_by(Agency.level, StatusEvent.code)
-    ).tuples()
+    )
     codes_by_level: dict[int, Counter[str]] = {}
     for level, code, count in events:
         codes_by_level.setdefault(level, Counter())[code] += count
@@ -311,7 +311,7 @@ def _copy(document: Document, recipient: Recipient, sender_code: str, recipient_
 
 def documents_in_flight(session: Session) -> list[CopyState]:
     """Copies still being processed: not completed (06), rejected (02) nor recalled, oldest first."""
-    return [_copy(*row) for row in session.execute(_copies_query()).tuples()]
+    return [_copy(*row) for row in session.execute(_copies_query())]
 
 
 def overdue_documents(session: Session, now: datetime, ack_overdue_hours: int) -> list[OverdueCopy]:
@@ -324,10 +324,10 @@ def overdue_documents(session: Session, now: datetime, ack_overdue_hours: int) -
             select(Delivery.document_id, Delivery.agency_id, Delivery.created_at).where(
                 Delivery.kind == "document", Delivery.state == "pending", Delivery.created_at <= cutoff
             )
-        ).tuples()
+        )
     }
     overdue = []
-    for document, recipient, sender_code, recipient_code in session.execute(_copies_query()).tuples():
+    for document, recipient, sender_code, recipient_code in session.execute(_copies_query()):
         past_due = document.due_date is not None and document.due_date < today
         since = stale.get((document.id, recipient.agency_id))
         if past_due or since is not None:
@@ -379,7 +379,7 @@ def failed_deliveries(session: Session, max_attempts: int = 3) -> list[FailedDel
             fetched_at=d.fetched_at,
             reason="withdrawn" if d.state == "withdrawn" else f"{d.attempts} attempts, never acknowledged",
         )
-        for d, code, edxml_id in session.execute(query).tuples()
+        for d, code, edxml_id in session.execute(query)
     ]
 
 
