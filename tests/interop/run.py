@@ -12,6 +12,7 @@ else fail.  The driver prints one line per stack and closes with
 "N passed, N failed, N skipped"; it exits 1 when a stack failed (or, with
 --strict, when one was skipped).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,8 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             proc = subprocess.run(
                 ["bash", str(HERE / stack / "run.sh"), wsdl, str(build)],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                timeout=args.timeout, env={**os.environ, "LC_ALL": "C.UTF-8"},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                timeout=args.timeout,
+                env={**os.environ, "LC_ALL": "C.UTF-8"},
             )
             rc, out = proc.returncode, proc.stdout
         except subprocess.TimeoutExpired as exc:
@@ -80,8 +84,12 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "PASS" if rc == 0 else "SKIP" if rc == SKIP else "FAIL"
         results[stack] = verdict
         print(f"interop: {stack:6} {verdict} ({took:.1f}s, rc={rc}, log {log})")
-        shown = out if args.verbose or verdict == "FAIL" else "".join(
-            line for line in out.splitlines(keepends=True) if line.startswith(("ok ", "fault ", "typed fault", "NOTE", "SKIP")))
+        keep = ("ok ", "fault ", "typed fault", "NOTE", "SKIP")
+        shown = (
+            out
+            if args.verbose or verdict == "FAIL"
+            else "".join(line for line in out.splitlines(keepends=True) if line.startswith(keep))
+        )
         for line in shown.rstrip().splitlines()[-40:]:
             print(f"    {line}")
 

@@ -3,7 +3,8 @@
 const soap = require('soap');
 
 async function main() {
-  const wsdl = process.argv[2] || 'http://127.0.0.1:8765/?wsdl';
+  let wsdl = process.argv[2] || 'http://127.0.0.1:8765/?wsdl';
+  if (wsdl.startsWith('file:')) wsdl = require('url').fileURLToPath(wsdl);  // soap wants a path, not a file: URL
   const client = await soap.createClientAsync(wsdl, { disableCache: true });
   const NS = 'urn:edxml-gateway:soap:v1';
   client.addSoapHeader({ AuthHeader: { agencyCode: 'A1', secret: 's' } }, '', 'gw', NS);

@@ -1,4 +1,5 @@
 """suds-community client proof: sendDocument with AuthHeader, then 'bad' -> typed WebFault."""
+
 import base64
 import sys
 

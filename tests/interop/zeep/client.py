@@ -1,4 +1,5 @@
 """zeep client proof: sendDocument with AuthHeader, then 'bad' -> typed SOAP fault."""
+
 import sys
 
 import zeep
