@@ -40,6 +40,8 @@ SERVICE_NAME = "EdxmlGateway"
 WSDL_LOCATION = "http://localhost:8080/soap"
 """The address written into the published WSDL (wsdl/); served copies carry the real one."""
 SLIM_BODY_LIMIT = 1024 * 1024
+_SOAP12_PREFIXES = ("wsdlsoap12", "soap12env", "soap12enc")
+"""Declared by Spyne though no SOAP 1.2 binding exists; gSOAP then speaks SOAP 1.2 and fails."""
 PAYLOADS = {"sendDocument": Payload(NAMESPACE, "sendDocument", "document")}
 
 for _noisy in ("spyne.protocol.soap.soap11.invalid", "spyne.protocol.xml.invalid", "spyne.application.client"):
@@ -101,14 +103,22 @@ def build_spyne_application() -> Application:
         out_protocol=_Soap11(),
     )
     application.transport = WsgiApplication.transport
+    for prefix in _SOAP12_PREFIXES:
+        application.interface.nsmap.pop(prefix, None)
     return application
 
 
 def render_wsdl(application: Application, location: str = WSDL_LOCATION) -> bytes:
-    """The WSDL for ``application`` with ``location`` as the endpoint address, pretty-printed."""
+    """The WSDL for ``application`` with ``location`` as the endpoint address, pretty-printed.
+
+    ``parameterOrder`` is dropped: Spyne fills it with the wrapper element's name, which is not
+    a part name once parts are called ``parameters``, and Axis 1's WSDL2Java then refuses it.
+    """
     wsdl = Wsdl11(application.interface)
     wsdl.build_interface_document(location)
     tree = etree.fromstring(wsdl.get_interface_document())
+    for operation in tree.iterfind(f"{{{_WSDL}}}portType/{{{_WSDL}}}operation"):
+        operation.attrib.pop("parameterOrder", None)
     _sort_children(tree.find(f"{{{_WSDL}}}types/{{{_XS}}}schema"))
     _sort_children(tree)
     return etree.tostring(tree, pretty_print=True, xml_declaration=True, encoding="UTF-8")

@@ -7,19 +7,22 @@ credentials found in the SOAP header, and the streaming hooks for large edXML pa
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from spyne import Array, Boolean, ByteArray, Integer32, ServiceBase, rpc
 
 from gateway.edxml.model import StaffInfo as StaffInfoModel
-from gateway.errors import GatewayError, MalformedRequest
+from gateway.errors import MalformedRequest
 from gateway.exchange.results import Caller
 from gateway.soap import types as t
 from gateway.soap.context import RequestContext
 
 Required = t.Required
 Optional = t.Optional
-_THROWS = [t.GatewayFault]
+_rpc = partial(rpc, _throws=[t.GatewayFault], _wsdl_part_name="parameters")
+"""Every operation: document/literal wrapped with the body part named ``parameters`` (what .NET's
+wsdl.exe and Mono's wsdl need to recognise the wrapped style) and the declared GatewayFault."""
 
 
 def _request(ctx: Any) -> RequestContext:
@@ -37,7 +40,7 @@ class EdxmlGatewayService(ServiceBase):
 
     __in_header__ = t.AuthHeader
 
-    @rpc(ByteArray(min_occurs=1, nillable=False), _returns=t.SendReceipt, _throws=_THROWS)
+    @_rpc(ByteArray(min_occurs=1, nillable=False), _returns=t.SendReceipt)
     def sendDocument(ctx: Any, document: Any) -> t.SendReceipt:
         """Send an edXML document (the whole .edxml file, base64); returns the gateway's document id."""
         context = _request(ctx)
@@ -53,7 +56,7 @@ class EdxmlGatewayService(ServiceBase):
             recipients=list(receipt.recipients),
         )
 
-    @rpc(Integer32(min_occurs=0, nillable=False), _returns=Array(t.PendingItem), _throws=_THROWS)
+    @_rpc(Integer32(min_occurs=0, nillable=False), _returns=Array(t.PendingItem))
     def getPendingDocuments(ctx: Any, maxItems: int | None) -> list[t.PendingItem]:
         """Lease the documents and status messages waiting for the caller (hidden from other pulls
         until the lease expires; confirmReceived removes them for good)."""
@@ -83,7 +86,7 @@ class EdxmlGatewayService(ServiceBase):
             for i in items
         ]
 
-    @rpc(Required, _returns=t.FetchedDocument, _throws=_THROWS)
+    @_rpc(Required, _returns=t.FetchedDocument)
     def getDocument(ctx: Any, itemId: str) -> t.FetchedDocument:
         """Fetch an item's edXML file; fetching a document records status 01 (arrived)."""
         context = _request(ctx)
@@ -97,20 +100,19 @@ class EdxmlGatewayService(ServiceBase):
             edxml=context.stream_file(item.path, item.size),
         )
 
-    @rpc(Required, _returns=Boolean(min_occurs=1, nillable=False), _throws=_THROWS)
+    @_rpc(Required, _returns=Boolean(min_occurs=1, nillable=False))
     def confirmReceived(ctx: Any, itemId: str) -> bool:
         """Acknowledge an item: it leaves the pending list for good."""
         context = _request(ctx)
         context.exchange.acknowledge(_caller(ctx), itemId)
         return True
 
-    @rpc(
+    @_rpc(
         Required,
         Required,
         Optional,
         t.StaffInfo.customize(min_occurs=0, nillable=False),
         _returns=t.StatusReceipt,
-        _throws=_THROWS,
     )
     def updateStatus(
         ctx: Any,
@@ -135,7 +137,7 @@ class EdxmlGatewayService(ServiceBase):
             notified=list(receipt.notified),
         )
 
-    @rpc(Required, _returns=Array(t.StatusEntry), _throws=_THROWS)
+    @_rpc(Required, _returns=Array(t.StatusEntry))
     def getStatusHistory(ctx: Any, documentId: str) -> list[t.StatusEntry]:
         """Every status of a document with its time: per recipient for the sender, own copy for a recipient."""
         context = _request(ctx)
@@ -155,7 +157,7 @@ class EdxmlGatewayService(ServiceBase):
             for e in context.exchange.history(_caller(ctx), documentId)
         ]
 
-    @rpc(Optional, _returns=Array(t.Agency), _throws=_THROWS)
+    @_rpc(Optional, _returns=Array(t.Agency))
     def getAgencies(ctx: Any, parentCode: str | None) -> list[t.Agency]:
         """The agency directory, or the direct children of ``parentCode``."""
         context = _request(ctx)
@@ -165,5 +167,3 @@ class EdxmlGatewayService(ServiceBase):
             for a in context.exchange.agencies(parentCode)
         ]
 
-
-__all__ = ["EdxmlGatewayService", "GatewayError"]

@@ -51,9 +51,17 @@ def test_each_operation_has_its_own_wrapper_and_soap_action(contract: etree._Ele
         assert name in elements and f"{name}Response" in elements
         message = contract.find(f"wsdl:message[@name='{name}']", NS)
         parts = message.findall("wsdl:part", NS)
-        assert len(parts) == 1 and parts[0].get("element") == f"tns:{name}"
+        assert [(p.get("name"), p.get("element")) for p in parts] == [("parameters", f"tns:{name}")], (
+            "wsdl.exe and Mono's wsdl recognise the wrapped style only for a single part named parameters"
+        )
         action = contract.find(f"wsdl:binding/wsdl:operation[@name='{name}']/soap:operation", NS)
         assert action is not None and action.get("soapAction") == name
+
+
+def test_no_soap12_declarations_and_no_stale_parameter_order(contract: etree._Element) -> None:
+    text = PUBLISHED.read_text()
+    assert "soap12" not in text, "gSOAP switches to SOAP 1.2 when it sees SOAP 1.2 namespaces declared"
+    assert "parameterOrder" not in text, "Axis 1 WSDL2Java refuses a parameterOrder that names no part"
 
 
 def test_every_operation_declares_the_gateway_fault(contract: etree._Element) -> None:
