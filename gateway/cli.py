@@ -651,10 +651,13 @@ def _soap_errors(url: str) -> Iterator[None]:
         _fail(f"error: cannot reach the gateway at {url} (is it running? check --url or EDXML_GATEWAY_URL).")
     except requests.exceptions.Timeout:
         _fail(f"error: the gateway at {url} did not answer in time.")
+    except requests.exceptions.HTTPError as error:
+        status = error.response.status_code if error.response is not None else "an error"
+        _fail(f"error: {url} answered HTTP {status}; is --url the gateway's /soap endpoint?")
     except requests.exceptions.RequestException as error:
         _fail(f"error: request to {url} failed: {error}")
     except TransportError as error:
-        _fail(f"error: the gateway at {url} answered HTTP {error.status_code}; is --url the /soap endpoint?")
+        _fail(f"error: {url} answered HTTP {error.status_code}; is --url the gateway's /soap endpoint?")
     except ZeepError as error:
         _fail(f"error: unexpected answer from {url}: {error}")
 
