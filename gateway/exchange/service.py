@@ -125,11 +125,14 @@ class ExchangeService:
                     f"Agency {caller.code} is configured to sign every document, and this one carries no "
                     "Signature. Sign it with your agency's certificate and send it again."
                 )
-            recipients = _resolve_recipients(session, message)
+            recipient_ids = [a.id for a in _resolve_recipients(session, message)]
             original = self._superseded_document(session, caller, message)
+            original_id = original.id if original else None
         sha256, size = self.blobs.put_file(staged)
         try:
             with self.db.transaction() as session:
+                recipients = [session.get_one(Agency, i) for i in recipient_ids]
+                original = session.get_one(Document, original_id) if original_id else None
                 return self._store_document(session, caller, message, edxml_id, sha256, size, recipients, original)
         except IntegrityError:
             existing = self._existing_receipt(caller, edxml_id)

@@ -44,9 +44,15 @@ _SOAP12_PREFIXES = ("wsdlsoap12", "soap12env", "soap12enc")
 """Declared by Spyne though no SOAP 1.2 binding exists; gSOAP then speaks SOAP 1.2 and fails."""
 PAYLOADS = {"sendDocument": Payload(NAMESPACE, "sendDocument", "document")}
 
-for _noisy in ("spyne.protocol.soap.soap11.invalid", "spyne.protocol.xml.invalid", "spyne.application.client"):
+# Spyne logs whole request bodies and a traceback per fault; the gateway logs each refusal in one line.
+for _noisy in (
+    "spyne.protocol.soap.soap11.invalid",
+    "spyne.protocol.xml.invalid",
+    "spyne.application",
+    "spyne.application.client",
+    "spyne.application.server",
+):
     logging.getLogger(_noisy).setLevel(logging.CRITICAL + 1)
-logging.getLogger("spyne.application.server").setLevel(logging.CRITICAL + 1)
 
 
 class _GatewayApplication(Application):
