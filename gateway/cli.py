@@ -44,6 +44,8 @@ NS = "urn:edxml-gateway:soap:v1"
 DEFAULT_URL = "http://127.0.0.1:8080/soap"
 DEMO_AGENCIES = ("000.00.00.G22", "000.00.00.H41", "000.00.00.H14")
 DEMO_CREDENTIALS_FILE = "demo-credentials.json"
+EXIT_INTERNAL = 70
+"""Exit status for a bug (sysexits EX_SOFTWARE), distinct from 1 (refused) and 2 (usage)."""
 SHOWN_ONCE = "This secret is shown only once: the gateway keeps only its hash. Give it to the agency now."
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -101,7 +103,7 @@ class _Cli(click.Group):
         except OSError as error:
             _fail(f"error: {error.strerror or error}{f': {error.filename}' if error.filename else ''}")
         except Exception as error:
-            _fail(f"internal error ({type(error).__name__}): {error}", code=2)
+            _fail(f"internal error ({type(error).__name__}): {error}", code=EXIT_INTERNAL)
 
 
 @dataclass

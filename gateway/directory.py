@@ -41,8 +41,6 @@ _FALSE = {"", "0", "false", "no", "n"}
 class DirectoryError(ClientError):
     """A directory or credential request the operator must correct (bad row, unknown code...)."""
 
-    code = "Client.Directory"
-
 
 @dataclass(frozen=True)
 class AgencyRow:
