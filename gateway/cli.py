@@ -717,6 +717,8 @@ def send(
                 progress.console.print(f"{label}: {fault}", markup=False, style="red")
             else:
                 duplicate = " (already sent before: nothing new stored)" if receipt.duplicate else ""
+                signer = getattr(receipt, "signer", None)
+                duplicate += f"; signed by {signer}" if signer else ""
                 console.print(
                     f"{label}: documentId {receipt.documentId} edxmlDocumentId {receipt.edxmlDocumentId} "
                     f"to {', '.join(_items(receipt.recipients))}{duplicate}",
@@ -778,7 +780,7 @@ def pending(max_items: int | None, as_json: bool, url: str, agency: str | None, 
     client = GatewayClient(url, agency, secret)
     items = _items(client.call("getPendingDocuments", maxItems=max_items))
     fields = ("itemId", "kind", "documentId", "senderCode", "code", "subject", "statusCode", "statusFrom",
-              "size", "queuedAt", "dueDate", "attempts")
+              "size", "queuedAt", "dueDate", "attempts", "signer")
     rows = [{f: getattr(i, f, None) for f in fields} for i in items]
     if as_json:
         _emit_json(rows)
