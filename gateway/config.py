@@ -30,7 +30,7 @@ class Settings:
     lease_seconds: int = 300
     max_pending_items: int = 100
     ack_overdue_hours: int = 24
-    trusted_certs_dir: Path | None = None
+    trusted_certs: Path | None = None
     operator_password: str = ""
 
     def __post_init__(self) -> None:
@@ -55,7 +55,7 @@ class Settings:
             lease_seconds=_env_int("GATEWAY_LEASE_SECONDS", 300),
             max_pending_items=_env_int("GATEWAY_MAX_PENDING_ITEMS", 100),
             ack_overdue_hours=_env_int("GATEWAY_ACK_OVERDUE_HOURS", 24),
-            trusted_certs_dir=Path(env["GATEWAY_TRUSTED_CERTS_DIR"]) if env.get("GATEWAY_TRUSTED_CERTS_DIR") else None,
+            trusted_certs=Path(env["GATEWAY_TRUSTED_CERTS"]) if env.get("GATEWAY_TRUSTED_CERTS") else None,
             operator_password=env.get("GATEWAY_OPERATOR_PASSWORD", ""),
         )
         values.update(overrides)

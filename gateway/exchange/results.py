@@ -49,6 +49,7 @@ class PendingItem:
     queued_at: datetime
     lease_expires_at: datetime
     attempts: int
+    signer: str | None = None
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from gateway.config import Settings
 from gateway.edxml import read_document, status_bytes
 from gateway.edxml.model import DocumentMessage, Organization, ResponseFor, StaffInfo, StatusMessage
+from gateway.edxml.signature import verify_signature
 from gateway.errors import (
     AuthenticationFailed,
     Forbidden,
@@ -30,6 +31,7 @@ from gateway.errors import (
     InvalidStatus,
     NotFound,
     SenderMismatch,
+    ServerError,
     SignatureRequired,
     UnknownRecipient,
 )
@@ -120,11 +122,7 @@ class ExchangeService:
             return existing
         with self.db.transaction() as session:
             sender = session.get_one(Agency, caller.agency_id)
-            if sender.require_signature and not message.signed:
-                raise SignatureRequired(
-                    f"Agency {caller.code} is configured to sign every document, and this one carries no "
-                    "Signature. Sign it with your agency's certificate and send it again."
-                )
+            signer = self._check_signature(caller, sender.require_signature, message.signed, staged)
             recipient_ids = [a.id for a in _resolve_recipients(session, message)]
             original = self._superseded_document(session, caller, message)
             original_id = original.id if original else None
@@ -133,12 +131,35 @@ class ExchangeService:
             with self.db.transaction() as session:
                 recipients = [session.get_one(Agency, i) for i in recipient_ids]
                 original = session.get_one(Document, original_id) if original_id else None
-                return self._store_document(session, caller, message, edxml_id, sha256, size, recipients, original)
+                return self._store_document(
+                    session, caller, message, edxml_id, sha256, size, recipients, original, signer
+                )
         except IntegrityError:
             existing = self._existing_receipt(caller, edxml_id)
             if existing is None:
                 raise
             return existing
+
+    def _check_signature(self, caller: Caller, required: bool, signed: bool, staged: Path) -> str | None:
+        """The verified signer, or None for an unsigned document the sender may send unsigned.
+
+        Signatures are verified whenever the operator configured trusted certificates; an agency
+        that must sign cannot send unsigned documents, nor signed ones this gateway cannot verify.
+        """
+        trusted = self.settings.trusted_certs
+        if required and not signed:
+            raise SignatureRequired(
+                f"Agency {caller.code} is configured to sign every document, and this one carries no "
+                "Signature. Sign it with your agency's certificate and send it again."
+            )
+        if required and trusted is None:
+            raise ServerError(
+                f"Agency {caller.code} must sign its documents, but this gateway has no trusted certificates "
+                "configured (GATEWAY_TRUSTED_CERTS), so it cannot verify them. Nothing was sent; tell the operator."
+            )
+        if signed and trusted is not None:
+            return verify_signature(staged, trusted)
+        return None
 
     def _existing_receipt(self, caller: Caller, edxml_id: str) -> SendReceipt | None:
         with self.db.transaction() as session:
@@ -184,6 +205,7 @@ class ExchangeService:
         size: int,
         recipients: Sequence[Agency],
         original: Document | None,
+        signer: str | None,
     ) -> SendReceipt:
         now = self.clock()
         document = Document(
@@ -202,6 +224,7 @@ class ExchangeService:
             blob_sha256=sha256,
             size=size,
             attachment_count=len(message.attachments),
+            signer=signer,
             created_at=now,
         )
         session.add(document)
@@ -222,12 +245,13 @@ class ExchangeService:
                 "recipients": list(codes),
                 "business_type": message.business.doc_type,
                 "supersedes": original.id if original else None,
+                "signer": signer,
             },
             at=now,
         )
         if original is not None:
             self._request_take_back(session, original, {a.id for a in recipients}, now, notice=None)
-        return SendReceipt(document.id, edxml_id, codes, duplicate=False)
+        return SendReceipt(document.id, edxml_id, codes, duplicate=False, signer=signer)
 
     # -- receiving --------------------------------------------------------------------------
 
@@ -267,6 +291,7 @@ class ExchangeService:
             queued_at=delivery.created_at,
             lease_expires_at=delivery.lease_until,
             attempts=delivery.attempts,
+            signer=document.signer,
         )
 
     def fetch(self, caller: Caller, item_id: str) -> FetchedItem:

@@ -54,6 +54,7 @@ class EdxmlGatewayService(ServiceBase):
             edxmlDocumentId=receipt.edxml_document_id,
             duplicate=receipt.duplicate,
             recipients=list(receipt.recipients),
+            signer=receipt.signer,
         )
 
     @_rpc(Integer32(min_occurs=0, nillable=False), _returns=Array(t.PendingItem))
@@ -82,6 +83,7 @@ class EdxmlGatewayService(ServiceBase):
                 queuedAt=i.queued_at,
                 leaseExpiresAt=i.lease_expires_at,
                 attempts=i.attempts,
+                signer=i.signer,
             )
             for i in items
         ]

@@ -37,6 +37,7 @@ class SendReceipt(ComplexModel):
         ("edxmlDocumentId", Required),
         ("duplicate", Boolean(min_occurs=1, nillable=False)),
         ("recipients", Array(Required, min_occurs=1, nillable=False)),
+        ("signer", Optional),
     ]
 
 
@@ -61,6 +62,7 @@ class PendingItem(ComplexModel):
         ("queuedAt", DateTime(min_occurs=1, nillable=False)),
         ("leaseExpiresAt", DateTime(min_occurs=1, nillable=False)),
         ("attempts", Integer32(min_occurs=1, nillable=False)),
+        ("signer", Optional),
     ]
 
 

@@ -1,0 +1,68 @@
+"""Verification of the XML-DSig ``Signature`` an edXML document may carry (edxml-spec.md §3.6).
+
+Verification is by configuration: an operator who gives the gateway a bundle of trusted
+certificates (CA or signer certificates, PEM) makes every signed document go through
+signxml, which checks the digest of the whole document (``Reference URI=""``, enveloped), the
+signature value, and that the signing certificate chains to the bundle. The signer is then
+reported by its certificate subject.
+
+Only signatures in the XML-DSig namespace can be checked: the VNPT SDK writes an unprefixed
+``Signature`` in the QCVN namespace with dummy values, which is not an XML signature at all.
+Verifying needs the whole document as one tree, so it costs memory in proportion to the
+document (about 2-3x its size); that is why it is opt-in.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+from cryptography import x509
+from lxml import etree
+from signxml import InvalidInput, InvalidSignature, XMLVerifier
+from signxml.exceptions import InvalidCertificate, InvalidDigest, SignXMLException
+
+from gateway.errors import SignatureInvalid
+
+DSIG = "http://www.w3.org/2000/09/xmldsig#"
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True)
+
+
+def verify_signature(source: Path, trusted_certs: Path) -> str:
+    """Verify the document's XML-DSig signature against ``trusted_certs``; return the signer's subject.
+
+    Raises SignatureInvalid, with a message a clerk can pass on, when there is no XML-DSig
+    signature, the document was altered after signing, or the certificate is not trusted.
+    """
+    tree = etree.parse(str(source), _PARSER)
+    signatures = tree.getroot().findall(f".//{{{DSIG}}}Signature")
+    if not signatures:
+        raise SignatureInvalid(
+            "The document's Signature is not an XML-DSig signature (namespace "
+            f"{DSIG}), so it cannot be verified. Sign the document with your agency's certificate."
+        )
+    if len(signatures) > 1:
+        raise SignatureInvalid("The document carries more than one XML-DSig Signature; sign it exactly once.")
+    try:
+        result = XMLVerifier().verify(tree, ca_pem_file=str(trusted_certs))
+    except InvalidDigest:
+        raise SignatureInvalid(
+            "The document was changed after it was signed (digest mismatch). Send the document exactly as signed."
+        ) from None
+    except InvalidCertificate as exc:
+        raise SignatureInvalid(
+            f"The signing certificate is not trusted by this gateway ({exc}). Sign with a certificate issued "
+            "by a trusted authority, or ask the operator to add yours."
+        ) from None
+    except (InvalidSignature, InvalidInput, SignXMLException) as exc:
+        raise SignatureInvalid(f"The document's signature does not verify: {exc}.") from None
+    return _signer(result.signature_xml)
+
+
+def _signer(signature: etree._Element) -> str:
+    """Subject of the first certificate in ``KeyInfo/X509Data`` (the signing certificate)."""
+    text = signature.findtext(f".//{{{DSIG}}}X509Certificate")
+    if not text:
+        return "unknown signer"
+    certificate = x509.load_der_x509_certificate(base64.b64decode("".join(text.split())))
+    return certificate.subject.rfc4514_string()
