@@ -250,6 +250,8 @@ class ExchangeService:
             at=now,
         )
         if original is not None:
+            if message.business.doc_type == 1:
+                original.recalled_at = now
             self._request_take_back(session, original, {a.id for a in recipients}, now, notice=None)
         return SendReceipt(document.id, edxml_id, codes, duplicate=False, signer=signer)
 
@@ -384,6 +386,7 @@ class ExchangeService:
                         "Only the sender of a document can recall it (13); as a recipient, answer a recall "
                         "with 15 (agreed) or 16 (refused)."
                     )
+                document.recalled_at = now
                 notified = self._request_take_back(
                     session, document, None, now, notice=(description, staff)
                 )

@@ -1,0 +1,124 @@
+"""The exchange service without HTTP: leases against a controlled clock, credentials, identifiers."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from gateway.config import Settings
+from gateway.edxml import DocumentMessage, Organization, document_bytes, read_status
+from gateway.errors import AuthenticationFailed
+from gateway.exchange.credentials import hash_secret
+from gateway.exchange.service import ExchangeService
+from gateway.store.blobs import BlobStore
+from gateway.store.database import Database
+from gateway.store.models import Agency, Credential, Document
+
+SENDER, RECIPIENT = "000.00.00.G22", "000.00.00.H41"
+T0 = datetime(2026, 11, 20, 1, 30, tzinfo=UTC)
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def service(database: Database, tmp_path: Path, clock: Clock) -> ExchangeService:
+    with database.transaction() as session:
+        for code in (SENDER, RECIPIENT):
+            agency = Agency(code=code, name=f"Cơ quan {code}", level=1, created_at=T0)
+            session.add(agency)
+            session.flush()
+            session.add(Credential(agency_id=agency.id, secret_hash=hash_secret(f"s-{code}"), created_at=T0))
+    settings = Settings(data_dir=tmp_path, database_url=str(database.url), lease_seconds=300)
+    return ExchangeService(database, BlobStore(tmp_path / "blobs"), settings, clock=clock)
+
+
+def stage(tmp_path: Path, document_id: str | None = "doc-1") -> Path:
+    message = DocumentMessage(
+        sender=Organization(SENDER, "Văn phòng Chính phủ"),
+        recipients=(Organization(RECIPIENT, "UBND tỉnh Nghệ An"),),
+        code_number="15",
+        code_notation="TTg-KSTT",
+        promulgation_date=date(2026, 11, 19),
+        type_code=1,
+        type_name="Công văn",
+        subject="Thử nghiệm",
+        document_id=document_id,
+    )
+    path = tmp_path / f"staged-{document_id}.edxml"
+    path.write_bytes(document_bytes(message))
+    return path
+
+
+def test_an_unacknowledged_item_comes_back_after_its_lease(service, clock, tmp_path) -> None:
+    sender, recipient = service.authenticate(SENDER, f"s-{SENDER}"), service.authenticate(RECIPIENT, f"s-{RECIPIENT}")
+    service.send_document(sender, stage(tmp_path))
+    first = service.pending(recipient)
+    assert [i.attempts for i in first] == [1]
+    assert first[0].lease_expires_at == T0 + timedelta(seconds=300)
+    clock.now = T0 + timedelta(seconds=299)
+    assert service.pending(recipient) == [], "hidden while the lease is live"
+    clock.now = T0 + timedelta(seconds=300)
+    again = service.pending(recipient)
+    assert [(i.item_id, i.attempts) for i in again] == [(first[0].item_id, 2)]
+    assert again[0].edxml_document_id == "doc-1", "the sender's DocumentId lets the recipient de-duplicate"
+    service.acknowledge(recipient, first[0].item_id)
+    clock.now = T0 + timedelta(hours=2)
+    assert service.pending(recipient) == []
+
+
+def test_status_messages_carry_vietnam_local_time(service, clock, tmp_path) -> None:
+    sender, recipient = service.authenticate(SENDER, f"s-{SENDER}"), service.authenticate(RECIPIENT, f"s-{RECIPIENT}")
+    receipt = service.send_document(sender, stage(tmp_path))
+    service.fetch(recipient, service.pending(recipient)[0].item_id)
+    status_item = service.pending(sender)[0]
+    message = read_status(service.fetch(sender, status_item.item_id).path)
+    assert message.status_code == "01"
+    assert message.timestamp.replace(tzinfo=None) == datetime(2026, 11, 20, 8, 30), "01:30 UTC is 08:30 in Hà Nội"
+    assert receipt.document_id == status_item.document_id
+
+
+def test_missing_document_id_falls_back_to_the_sdk_convention(service, tmp_path) -> None:
+    sender = service.authenticate(SENDER, f"s-{SENDER}")
+    receipt = service.send_document(sender, stage(tmp_path, document_id=None))
+    assert receipt.edxml_document_id == f"{SENDER},2026/11/19,15/TTg-KSTT"
+    assert service.send_document(sender, stage(tmp_path, document_id=None)).duplicate is True
+
+
+def test_recall_marks_the_document_recalled(service, database, clock, tmp_path) -> None:
+    sender = service.authenticate(SENDER, f"s-{SENDER}")
+    receipt = service.send_document(sender, stage(tmp_path))
+    clock.now = T0 + timedelta(minutes=5)
+    service.update_status(sender, receipt.document_id, "13", "Ban hành nhầm")
+    with database.transaction() as session:
+        document = session.scalar(select(Document))
+        assert document.recalled_at == clock.now
+        assert [r.recall_state for r in document.recipients] == ["15"], "unfetched copy withdrawn at once"
+
+
+@pytest.mark.parametrize(
+    ("secret", "expires", "revoked"),
+    [("wrong", None, None), (None, T0 - timedelta(seconds=1), None), (None, None, T0)],
+    ids=["wrong-secret", "expired", "revoked"],
+)
+def test_credentials_that_do_not_authenticate(service, database, secret, expires, revoked) -> None:
+    with database.transaction() as session:
+        credential = session.scalar(select(Credential).join(Agency).where(Agency.code == SENDER))
+        credential.expires_at, credential.revoked_at = expires, revoked
+    with pytest.raises(AuthenticationFailed):
+        service.authenticate(SENDER, secret or f"s-{SENDER}")
