@@ -1,6 +1,8 @@
 # Sourced by <stack>/run.sh.  Usage inside run.sh:  . "$(dirname "$0")/../lib.sh"
-# Contract of every <stack>/run.sh WSDL_URL BUILD_DIR:
-#   generate stubs from WSDL_URL into BUILD_DIR, build, run the client;
+# Contract of every <stack>/run.sh WSDL_URL BUILD_DIR (run.py sets the environment):
+#   INTEROP_DOCUMENT                       the edXML file the sender sends (a fresh DocumentId per run)
+#   INTEROP_{SENDER,HANDLER,REJECTER}_CODE / _SECRET   the three agencies (VPCP, Nghệ An, Cao Bằng)
+#   generate stubs from WSDL_URL into BUILD_DIR, build, run the client (the whole story);
 #   exit 0 = pass, 77 = stack not installed (skip), anything else = fail.
 set -euo pipefail
 STACK_DIR="$(cd "$(dirname "$0")" && pwd)"
@@ -8,6 +10,10 @@ INTEROP_DIR="$(cd "$STACK_DIR/.." && pwd)"
 REPO_DIR="$(cd "$INTEROP_DIR/../.." && pwd)"
 WSDL_URL="${1:?usage: run.sh WSDL_URL BUILD_DIR}"
 BUILD_DIR="${2:?usage: run.sh WSDL_URL BUILD_DIR}"
+DOCUMENT="${INTEROP_DOCUMENT:?set INTEROP_DOCUMENT (run.py does)}"
+for v in INTEROP_{SENDER,HANDLER,REJECTER}_{CODE,SECRET}; do
+    [ -n "${!v:-}" ] || { echo "set $v (run.py does)" >&2; exit 2; }
+done
 mkdir -p "$BUILD_DIR"
 
 need() {  # need cmd-or-file ... : exit 77 (skip) when a tool is missing

@@ -8,4 +8,4 @@ rm -rf gen classes && mkdir -p gen classes
 step java -cp "$AXIS_CP" org.apache.axis.wsdl.WSDL2Java -o gen -p edxml.axis "$WSDL_URL"
 step javac -nowarn -encoding UTF-8 -cp "$AXIS_CP" -d classes $(find gen -name '*.java') "$STACK_DIR/AxisClient.java" 2>&1 | grep -v '^Note:' || true
 [ -f classes/AxisClient.class ] || { echo "javac failed" >&2; exit 1; }
-step java -cp "classes:$AXIS_CP" AxisClient
+step java -cp "classes:$AXIS_CP" AxisClient "$DOCUMENT"

@@ -12,4 +12,4 @@ rm -rf gen classes && mkdir -p gen classes
 step sh /usr/share/jaxws/bin/wsimport.sh -quiet -keep -Xnocompile ${INTEROP_WSIMPORT_OPTS:--XadditionalHeaders} -p edxml.client -d gen -s gen "$WSDL_URL"
 step javac -nowarn -encoding UTF-8 -cp "$JAXWS_CP" -d classes $(find gen -name '*.java') "$STACK_DIR/Client.java" 2>&1 | grep -v '^Note:' || true
 [ -f classes/Client.class ] || { echo "javac failed" >&2; exit 1; }
-step java -Djava.util.logging.config.file=/dev/null -cp "classes:$JAXWS_CP" Client "$WSDL_URL" 2> >(grep -v -e 'FactoryFinder find' -e 'SAAJMetaFactory' >&2)
+step java -Djava.util.logging.config.file=/dev/null -cp "classes:$JAXWS_CP" Client "$WSDL_URL" "$DOCUMENT" 2> >(grep -v -e 'FactoryFinder find' -e 'SAAJMetaFactory' >&2)

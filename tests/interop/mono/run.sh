@@ -4,11 +4,8 @@
 need wsdl mcs mono
 cd "$BUILD_DIR"
 step wsdl -nologo -namespace:EdxmlGatewayClient -out:EdxmlGateway.cs "$WSDL_URL"
-DEFS=()
 if grep -q 'ParameterStyle=System.Web.Services.Protocols.SoapParameterStyle.Bare' EdxmlGateway.cs; then
-    echo "NOTE: wsdl generated Bare (unwrapped) methods: the body part is not named 'parameters'" >&2
-else
-    DEFS=(-define:WRAPPED)
+    echo "NOTE: wsdl generated Bare (unwrapped) methods: the body parts are not named 'parameters'" >&2
 fi
-step mcs -nologo "${DEFS[@]}" -r:System.Web.Services.dll -r:System.Xml.dll -out:client.exe EdxmlGateway.cs "$STACK_DIR/Client.cs"
-step mono client.exe
+step mcs -nologo -r:System.Web.Services.dll -r:System.Xml.dll -out:client.exe EdxmlGateway.cs "$STACK_DIR/Client.cs"
+step mono client.exe "$DOCUMENT"
