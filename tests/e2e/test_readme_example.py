@@ -1,0 +1,29 @@
+"""The README's "Send a first document with zeep" example runs as written against a live gateway."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from conftest import DIRECTORY, secret_of
+
+from gateway.config import REPO_ROOT
+
+README_URL = "http://127.0.0.1:8080/soap?wsdl"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_readme_zeep_example(live_gateway, tmp_path, monkeypatch, capsys) -> None:
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    example = re.search(r"## Send a first document with zeep.*?```python\n(.*?)```", readme, re.S)
+    assert example is not None, "README lost its zeep example"
+    code = example.group(1)
+    assert README_URL in code
+    (tmp_path / "var").mkdir()
+    credentials = [{"agency": c, "name": n, "secret": secret_of(c)} for c, n, *_ in DIRECTORY]
+    (tmp_path / "var" / "demo-credentials.json").write_text(json.dumps(credentials), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code.replace(README_URL, live_gateway.wsdl), "README.md", "exec"), {})
+    printed = capsys.readouterr().out
+    assert "'statusCode': '01'" in printed and "'statusCode': '03'" in printed
