@@ -20,10 +20,11 @@ def test_readme_zeep_example(live_gateway, tmp_path, monkeypatch, capsys) -> Non
     assert example is not None, "README lost its zeep example"
     code = example.group(1)
     assert README_URL in code
-    (tmp_path / "var").mkdir()
+    workdir = tmp_path / "agency-desk"
+    (workdir / "var").mkdir(parents=True)
     credentials = [{"agency": c, "name": n, "secret": secret_of(c)} for c, n, *_ in DIRECTORY]
-    (tmp_path / "var" / "demo-credentials.json").write_text(json.dumps(credentials), encoding="utf-8")
-    monkeypatch.chdir(tmp_path)
+    (workdir / "var" / "demo-credentials.json").write_text(json.dumps(credentials), encoding="utf-8")
+    monkeypatch.chdir(workdir)
     exec(compile(code.replace(README_URL, live_gateway.wsdl), "README.md", "exec"), {})
     printed = capsys.readouterr().out
     assert "'statusCode': '01'" in printed and "'statusCode': '03'" in printed
