@@ -50,8 +50,9 @@ public class AxisClient {
             List<PendingItem> items = pending(svc, docId);
             check(items.size() == 1 && items.get(0).getKind().equals("document"), code(role) + " getPendingDocuments has the document");
             FetchedDocument got = svc.getDocument(items.get(0).getItemId());
-            String sha = HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(edxml));
-            check(Arrays.equals(got.getEdxml(), edxml) && got.getSha256().equals(sha), code(role) + " getDocument bytes");
+            StringBuilder sha = new StringBuilder();
+            for (byte b : MessageDigest.getInstance("SHA-256").digest(edxml)) sha.append(String.format("%02x", b));
+            check(Arrays.equals(got.getEdxml(), edxml) && got.getSha256().equals(sha.toString()), code(role) + " getDocument bytes");
             check(svc.confirmReceived(items.get(0).getItemId()), code(role) + " confirmReceived");
         }
 

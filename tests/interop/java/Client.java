@@ -46,8 +46,9 @@ public class Client {
             String who = r.getAgencyCode();
             check(items.size() == 1 && items.get(0).getKind().equals("document"), who + " getPendingDocuments has the document");
             FetchedDocument got = port.getDocument(items.get(0).getItemId(), r);
-            String sha = HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(edxml));
-            check(Arrays.equals(got.getEdxml(), edxml) && got.getSha256().equals(sha), who + " getDocument bytes");
+            StringBuilder sha = new StringBuilder();
+            for (byte b : MessageDigest.getInstance("SHA-256").digest(edxml)) sha.append(String.format("%02x", b));
+            check(Arrays.equals(got.getEdxml(), edxml) && got.getSha256().equals(sha.toString()), who + " getDocument bytes");
             check(port.confirmReceived(items.get(0).getItemId(), r), who + " confirmReceived");
         }
 
