@@ -8,7 +8,9 @@ way out, ``getDocument`` hands Spyne a short placeholder which is replaced here 
 base64, read and encoded in chunks while the response is written.
 
 The same pass enforces the request size limit, refuses DTDs and entity declarations, bounds
-nesting depth, and checks that SOAPAction names the operation in the body.
+nesting depth and the size of any single piece of markup, refuses encodings other than UTF-8
+(Spyne decodes the slim envelope as UTF-8), and checks that SOAPAction names the operation in the
+body.
 """
 
 from __future__ import annotations
@@ -28,6 +30,14 @@ from gateway.errors import MalformedEdxml, MalformedRequest, TooLarge
 SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 READ_CHUNK = 64 * 1024
 MAX_DEPTH = 64
+MAX_MARKUP = 1024 * 1024
+"""Bytes expat may hold for one unfinished token (a tag with its attributes, a comment, a PI).
+
+expat cannot report such a token until it ends, so it buffers all of it, and Python then copies it
+into strings: a 20 MB attribute cost about 70 MB of RSS before this bound. Only the payload's text
+may be large, and expat hands text over as it arrives.
+"""
+_UTF8_NAMES = frozenset({"utf-8", "us-ascii", "ascii"})
 _WHITESPACE = b" \t\r\n"
 _BASE64_CHUNK = 3 * 64 * 1024
 
@@ -111,12 +121,17 @@ class _Scanner:
         parser.StartCdataSectionHandler = self.mark
         parser.CommentHandler = lambda _text: self.mark()
         parser.ProcessingInstructionHandler = lambda _target, _data: self.mark()
+        parser.XmlDeclHandler = self.check_encoding
         parser.StartDoctypeDeclHandler = self.refuse_dtd
         parser.EntityDeclHandler = self.refuse_dtd
         parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
 
     def refuse_dtd(self, *_args: object) -> None:
         raise MalformedRequest("SOAP requests must not contain a DOCTYPE or entity declarations.")
+
+    def check_encoding(self, _version: str | None, encoding: str | None, _standalone: int) -> None:
+        if encoding is not None and encoding.lower() not in _UTF8_NAMES:
+            raise _not_utf8(encoding)
 
     def mark(self) -> None:
         if self.capture is not None and self.content_start is None:
@@ -181,11 +196,18 @@ def stage_request(
             chunk = stream.read(want) if want > 0 else b""
             if not chunk:
                 break
+            if not received and (chunk.startswith((b"\xfe\xff", b"\xff\xfe")) or b"\x00" in chunk[:4]):
+                raise _not_utf8("UTF-16 or UTF-32")
             received += len(chunk)
             if received > limit:
                 raise _too_large(limit)
             spool.write(chunk)
             parser.Parse(chunk, False)
+            if received - max(parser.CurrentByteIndex, 0) > MAX_MARKUP:
+                raise TooLarge(
+                    f"A single tag, attribute, comment or processing instruction in the request is longer than "
+                    f"{MAX_MARKUP // 1024} KiB; only the edXML document may be large."
+                )
         if content_length is not None and received < content_length:
             raise MalformedRequest(
                 f"The request body ended after {received} of {content_length} bytes; send it again."
@@ -217,6 +239,10 @@ def _too_large(limit: int) -> TooLarge:
         f"The request is larger than this gateway accepts ({limit // (1024 * 1024)} MiB including base64 "
         "encoding). Reduce the attachments or ask the operator about the size limit."
     )
+
+
+def _not_utf8(encoding: str) -> MalformedRequest:
+    return MalformedRequest(f"The request is encoded in {encoding}; send SOAP requests encoded in UTF-8.")
 
 
 def _check_soap_action(soap_action: str | None, operation: str) -> None:
