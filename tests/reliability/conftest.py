@@ -6,13 +6,11 @@ Settings the CLI does not expose, a threaded server in this process), each on it
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from reliability_support import GatewayProcess
-
-GatewayFactory = Callable[..., GatewayProcess]
+from reliability_support import GatewayFactory, GatewayProcess
 
 
 @pytest.fixture

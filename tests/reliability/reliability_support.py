@@ -24,7 +24,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -345,6 +345,69 @@ def assert_still_serves(url: str, secrets: dict[str, str]) -> None:
     assert document_id in seen, "the document just sent is not in the recipient's pending list"
 
 
+# -- memory ---
+
+
+MEMORY_BUDGET = 4.0
+"""Peak RSS growth allowed per request in flight, as a multiple of the document size."""
+
+
+@dataclass
+class Figures:
+    """Peak RSS growth of the worker in bytes, per phase, for a document of ``size`` bytes."""
+
+    size: int
+    baseline: int
+    send_growth: int
+    fetch_growth: int
+
+    @property
+    def send_ratio(self) -> float:
+        return self.send_growth / self.size
+
+    @property
+    def fetch_ratio(self) -> float:
+        return self.fetch_growth / self.size
+
+    def report(self) -> str:
+        return (
+            f"document size        {self.size / 1e6:8.1f} MB\n"
+            f"worker baseline RSS  {self.baseline / 1e6:8.1f} MB (after a warm-up send)\n"
+            f"send  peak growth    {self.send_growth / 1e6:8.1f} MB  ratio {self.send_ratio:5.2f}x"
+            f" (budget {MEMORY_BUDGET}x)\n"
+            f"fetch peak growth    {self.fetch_growth / 1e6:8.1f} MB  ratio {self.fetch_ratio:5.2f}x"
+            f" (budget {MEMORY_BUDGET}x)"
+        )
+
+
+def measure_send_and_fetch(gateway: GatewayProcess, document: Path) -> Figures:
+    """Send ``document`` from VPCP to Nghệ An and fetch it back, measuring the single worker."""
+    (worker,) = gateway.worker_pids()
+    assert_still_serves(gateway.url, gateway.secrets)
+    size = document.stat().st_size
+    expected = sha256_file(document)
+
+    reset_peak(worker)
+    baseline = vm_kib(worker, "VmRSS") * 1024
+    receipt = post(gateway.url, StreamingSendBody(document, VPCP, gateway.secrets[VPCP]), action="sendDocument")
+    if receipt.fault_code:
+        raise RuntimeError(f"send refused: {receipt.fault_code} {receipt.fault_string}")
+    send_growth = vm_kib(worker, "VmHWM") * 1024 - baseline
+
+    document_id = receipt.find("documentId")
+    recipient = gateway.agent(NGHE_AN)
+    item = next(i for i in recipient.pending(100) if i["documentId"] == document_id)
+    reset_peak(worker)
+    fetch_base = vm_kib(worker, "VmRSS") * 1024
+    fetched = fetch_streaming(gateway.url, NGHE_AN, gateway.secrets[NGHE_AN], item["itemId"])
+    fetch_growth = vm_kib(worker, "VmHWM") * 1024 - fetch_base
+    if fetched.fault_code or fetched.sha256 != expected or fetched.declared_sha256 != expected:
+        raise RuntimeError(f"fetch did not return the document: {fetched}")
+    if fetched.size != size or fetched.declared_size != size:
+        raise RuntimeError(f"fetch returned {fetched.size} bytes (declared {fetched.declared_size}), sent {size}")
+    return Figures(size, baseline, send_growth, fetch_growth)
+
+
 # -- gateways ------------------------------------------------------------------------------------
 
 
@@ -469,6 +532,10 @@ class GatewayProcess:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process = None
+
+
+GatewayFactory = Callable[..., GatewayProcess]
+"""The ``gateway_process`` fixture: start a gateway with these options, stopped after the test."""
 
 
 @contextlib.contextmanager
