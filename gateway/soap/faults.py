@@ -12,7 +12,7 @@ from spyne import Fault
 
 from gateway.errors import GatewayError
 from gateway.soap.streaming import SOAP11_ENV
-from gateway.soap.types import NAMESPACE, GatewayFault
+from gateway.soap.types import NAMESPACE
 
 _SOAP_PREFIX = "soap11env"
 
@@ -26,8 +26,13 @@ def fault_detail(error: GatewayError) -> etree._Element:
 
 
 def spyne_fault(error: GatewayError) -> Fault:
-    """The Spyne fault a handler raises for ``error``."""
-    return GatewayFault(faultcode=error.code, faultstring=error.message, detail=fault_detail(error))
+    """The Spyne fault a handler raises for ``error``.
+
+    A plain ``Fault`` carrying the detail element: raising the declared ``GatewayFault`` class
+    itself would make Spyne also write its fields, nil, straight inside ``soap:Fault``, which
+    strict SOAP 1.1 parsers (gSOAP with SOAP_XML_STRICT) refuse.
+    """
+    return Fault(faultcode=error.code, faultstring=error.message, detail=fault_detail(error))
 
 
 def fault_envelope(error: GatewayError) -> bytes:
