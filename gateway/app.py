@@ -1,12 +1,14 @@
-"""The gateway as one WSGI application: SOAP endpoint, health check, and the operator pages.
+"""The gateway as one WSGI application: SOAP endpoint, health check, metrics and the operator pages.
 
 ``create_app()`` is what gunicorn and the development server run. It opens the store once per
-process; every request after that only borrows a connection.
+process; every request after that only borrows a connection. Every request passes through the
+metrics middleware, which also answers ``/metrics``.
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -15,9 +17,12 @@ from sqlalchemy import text
 
 from gateway.config import Settings
 from gateway.exchange.service import ExchangeService
+from gateway.metrics import MetricsMiddleware, StoreCollector
 from gateway.soap.application import SoapEndpoint
+from gateway.soap.service import EdxmlGatewayService
 from gateway.store.blobs import BlobStore
 from gateway.store.database import Database
+from gateway.web import Dashboard
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -41,7 +46,10 @@ class Gateway:
 
 
 class Router:
-    """Dispatches on the path: ``/soap`` SOAP, ``/health`` liveness with a database check."""
+    """Dispatches on the path: ``/soap`` SOAP, ``/health`` liveness, ``/dashboard`` the operator page.
+
+    ``/metrics`` never reaches the routes: the metrics middleware around them answers it.
+    """
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
@@ -49,9 +57,24 @@ class Router:
         self.soap = SoapEndpoint(
             gateway.exchange, gateway.settings.blob_dir / "staging", gateway.settings.max_request_bytes
         )
-        self.routes: dict[str, WsgiApp] = {"/soap": self.soap, "/health": self.health, "/": self.index}
+        self.dashboard = Dashboard(gateway.db, gateway.settings)
+        self.routes: dict[str, WsgiApp] = {
+            "/soap": self.soap,
+            "/health": self.health,
+            "/dashboard": self.dashboard,
+            "/": self.index,
+        }
+        self.metrics = MetricsMiddleware(
+            self.dispatch,
+            EdxmlGatewayService.public_methods,
+            StoreCollector(gateway.db, gateway.settings.ack_overdue_hours),
+        )
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        return self.metrics(environ, start_response)
+
+    def dispatch(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """The route for the path, or 404."""
         path = environ.get("PATH_INFO", "/").rstrip("/") or "/"
         app = self.routes.get(path)
         if app is None:
@@ -59,19 +82,35 @@ class Router:
         return app(environ, start_response)
 
     def health(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        """200 when the database answers, 503 otherwise; load balancers and operators poll it."""
+        """200 when the database answers and the blob store takes files, 503 otherwise.
+
+        Load balancers and operators poll it. A full or read-only blob disk fails every send
+        while the database still answers, so it is checked by creating (and removing) a file
+        where blobs are written.
+        """
+        report = {"status": "ok", "database": "ok", "blobs": "ok"}
         try:
             with self.gateway.db.engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
-            status, report = "200 OK", {"status": "ok", "database": "ok"}
         except Exception as exc:
-            status, report = "503 Service Unavailable", {"status": "fail", "database": type(exc).__name__}
+            report["status"], report["database"] = "fail", type(exc).__name__
+        try:
+            with tempfile.TemporaryFile(dir=self.gateway.blobs.tmp_dir):
+                pass
+        except OSError as exc:
+            report["status"], report["blobs"] = "fail", type(exc).__name__
+        status = "200 OK" if report["status"] == "ok" else "503 Service Unavailable"
         body = json.dumps(report).encode()
         start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
 
     def index(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        return _plain(start_response, "200 OK", "edxml-gateway: SOAP endpoint /soap, WSDL /soap?wsdl, health /health\n")
+        return _plain(
+            start_response,
+            "200 OK",
+            "edxml-gateway: SOAP endpoint /soap, WSDL /soap?wsdl, health /health, metrics /metrics, "
+            "operator dashboard /dashboard\n",
+        )
 
 
 def _plain(start_response: StartResponse, status: str, text_body: str) -> Iterable[bytes]:

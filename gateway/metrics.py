@@ -1,0 +1,395 @@
+"""Prometheus metrics: request counters and latency per SOAP operation, faults by code, store gauges.
+
+Two kinds of numbers, kept apart on purpose:
+
+* **Per-process instruments** (requests, faults, latency) are counted by :class:`MetricsMiddleware`
+  in whichever worker served the request. Under gunicorn each worker is its own process, so
+  with ``PROMETHEUS_MULTIPROC_DIR`` set they are written to per-process files and summed at
+  scrape time by ``MultiProcessCollector`` (stack-notes §7); without it they live in a private
+  registry of this app.
+* **Store gauges** (copies by status, queue depth, documents in flight, overdue, failed) describe
+  the shared database, not a process. They are computed by :class:`StoreCollector` only in the
+  process answering the scrape, on a registry built for that scrape, so several workers can
+  never add them up twice.
+
+The SOAP operation is read from ``SOAPAction`` when it names one, otherwise from the first bytes
+of the body as the endpoint reads them; the fault code from the fault envelope, which the gateway
+builds small (no edXML in it). Both are checked against the known names, so a client cannot make
+label values up. ``serve`` under gunicorn must call :func:`prepare_multiprocess_dir` before the
+workers start and install :func:`child_exit` as gunicorn's ``child_exit`` hook.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess, values
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+
+from gateway import errors
+from gateway.store.database import Database
+from gateway.web import queries
+
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+TOP_QUEUES = 20
+"""Agencies given their own queue-depth series; the rest only count in the total."""
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+REQUEST_SNIFF_BYTES = 16 * 1024
+"""Enough for the envelope start and a WS-Security header; the operation element follows them."""
+FAULT_SNIFF_BYTES = 64 * 1024
+UNKNOWN = "unknown"
+OTHER = "other"
+
+ROUTE_OPERATIONS = {"/health": "health", "/metrics": "metrics", "/dashboard": "dashboard", "/": "index"}
+_BODY_CHILD = re.compile(rb"<(?:[\w.-]+:)?Body\b[^>]*>\s*<(?:[\w.-]+:)?([A-Za-z_][\w.-]*)")
+_FAULT_CODE = re.compile(rb"<faultcode(?:\s[^>]*)?>\s*(?:[\w.-]+:)?([\w.]+)\s*</faultcode>")
+
+
+def known_fault_codes() -> frozenset[str]:
+    """Every code a gateway error can carry (the README's fault table)."""
+    found: set[str] = set()
+    pending: list[type[errors.GatewayError]] = [errors.GatewayError]
+    while pending:
+        cls = pending.pop()
+        found.add(cls.code)
+        pending.extend(cls.__subclasses__())
+    return frozenset(found)
+
+
+# -- multiprocess mode ----------------------------------------------------------------------------
+
+
+def multiprocess_dir() -> Path | None:
+    """The directory shared by gunicorn workers, when multiprocess mode is on."""
+    raw = os.environ.get(MULTIPROC_ENV)
+    return Path(raw) if raw else None
+
+
+def _use_multiprocess_values() -> None:
+    """Make instruments created from now on write to the shared directory.
+
+    prometheus_client chooses its value class when it is first imported; if anything imported
+    it before the environment variable was set, instruments would silently stay per-process.
+    """
+    if not getattr(values.ValueClass, "_multiprocess", False):
+        values.ValueClass = values.get_value_class()
+
+
+def prepare_multiprocess_dir(path: Path) -> Path:
+    """Set up multiprocess mode in the gunicorn master, before any worker starts.
+
+    Uses ``$PROMETHEUS_MULTIPROC_DIR`` when the start script set it, else ``path``; creates the
+    directory, removes the ``*.db`` files of an earlier run (their counts would be added to the
+    new ones, and dead pids never go away), and exports the variable so workers inherit it.
+    """
+    directory = multiprocess_dir() or Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink(missing_ok=True)
+    os.environ[MULTIPROC_ENV] = str(directory)
+    _use_multiprocess_values()
+    return directory
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """gunicorn ``child_exit`` hook: drop the live-gauge files of a worker that ended."""
+    directory = multiprocess_dir()
+    if directory is not None:
+        multiprocess.mark_process_dead(worker.pid, str(directory))
+
+
+# -- store gauges ---------------------------------------------------------------------------------
+
+
+class StoreCollector:
+    """Gauges read from the database at scrape time; registered only on a per-scrape registry."""
+
+    def __init__(self, db: Database, ack_overdue_hours: int, top_queues: int = TOP_QUEUES) -> None:
+        self.db = db
+        self.ack_overdue_hours = ack_overdue_hours
+        self.top_queues = top_queues
+
+    def collect(self) -> Iterator[Metric]:
+        started = time.perf_counter()
+        up = GaugeMetricFamily("gateway_store_up", "1 if the store answered the metrics queries, else 0.")
+        try:
+            families = self._read(datetime.now(UTC))
+        except Exception:
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from families
+        yield GaugeMetricFamily(
+            "gateway_store_scrape_seconds", "Time spent reading the store gauges.", value=time.perf_counter() - started
+        )
+
+    def _read(self, now: datetime) -> list[Metric]:
+        with self.db.transaction() as session:
+            statuses = queries.copies_by_status(session)
+            queues = queries.queue_depths(session, now, self.top_queues)
+            copies_in_flight, documents_in_flight = queries.in_flight_counts(session)
+            overdue = queries.overdue_documents(session, now, self.ack_overdue_hours, limit=0).total
+            failed = queries.failed_deliveries(session, limit=0).total
+        copies = GaugeMetricFamily(
+            "gateway_recipient_copies",
+            "Recipient copies of documents by current processing status (none: not fetched yet).",
+            labels=["status"],
+        )
+        for status, count in sorted(statuses.items(), key=lambda item: item[0] or ""):
+            copies.add_metric([status or "none"], count)
+        depth = GaugeMetricFamily(
+            "gateway_queue_depth",
+            f"Pending items (documents and status messages) of the {self.top_queues} deepest agency queues.",
+            labels=["agency"],
+        )
+        for queue in queues.deepest.items:
+            depth.add_metric([queue.code], queue.pending)
+        return [
+            copies,
+            depth,
+            GaugeMetricFamily("gateway_queue_depth_total", "Pending items in all queues.", value=queues.pending),
+            GaugeMetricFamily(
+                "gateway_queue_agencies", "Agencies with at least one pending item.", value=queues.deepest.total
+            ),
+            GaugeMetricFamily(
+                "gateway_documents_in_flight",
+                "Documents some recipient has not completed or rejected.",
+                value=documents_in_flight,
+            ),
+            GaugeMetricFamily(
+                "gateway_copies_in_flight", "Recipient copies not completed or rejected.", value=copies_in_flight
+            ),
+            GaugeMetricFamily(
+                "gateway_overdue_copies",
+                "In-flight copies past their due date or not acknowledged within GATEWAY_ACK_OVERDUE_HOURS.",
+                value=overdue,
+            ),
+            GaugeMetricFamily(
+                "gateway_failed_deliveries", "Queue items withdrawn or leased repeatedly without acknowledgement.",
+                value=failed,
+            ),
+        ]
+
+
+# -- per-process instruments and the middleware ---------------------------------------------------
+
+
+class Metrics:
+    """The request instruments of one app.
+
+    In single-process mode they live in a registry of their own, so several apps in one process
+    (tests) do not collide on the global registry; in multiprocess mode the registry is unused and
+    the values go to the shared directory.
+    """
+
+    def __init__(self) -> None:
+        directory = multiprocess_dir()
+        self.multiprocess = directory is not None
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+            _use_multiprocess_values()
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "gateway_http_requests",
+            "HTTP requests by SOAP operation (or page) and HTTP status.",
+            ["operation", "status"],
+            registry=self.registry,
+        )
+        self.faults = Counter(
+            "gateway_soap_faults",
+            "SOAP faults answered, by operation and gateway fault code.",
+            ["operation", "code"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "gateway_request_duration_seconds",
+            "Time from receiving a request to sending the last byte of its response.",
+            ["operation"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def scrape_registry(self, store: StoreCollector | None) -> CollectorRegistry:
+        """A registry for one scrape: this process's or every worker's instruments, plus the store."""
+        registry = CollectorRegistry()
+        directory = multiprocess_dir()
+        if self.multiprocess and directory is not None:
+            multiprocess.MultiProcessCollector(registry, str(directory))
+        else:
+            registry.register(self.registry)
+        if store is not None:
+            registry.register(store)
+        return registry
+
+
+class _RecordingInput:
+    """``wsgi.input`` that keeps the first bytes read, so the operation can be named afterwards."""
+
+    def __init__(self, stream: Any, keep: int = REQUEST_SNIFF_BYTES) -> None:
+        self._stream = stream
+        self._keep = keep
+        self.prefix = bytearray()
+
+    def _seen(self, data: bytes) -> bytes:
+        room = self._keep - len(self.prefix)
+        if room > 0 and data:
+            self.prefix += data[:room]
+        return data
+
+    def read(self, *args: Any) -> bytes:
+        return self._seen(self._stream.read(*args))
+
+    def readline(self, *args: Any) -> bytes:
+        return self._seen(self._stream.readline(*args))
+
+    def readlines(self, *args: Any) -> list[bytes]:
+        return [self._seen(line) for line in self._stream.readlines(*args)]
+
+    def __iter__(self) -> Iterator[bytes]:
+        for line in self._stream:
+            yield self._seen(line)
+
+
+class _Observed:
+    """The response iterable, timed until the server closes it (streamed documents included)."""
+
+    def __init__(self, inner: Iterable[bytes], done: Callable[[], None]) -> None:
+        self._inner = inner
+        self._done = done
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._inner)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._inner, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._done()
+
+
+class MetricsMiddleware:
+    """Counts and times every request to ``app``; answers ``/metrics`` itself.
+
+    ``operations`` are the SOAP operation names that may appear as label values.
+    """
+
+    def __init__(
+        self,
+        app: WsgiApp,
+        operations: Iterable[str],
+        store: StoreCollector | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.app = app
+        self.operations = frozenset(operations)
+        self.fault_codes = known_fault_codes()
+        self.store = store
+        self.metrics = metrics or Metrics()
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/").rstrip("/") or "/"
+        if path == "/metrics":
+            return self._timed(environ, start_response, "metrics", self.exposition, None)
+        if path == "/soap":
+            recorder = None
+            if environ.get("REQUEST_METHOD") == "POST":
+                operation = self._soap_action(environ.get("HTTP_SOAPACTION"))
+                if operation is None and environ.get("wsgi.input") is not None:
+                    recorder = _RecordingInput(environ["wsgi.input"])
+                    environ["wsgi.input"] = recorder
+            else:
+                query = environ.get("QUERY_STRING", "").lower()
+                operation = "wsdl" if query in ("wsdl", "singlewsdl") else UNKNOWN
+            return self._timed(environ, start_response, operation, self.app, recorder)
+        return self._timed(environ, start_response, ROUTE_OPERATIONS.get(path, OTHER), self.app, None)
+
+    def _soap_action(self, header: str | None) -> str | None:
+        if not header:
+            return None
+        name = re.split(r"[/#:]", header.strip().strip('"').strip())[-1]
+        return name if name in self.operations else None
+
+    def _operation_from(self, recorder: _RecordingInput | None) -> str:
+        if recorder is None:
+            return UNKNOWN
+        match = _BODY_CHILD.search(bytes(recorder.prefix))
+        name = match.group(1).decode("ascii", "replace") if match else ""
+        return name if name in self.operations else UNKNOWN
+
+    def _fault_code(self, chunks: list[bytes]) -> str:
+        body = b"".join(chunks)[:FAULT_SNIFF_BYTES]
+        match = _FAULT_CODE.search(body)
+        code = match.group(1).decode("ascii", "replace") if match else ""
+        return code if code in self.fault_codes else OTHER
+
+    def _timed(
+        self,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        operation: str | None,
+        app: WsgiApp,
+        recorder: _RecordingInput | None,
+    ) -> Iterable[bytes]:
+        started = time.perf_counter()
+        seen: dict[str, Any] = {}
+
+        def observe(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            seen["status"], seen["headers"] = status, headers
+            if exc_info is not None:
+                return start_response(status, headers, exc_info)
+            return start_response(status, headers)
+
+        def done() -> None:
+            name = operation or self._operation_from(recorder)
+            status = str(seen.get("status", "500")).split(" ", 1)[0]
+            self.metrics.requests.labels(name, status).inc()
+            self.metrics.latency.labels(name).observe(time.perf_counter() - started)
+            if "fault" in seen:
+                self.metrics.faults.labels(name, seen["fault"]).inc()
+
+        try:
+            result = app(environ, observe)
+        except Exception:
+            seen.setdefault("status", "500")
+            done()
+            raise
+        if self._is_fault(seen, result):
+            chunks = list(result)
+            seen["fault"] = self._fault_code(chunks)
+            result = chunks
+        return _Observed(result, done)
+
+    @staticmethod
+    def _is_fault(seen: dict[str, Any], result: Iterable[bytes]) -> bool:
+        """A SOAP fault: 500/413 with an XML body the gateway built in memory (never a stream)."""
+        status = str(seen.get("status", ""))
+        if not status.startswith(("500", "413")) or not isinstance(result, list | tuple):
+            return False
+        content_type = next((v for k, v in seen.get("headers", []) if k.lower() == "content-type"), "")
+        return "xml" in content_type.lower() and sum(len(chunk) for chunk in result) <= FAULT_SNIFF_BYTES
+
+    def exposition(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """``/metrics``: the Prometheus text format (or OpenMetrics when the scraper asks for it)."""
+        if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
+            body = b"GET /metrics\n"
+            start_response("405 Method Not Allowed", [("Allow", "GET"), ("Content-Type", "text/plain")])
+            return [body]
+        encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT"))
+        body = encoder(self.metrics.scrape_registry(self.store))
+        headers = [("Content-Type", content_type), ("Content-Length", str(len(body))), ("Cache-Control", "no-store")]
+        start_response("200 OK", headers)
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
