@@ -1,0 +1,824 @@
+"""Throughput of the gateway as deployed, against the bare cost of the work it cannot avoid.
+
+The question this answers: how many ~20 KB edXML documents with a 1 MB attachment can the gateway
+take per second under gunicorn, and how close is that to the ceiling set by what any gateway must
+do per document (lxml parse + XSD validation, then a durable store: write + fsync the file and one
+database insert committed)? The target is sends/s >= 50% of that ceiling on the same cores.
+
+For each backend (SQLite, PostgreSQL) it starts ``edxml-gateway serve --demo --workers N`` in its
+own process group with a fresh data directory (and a fresh PostgreSQL database), then:
+
+1. warm-up (excluded): a short send phase and a drain, so every worker has compiled its schemas;
+2. sends: parallel client *processes* post pre-built SOAP envelopes (raw HTTP, no zeep, so the
+   client stays cheap) for a fixed duration; each document gets a unique DocumentId and number by
+   rewriting the first base64 block of a template;
+3. fetch+ack: the recipients drain their queues, one item per cycle:
+   getPendingDocuments(maxItems=1) + getDocument + confirmReceived;
+4. ceiling: as many processes as gunicorn workers run lxml parse + validate alone, then parse +
+   validate + store, on the same backend, for the same duration.
+
+Clients and server share the machine's cores (as does anything else running), so the bench
+reports the CPU the clients used and the CPU used by processes it did not start ("foreign"), to
+show how much the figures are disturbed.
+
+    .venv/bin/python tools/bench.py                       # both backends, 20 s phases
+    .venv/bin/python tools/bench.py --quick --backends sqlite --json /tmp/bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import http.client
+import json
+import multiprocessing
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from multiprocessing.queues import Queue
+from pathlib import Path
+from typing import Any
+
+import psutil
+import psycopg
+from lxml import etree
+
+from gateway.edxml import AttachmentSource, DocumentMessage, Organization, document_bytes
+
+REPO = Path(__file__).resolve().parents[1]
+XSD = REPO / "xsd" / "edxml-document.xsd"
+GATEWAY_BIN = Path(sys.executable).with_name("edxml-gateway")
+NS = "urn:edxml-gateway:soap:v1"
+SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+SENDER = "000.00.00.G22"
+RECIPIENTS = ("000.00.00.H41", "000.00.00.H14")
+"""Demo agencies (``serve --demo``): one sender, two recipients so two queues are drained at once."""
+PLACEHOLDER = "BENCH-0000000000"
+"""Stands for the document number in CodeNumber and DocumentId; replaced by a same-length number."""
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+ATTACHMENT_BYTES = 1_000_000
+CEILING_STEPS = ("parse", "validate", "write+fsync", "insert+commit", "document")
+OPERATIONS = ("sendDocument", "getPendingDocuments", "getDocument", "confirmReceived", "fetch+ack")
+_ITEM_ID = re.compile(rb"<(?:[\w.-]+:)?itemId>([^<]+)</")
+_DOCUMENT_ID = re.compile(rb"<(?:[\w.-]+:)?documentId>([^<]+)</")
+_PARA = (
+    "Ủy ban nhân dân tỉnh chỉ đạo các sở, ban, ngành triển khai kết nối, liên thông văn bản điện tử "
+    "giữa các cơ quan nhà nước theo Nghị quyết 36a/NQ-CP; "
+)
+
+
+# -- the document ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Template:
+    """One edXML document whose number can be changed without re-encoding the 1 MB attachment.
+
+    The placeholder occurs only in the header, so the file splits at a multiple of 3 bytes after
+    its last occurrence: the base64 of the head is recomputed per document (a few hundred bytes)
+    and the base64 of the rest, computed once, is appended. Both halves concatenate to the base64
+    of the whole file because the split is 3-byte aligned.
+    """
+
+    edxml: bytes
+    split: int
+    tail_b64: bytes
+
+    @classmethod
+    def build(cls, recipient: str, attachment: bytes) -> Template:
+        msg = DocumentMessage(
+            sender=Organization(SENDER, "Văn phòng Chính phủ"),
+            recipients=(Organization(recipient, "Ủy ban nhân dân tỉnh"),),
+            code_number=PLACEHOLDER,
+            code_notation="VPCP-TTĐT",
+            promulgation_date=date(2026, 11, 20),
+            type_code=1,
+            type_name="Công văn",
+            subject=(_PARA * 8)[:990],
+            document_id=f"{SENDER},2026/11/20,{PLACEHOLDER}/VPCP-TTĐT",
+            content=(_PARA * 30)[:3990],
+            signer_position="Phó Chủ nhiệm",
+            signer_full_name="Nguyễn Văn A",
+            priority=1,
+            to_places=tuple((f"Sở {i:02d}: " + _PARA * 3)[:480] for i in range(24)),
+        )
+        edxml = document_bytes(msg, [AttachmentSource("cong-van.pdf", "application/pdf", data=attachment)])
+        last = edxml.rfind(PLACEHOLDER.encode()) + len(PLACEHOLDER)
+        split = -(-last // 3) * 3
+        return cls(edxml, split, base64.b64encode(edxml[split:]))
+
+    @property
+    def header_bytes(self) -> int:
+        """Bytes of edXML before the attachment's base64: the "metadata/text" part of the document."""
+        return self.edxml.find(b"<ContentTransferEncoded>")
+
+    def number(self, n: int) -> bytes:
+        return f"BENCH-{n:010d}".encode()
+
+    def document(self, n: int) -> bytes:
+        """The edXML file with number ``n``."""
+        return self.edxml[: self.split].replace(PLACEHOLDER.encode(), self.number(n)) + self.edxml[self.split :]
+
+    def document_b64(self, n: int) -> bytes:
+        head = self.edxml[: self.split].replace(PLACEHOLDER.encode(), self.number(n))
+        return base64.b64encode(head) + self.tail_b64
+
+
+def envelope_parts(agency: str, secret: str, operation: str) -> tuple[bytes, bytes]:
+    """The bytes before and after the operation's parameters, so large bodies are joined, not formatted."""
+    head = (
+        f'<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="{SOAP_ENV}" xmlns:gw="{NS}">'
+        f"<soapenv:Header><gw:AuthHeader><gw:agencyCode>{agency}</gw:agencyCode><gw:secret>{secret}</gw:secret>"
+        f"</gw:AuthHeader></soapenv:Header><soapenv:Body><gw:{operation}>"
+    )
+    return head.encode(), f"</gw:{operation}></soapenv:Body></soapenv:Envelope>".encode()
+
+
+def envelope(agency: str, secret: str, operation: str, body: bytes) -> bytes:
+    """A SOAP 1.1 request as a generated stub would send it (AuthHeader, document/literal wrapped)."""
+    head, tail = envelope_parts(agency, secret, operation)
+    return head + body + tail
+
+
+# -- clients --------------------------------------------------------------------------------------
+
+
+@dataclass
+class ClientResult:
+    """What one client process did: latencies per operation (seconds), errors, its own CPU time."""
+
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+    errors: int = 0
+    error_samples: list[str] = field(default_factory=list)
+    cpu_seconds: float = 0.0
+
+    def record(self, operation: str, seconds: float) -> None:
+        self.latencies.setdefault(operation, []).append(seconds)
+
+    def fail(self, message: str) -> None:
+        self.errors += 1
+        if len(self.error_samples) < 3:
+            self.error_samples.append(message[:300])
+
+
+class SoapCaller:
+    """Raw HTTP POSTs to /soap: a new connection per call, as gunicorn sync workers close each one."""
+
+    def __init__(self, port: int, result: ClientResult) -> None:
+        self.port = port
+        self.result = result
+
+    def call(self, operation: str, body: bytes) -> bytes | None:
+        started = time.perf_counter()
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+            try:
+                connection.request(
+                    "POST",
+                    "/soap",
+                    body=body,
+                    headers={"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{operation}"'},
+                )
+                response = connection.getresponse()
+                data = response.read()
+            finally:
+                connection.close()
+        except OSError as exc:
+            self.result.fail(f"{operation}: {type(exc).__name__}: {exc}")
+            return None
+        if response.status != 200:
+            self.result.fail(f"{operation}: HTTP {response.status}: {data[:300]!r}")
+            return None
+        self.result.record(operation, time.perf_counter() - started)
+        return data
+
+
+def _cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def _send_client(
+    port: int, secret: str, template: Template, first: int, *, start_at: float, stop_at: float, out: Queue
+) -> None:
+    """Send documents numbered from ``first`` until ``stop_at`` (monotonic clock, shared by all processes)."""
+    result = ClientResult()
+    caller = SoapCaller(port, result)
+    cpu = _cpu_seconds()
+    head, tail = envelope_parts(SENDER, secret, "sendDocument")
+    head, tail = head + b"<gw:document>", b"</gw:document>" + tail
+    n = first
+    time.sleep(max(0.0, start_at - time.monotonic()))
+    while time.monotonic() < stop_at:
+        body = head + template.document_b64(n) + tail
+        data = caller.call("sendDocument", body)
+        if data is not None and not _DOCUMENT_ID.search(data):
+            result.fail(f"sendDocument: no documentId in {data[:300]!r}")
+        n += 1
+    result.cpu_seconds = _cpu_seconds() - cpu
+    out.put(result)
+
+
+def _fetch_client(port: int, agency: str, secret: str, *, start_at: float, out: Queue) -> None:
+    """Pull, fetch and acknowledge one item at a time until the agency's queue is empty."""
+    result = ClientResult()
+    caller = SoapCaller(port, result)
+    cpu = _cpu_seconds()
+    pending = envelope(agency, secret, "getPendingDocuments", b"<gw:maxItems>1</gw:maxItems>")
+    time.sleep(max(0.0, start_at - time.monotonic()))
+    while True:
+        started = time.perf_counter()
+        listing = caller.call("getPendingDocuments", pending)
+        if listing is None:
+            break
+        match = _ITEM_ID.search(listing)
+        if match is None:
+            break
+        item = b"<gw:itemId>" + match.group(1) + b"</gw:itemId>"
+        fetched = caller.call("getDocument", envelope(agency, secret, "getDocument", item))
+        if fetched is not None and len(fetched) < ATTACHMENT_BYTES:
+            result.fail(f"getDocument: short response ({len(fetched)} bytes)")
+        if fetched is None:
+            continue
+        if caller.call("confirmReceived", envelope(agency, secret, "confirmReceived", item)) is None:
+            continue
+        result.record("fetch+ack", time.perf_counter() - started)
+    result.cpu_seconds = _cpu_seconds() - cpu
+    out.put(result)
+
+
+# -- the ceiling ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CeilingStore:
+    """Where the ceiling stores documents: a directory for files and one table on the bench's backend."""
+
+    directory: Path
+    sqlite_path: Path | None = None
+    pg_dsn: str | None = None
+
+    def prepare(self) -> None:
+        """Create the table; SQLite gets the gateway's settings (WAL, synchronous=FULL)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        ddl = (
+            "CREATE TABLE IF NOT EXISTS bench_ceiling (id {pk}, document_id TEXT UNIQUE NOT NULL, "
+            "path TEXT NOT NULL, size BIGINT NOT NULL, stored_at TEXT NOT NULL)"
+        )
+        if self.sqlite_path is not None:
+            with contextlib.closing(sqlite3.connect(self.sqlite_path)) as db:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute(ddl.format(pk="INTEGER PRIMARY KEY"))
+                db.commit()
+        else:
+            with psycopg.connect(self.pg_dsn or "", autocommit=True) as db:
+                db.execute(ddl.format(pk="BIGSERIAL PRIMARY KEY"))
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[Any]:
+        """A connection whose ``insert`` commits one row per call, durably, as the gateway's do."""
+        if self.sqlite_path is not None:
+            db = sqlite3.connect(self.sqlite_path, isolation_level=None, timeout=30)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            try:
+                yield db
+            finally:
+                db.close()
+        else:
+            with psycopg.connect(self.pg_dsn or "") as db:
+                yield db
+
+    def insert(self, db: Any, document_id: str, path: Path, size: int) -> None:
+        now = datetime.now(UTC).isoformat()
+        if self.sqlite_path is not None:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(
+                "INSERT INTO bench_ceiling (document_id, path, size, stored_at) VALUES (?, ?, ?, ?)",
+                (document_id, str(path), size, now),
+            )
+            db.execute("COMMIT")
+        else:
+            db.execute(
+                "INSERT INTO bench_ceiling (document_id, path, size, stored_at) VALUES (%s, %s, %s, %s)",
+                (document_id, str(path), size, now),
+            )
+            db.commit()
+
+
+def _write_fsync(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _ceiling_client(
+    template: Template, store: CeilingStore | None, first: int, *, start_at: float, stop_at: float, out: Queue
+) -> None:
+    """Parse + validate (+ store) documents until ``stop_at``; per-step times go in the latencies."""
+    result = ClientResult()
+    schema = etree.XMLSchema(etree.parse(str(XSD)))
+    parser = etree.XMLParser(resolve_entities=False, no_network=True)
+    cpu = _cpu_seconds()
+    n = first
+    with store.connect() if store else contextlib.nullcontext() as db:
+        time.sleep(max(0.0, start_at - time.monotonic()))
+        while time.monotonic() < stop_at:
+            data = template.document(n)
+            t0 = time.perf_counter()
+            root = etree.fromstring(data, parser)
+            t1 = time.perf_counter()
+            if not schema.validate(root):
+                result.fail(f"ceiling: document {n} invalid: {schema.error_log}")
+            t2 = time.perf_counter()
+            result.record("parse", t1 - t0)
+            result.record("validate", t2 - t1)
+            if store is not None:
+                path = store.directory / f"{n}.edxml"
+                _write_fsync(path, data)
+                t3 = time.perf_counter()
+                store.insert(db, template.number(n).decode(), path, len(data))
+                t4 = time.perf_counter()
+                result.record("write+fsync", t3 - t2)
+                result.record("insert+commit", t4 - t3)
+            result.record("document", time.perf_counter() - t0)
+            n += 1
+    result.cpu_seconds = _cpu_seconds() - cpu
+    out.put(result)
+
+
+# -- measuring a phase ----------------------------------------------------------------------------
+
+
+def _busy_jiffies() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + fields[4]
+    total = sum(fields[:8])
+    return (total - idle) / tick, total / tick
+
+
+def _tree_cpu(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+@dataclass
+class PhaseResult:
+    """One measured phase: merged client results, wall time, and who used the CPU meanwhile."""
+
+    wall: float
+    clients: ClientResult
+    server_cpu: float
+    machine_busy: float
+    machine_total: float
+
+    @property
+    def foreign_cpu_share(self) -> float:
+        """Share of the machine's CPU used by processes this bench did not start."""
+        ours = self.server_cpu + self.clients.cpu_seconds
+        return max(0.0, self.machine_busy - ours) / self.machine_total if self.machine_total else 0.0
+
+    @property
+    def client_cpu_share(self) -> float:
+        return self.clients.cpu_seconds / self.machine_total if self.machine_total else 0.0
+
+    def count(self, operation: str) -> int:
+        return len(self.clients.latencies.get(operation, []))
+
+    def rate(self, operation: str) -> float:
+        return self.count(operation) / self.wall if self.wall else 0.0
+
+
+Target = tuple[Any, tuple[Any, ...], dict[str, Any]]
+"""A client function, its positional arguments, and keyword arguments (``stop_at`` for timed phases)."""
+
+
+def run_phase(targets: list[Target], server: list[psutil.Process], lead: float) -> PhaseResult:
+    """Start one process per target; all begin at the same instant ``lead`` seconds from now.
+
+    Each target is called with ``start_at`` (monotonic clock, shared by all processes) and ``out``
+    (the queue its :class:`ClientResult` goes to) as keyword arguments.
+    """
+    context = multiprocessing.get_context("fork")
+    out: Queue = context.Queue()
+    start_at = time.monotonic() + lead
+    processes = [
+        context.Process(target=target, args=args, kwargs={**kwargs, "start_at": start_at, "out": out})
+        for target, args, kwargs in targets
+    ]
+    for process in processes:
+        process.start()
+    time.sleep(max(0.0, start_at - time.monotonic()))
+    server_cpu, (busy, total), started = _tree_cpu(server), _busy_jiffies(), time.monotonic()
+    merged = ClientResult()
+    for _ in processes:
+        part: ClientResult = out.get()
+        for operation, values in part.latencies.items():
+            merged.latencies.setdefault(operation, []).extend(values)
+        merged.errors += part.errors
+        merged.error_samples.extend(part.error_samples[: max(0, 3 - len(merged.error_samples))])
+        merged.cpu_seconds += part.cpu_seconds
+    wall = time.monotonic() - started
+    busy_after, total_after = _busy_jiffies()
+    for process in processes:
+        process.join()
+    return PhaseResult(wall, merged, _tree_cpu(server) - server_cpu, busy_after - busy, total_after - total)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile (no interpolation: every reported latency was really observed)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered) + 0.5) - 1))]
+
+
+# -- the gateway under gunicorn -------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class GatewayProcess:
+    """``edxml-gateway serve --demo --workers N`` in its own process group, stopped by that group's id."""
+
+    def __init__(self, data_dir: Path, database_url: str | None, workers: int) -> None:
+        self.data_dir = data_dir
+        self.workers = workers
+        self.port = _free_port()
+        env = dict(os.environ, GATEWAY_DATA_DIR=str(data_dir))
+        env.pop("GATEWAY_DATABASE_URL", None)
+        if database_url:
+            env["GATEWAY_DATABASE_URL"] = database_url
+        self.log_path = data_dir.parent / f"gateway-{data_dir.name}.log"
+        self.log = self.log_path.open("wb")
+        command = [str(GATEWAY_BIN), "serve", "--demo", "--workers", str(workers), "--port", str(self.port)]
+        self.process = subprocess.Popen(
+            command, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.arbiter = psutil.Process(self.process.pid)
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        """Until /health answers 200 and all workers are forked."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the gateway exited ({self.process.returncode}); see {self.log_path}")
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=5) as response,
+            ):
+                if response.status == 200 and len(self.worker_processes()) == self.workers:
+                    return
+            time.sleep(0.2)
+        raise RuntimeError(f"the gateway did not become healthy in {timeout:.0f} s; see {self.log_path}")
+
+    def worker_processes(self) -> list[psutil.Process]:
+        return self.arbiter.children()
+
+    def secrets(self) -> dict[str, str]:
+        entries = json.loads((self.data_dir / "demo-credentials.json").read_text(encoding="utf-8"))
+        return {entry["agency"]: entry["secret"] for entry in entries}
+
+    def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.log.close()
+
+
+def _status_kib(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+# -- one backend ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Options:
+    workers: int
+    clients: int
+    duration: float
+    warmup: float
+    pg_url: str
+
+
+def _operation_figures(phase: PhaseResult, operations: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    figures = {}
+    for operation in operations:
+        values = phase.clients.latencies.get(operation, [])
+        figures[operation] = {
+            "count": len(values),
+            "per_second": len(values) / phase.wall if phase.wall else 0.0,
+            "p50_ms": percentile(values, 0.50) * 1000,
+            "p99_ms": percentile(values, 0.99) * 1000,
+            "mean_ms": sum(values) / len(values) * 1000 if values else float("nan"),
+        }
+    return figures
+
+
+def _phase_meta(phase: PhaseResult) -> dict[str, Any]:
+    return {
+        "wall_s": phase.wall,
+        "errors": phase.clients.errors,
+        "error_samples": phase.clients.error_samples,
+        "client_cpu_share": phase.client_cpu_share,
+        "server_cpu_share": phase.server_cpu / phase.machine_total if phase.machine_total else 0.0,
+        "foreign_cpu_share": phase.foreign_cpu_share,
+    }
+
+
+def bench_backend(backend: str, templates: list[Template], options: Options, scratch: Path) -> dict[str, Any]:
+    """Run warm-up, sends, fetch+ack and the ceiling for one backend; return its figures."""
+    pg_admin = pg_name = None
+    database_url = None
+    data_dir = scratch / backend
+    if backend == "postgresql":
+        pg_admin = options.pg_url
+        pg_name = f"edxml_bench_{os.getpid()}"
+        with psycopg.connect(pg_admin, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+            admin.execute(f'CREATE DATABASE "{pg_name}"')
+        pg_dsn = psycopg.conninfo.make_conninfo(pg_admin, dbname=pg_name)
+        database_url = "postgresql+psycopg://" + pg_admin.split("://", 1)[1].rsplit("/", 1)[0] + "/" + pg_name
+        store = CeilingStore(scratch / f"ceiling-{backend}", pg_dsn=pg_dsn)
+    else:
+        store = CeilingStore(scratch / f"ceiling-{backend}", sqlite_path=scratch / "ceiling.sqlite3")
+    gateway = GatewayProcess(data_dir, database_url, options.workers)
+    try:
+        gateway.wait_ready()
+        secrets = gateway.secrets()
+        workers = gateway.worker_processes()
+        worker_pids = [w.pid for w in workers]
+        server = [gateway.arbiter, *workers]
+        port = gateway.port
+
+        def sends(duration: float, base: int) -> PhaseResult:
+            targets = [
+                (_send_client, (port, secrets[SENDER], templates[i % 2], base + i * 10_000_000))
+                for i in range(options.clients)
+            ]
+            return _run_timed(targets, server, duration)
+
+        def drain() -> PhaseResult:
+            targets = [
+                (_fetch_client, (port, RECIPIENTS[i % 2], secrets[RECIPIENTS[i % 2]]), {})
+                for i in range(options.clients)
+            ]
+            return run_phase(targets, server, lead=0.3)
+
+        warm_sends = sends(options.warmup, 0)
+        warm_drain = drain()
+        warm_rss = {pid: _status_kib(pid, "VmRSS") for pid in worker_pids}
+        send_phase = sends(options.duration, 1_000_000_000)
+        fetch_phase = drain()
+        peak = {pid: _status_kib(pid, "VmHWM") for pid in worker_pids}
+        restarted = sorted(set(worker_pids) ^ {w.pid for w in gateway.worker_processes()})
+        parse_phase = _run_timed(
+            [
+                (_ceiling_client, (templates[i % 2], None, 2_000_000_000 + i * 10_000_000))
+                for i in range(options.workers)
+            ],
+            server,
+            options.duration,
+        )
+        store.prepare()
+        ceiling_phase = _run_timed(
+            [
+                (_ceiling_client, (templates[i % 2], store, 3_000_000_000 + i * 10_000_000))
+                for i in range(options.workers)
+            ],
+            server,
+            options.duration,
+        )
+    finally:
+        gateway.stop()
+        if pg_admin and pg_name:
+            with psycopg.connect(pg_admin, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+    sent = send_phase.count("sendDocument")
+    fetched = fetch_phase.count("fetch+ack")
+    warm_errors = warm_sends.clients.errors + warm_drain.clients.errors
+    lost = abs(sent - fetched) + abs(warm_sends.count("sendDocument") - warm_drain.count("fetch+ack"))
+    sends_per_s = send_phase.rate("sendDocument")
+    ceiling_per_s = ceiling_phase.rate("document")
+    errors = warm_errors + send_phase.clients.errors + fetch_phase.clients.errors + lost + len(restarted)
+    errors += parse_phase.clients.errors + ceiling_phase.clients.errors
+    samples = warm_sends.clients.error_samples + warm_drain.clients.error_samples
+    samples += send_phase.clients.error_samples + fetch_phase.clients.error_samples
+    samples += ceiling_phase.clients.error_samples
+    if lost:
+        samples.append(f"{sent} documents sent but {fetched} fetched and acknowledged")
+    if restarted:
+        samples.append(f"gunicorn workers changed during the run: {restarted}")
+    return {
+        "backend": backend,
+        "errors": errors,
+        "error_samples": samples,
+        "sends_per_s": sends_per_s,
+        "fetch_ack_per_s": fetch_phase.rate("fetch+ack"),
+        "send": {**_phase_meta(send_phase), "operations": _operation_figures(send_phase, ("sendDocument",))},
+        "fetch": {
+            **_phase_meta(fetch_phase),
+            "operations": _operation_figures(fetch_phase, OPERATIONS[1:]),
+        },
+        "worker_rss_mib": {
+            str(pid): {"after_warmup": warm_rss[pid] / 1024, "peak": peak[pid] / 1024} for pid in worker_pids
+        },
+        "parse_validate_per_s": parse_phase.rate("document"),
+        "parse_validate": {**_phase_meta(parse_phase), "steps": _operation_figures(parse_phase, ("parse", "validate"))},
+        "ceiling_per_s": ceiling_per_s,
+        "ceiling": {
+            **_phase_meta(ceiling_phase),
+            "steps": _operation_figures(ceiling_phase, CEILING_STEPS),
+        },
+        "ratio": sends_per_s / ceiling_per_s if ceiling_per_s else float("nan"),
+    }
+
+
+def _run_timed(
+    targets: list[tuple[Any, tuple[Any, ...]]], server: list[psutil.Process], duration: float
+) -> PhaseResult:
+    """A phase whose clients stop ``duration`` seconds after the common start."""
+    lead = 0.5
+    stop_at = time.monotonic() + lead + duration
+    return run_phase([(target, args, {"stop_at": stop_at}) for target, args in targets], server, lead)
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were taken on: they mean nothing without it."""
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem_kib = _status_kib_meminfo("MemTotal")
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "gateway"], capture_output=True, text=True)
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "ram_gib": round(mem_kib / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "lxml": ".".join(map(str, etree.LXML_VERSION[:3])),
+        "libxml2": ".".join(map(str, etree.LIBXML_VERSION)),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": commit.stdout.strip() + (" (gateway/ modified)" if dirty.stdout.strip() else ""),
+        "loadavg_at_start": os.getloadavg()[0],
+    }
+
+
+def _status_kib_meminfo(key: str) -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def print_report(report: dict[str, Any]) -> None:
+    """A table per backend, then the verdict on the 50% target."""
+    m, d = report["machine"], report["document"]
+    print(
+        f"\nMachine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, Python {m['python']}, "
+        f"lxml {m['lxml']} (libxml2 {m['libxml2']}), {m['date']}, commit {m['commit']}"
+    )
+    print(
+        f"Document: {d['edxml_bytes']:,} bytes edXML ({d['header_bytes']:,} bytes of metadata/text + "
+        f"{d['attachment_bytes']:,}-byte attachment), SOAP request {d['request_bytes']:,} bytes"
+    )
+    s = report["settings"]
+    print(
+        f"Settings: {s['workers']} gunicorn sync workers, {s['clients']} client processes, "
+        f"{s['duration']} s per phase, ceiling with {s['workers']} processes"
+    )
+    for result in report["backends"]:
+        print(f"\n== {result['backend']} ==")
+        print(f"{'operation':<22}{'count':>8}{'per s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+        operations = {**result["send"]["operations"], **result["fetch"]["operations"]}
+        for name, op in operations.items():
+            print(f"{name:<22}{op['count']:>8}{op['per_second']:>10.1f}{op['p50_ms']:>10.1f}{op['p99_ms']:>10.1f}")
+        print(f"{'sends/s':<40}{result['sends_per_s']:>10.1f}")
+        print(f"{'fetch+ack/s':<40}{result['fetch_ack_per_s']:>10.1f}")
+        for pid, rss in result["worker_rss_mib"].items():
+            label = f"peak RSS worker {pid} (MiB)"
+            print(f"{label:<40}{rss['peak']:>10.1f}  (after warm-up {rss['after_warmup']:.1f})")
+        print(f"{'parse+validate only, docs/s':<40}{result['parse_validate_per_s']:>10.1f}")
+        print(f"{'ceiling parse+validate+store, docs/s':<40}{result['ceiling_per_s']:>10.1f}")
+        steps = result["ceiling"]["steps"]
+        print(
+            "  ceiling per document, mean ms: "
+            + ", ".join(f"{name} {step['mean_ms']:.2f}" for name, step in steps.items())
+        )
+        print(
+            f"{'ratio sends/s / ceiling':<40}{result['ratio']:>10.2f}  "
+            f"({'meets' if result['ratio'] >= 0.5 else 'MISSES'} the 50% target)"
+        )
+        for phase in ("send", "fetch", "parse_validate", "ceiling"):
+            meta = result[phase]
+            print(
+                f"  {phase}: {meta['wall_s']:.1f} s, CPU share clients {meta['client_cpu_share']:.0%}, "
+                f"gateway {meta['server_cpu_share']:.0%}, foreign {meta['foreign_cpu_share']:.0%}"
+            )
+        print(f"{'errors':<40}{result['errors']:>10}")
+        for sample in result["error_samples"]:
+            print(f"  error: {sample}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backends", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (and ceiling processes)")
+    parser.add_argument("--clients", type=int, default=4, help="client processes per phase")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per timed phase")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up sends (not reported)")
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get("GATEWAY_BENCH_PG_URL", DEFAULT_PG_URL),
+        help="libpq URL of a database to connect to; the bench creates and drops its own",
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2 s phases, 2 clients")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, data)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.duration, args.warmup, args.clients = 2.0, 0.5, 2
+    options = Options(args.workers, args.clients, args.duration, args.warmup, args.pg_url)
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    for backend in backends:
+        if backend not in ("sqlite", "postgresql"):
+            parser.error(f"unknown backend {backend!r}")
+
+    attachment = os.urandom(ATTACHMENT_BYTES)
+    templates = [Template.build(recipient, attachment) for recipient in RECIPIENTS]
+    sample = templates[0]
+    report: dict[str, Any] = {
+        "machine": machine(),
+        "command": " ".join([".venv/bin/python", "tools/bench.py", *(argv if argv is not None else sys.argv[1:])]),
+        "settings": {"workers": options.workers, "clients": options.clients, "duration": options.duration},
+        "document": {
+            "edxml_bytes": len(sample.edxml),
+            "header_bytes": sample.header_bytes,
+            "attachment_bytes": ATTACHMENT_BYTES,
+            "request_bytes": len(envelope(SENDER, "x" * 43, "sendDocument", sample.document_b64(0))) + 27,
+        },
+        "backends": [],
+    }
+    scratch = Path(tempfile.mkdtemp(prefix="edxml-bench-"))
+    try:
+        for backend in backends:
+            print(f"benchmarking {backend} ...", file=sys.stderr, flush=True)
+            report["backends"].append(bench_backend(backend, templates, options, scratch))
+    finally:
+        if args.keep:
+            print(f"scratch kept in {scratch}", file=sys.stderr)
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+    print_report(report)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return 1 if any(result["errors"] for result in report["backends"]) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
