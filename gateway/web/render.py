@@ -36,13 +36,15 @@ td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 .card { background: #fff; border: 1px solid #d8dee4; border-radius: 6px; padding: 10px 16px; min-width: 150px; }
 .card .v { font-size: 26px; font-weight: 700; }
 .card.alert .v { color: #b3261e; }
-.chip { display: inline-block; border-radius: 10px; padding: 0 8px; font-size: 12px; background: #e6eaee; }
+.chip { display: inline-block; border-radius: 10px; padding: 0 8px; font-size: 12px; background: #e6eaee;
+        white-space: nowrap; }
 .g-not-connected { background: #f8d7d5; } .g-connected { background: #fde9c8; }
 .g-sends-and-receives { background: #dbe9fb; } .g-reports { background: #d4f0dc; }
 .s-none { background: #fde9c8; } .s-final { background: #d4f0dc; } .s-02 { background: #f8d7d5; }
 .more { color: #5b6773; font-style: italic; margin: 6px 0 0; }
 .muted { color: #5b6773; }
 code { font-size: 12px; }
+.d { white-space: nowrap; }
 """
 STYLE_HASH = "sha256-" + base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
 """The CSP source that allows exactly the inline stylesheet above."""
@@ -68,7 +70,7 @@ def when(moment: datetime | None) -> str:
 
 
 def _day(day: date | None) -> str:
-    return "—" if day is None else day.isoformat()
+    return "—" if day is None else f'<span class="d">{day.isoformat()}</span>'
 
 
 def _status(code: str | None) -> str:
