@@ -34,6 +34,12 @@ MAX_TEXT = 1 << 20
 MAX_DEPTH = 64
 """Nesting allowed; edXML needs about 10 levels."""
 
+MAX_MARKUP = 1 << 20
+"""Bytes expat may hold for one unfinished tag, comment or PI: it buffers such a token whole
+until it ends, so a 20 MB attribute would otherwise cost several times its size."""
+
+_UTF8_NAMES = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
+
 ENCODED_CONTENT = "ContentTransferEncoded"
 
 _WHITESPACE = {ord(c): None for c in " \t\r\n"}
@@ -205,6 +211,15 @@ def _refuse_doctype(*_args: object) -> None:
     )
 
 
+def _require_utf8(_version: str | None, encoding: str | None, _standalone: int) -> None:
+    """QCVN 102 packets are UTF-8; a document in another encoding would reach recipients that cannot read it."""
+    if encoding is not None and encoding.lower() not in _UTF8_NAMES:
+        raise MalformedEdxml(
+            f"The edXML is encoded in {encoding}; QCVN 102 documents must be encoded in UTF-8. "
+            "Save the file as UTF-8 and send it again."
+        )
+
+
 def _refuse_entity(*_args: object) -> None:
     raise MalformedEdxml("The edXML declares or references an external entity; the gateway refuses entities.")
 
@@ -234,9 +249,20 @@ def parse(source: Path | bytes | bytearray | memoryview) -> ParsedEdxml:
     parser.EntityDeclHandler = _refuse_entity
     parser.UnparsedEntityDeclHandler = _refuse_entity
     parser.ExternalEntityRefHandler = _refuse_entity
+    parser.XmlDeclHandler = _require_utf8
     try:
+        fed = 0
         for chunk in _chunks(source):
+            if not fed and (bytes(chunk[:2]) in (b"\xfe\xff", b"\xff\xfe") or b"\x00" in bytes(chunk[:4])):
+                _require_utf8(None, "UTF-16 or UTF-32", -1)
+            fed += len(chunk)
             parser.Parse(chunk, False)
+            if fed - max(parser.CurrentByteIndex, 0) > MAX_MARKUP:
+                raise MalformedEdxml(
+                    f"The edXML has a tag, attribute, comment or processing instruction longer than "
+                    f"{MAX_MARKUP // 1024} KiB (near line {parser.CurrentLineNumber}); only attachment "
+                    "contents may be that large."
+                )
         parser.Parse(b"", True)
     except expat.ExpatError as exc:
         words = _EXPAT_WORDS.get(exc.code, expat.ErrorString(exc.code))

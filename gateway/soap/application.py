@@ -171,8 +171,10 @@ class SoapEndpoint:
             start_response("200 OK", [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(body)))])
             return [body]
         if method != "POST":
-            start_response("405 Method Not Allowed", [("Allow", "GET, POST"), ("Content-Type", "text/plain")])
-            return [b"POST SOAP 1.1 requests here; the WSDL is at ?wsdl\n"]
+            error = MalformedRequest(
+                f"{method} is not a SOAP request: POST SOAP 1.1 requests here; the WSDL is at ?wsdl."
+            )
+            return _fault_response(start_response, error, "405 Method Not Allowed", [("Allow", "GET, POST")])
         return self._call(environ, start_response)
 
     def _call(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -194,11 +196,7 @@ class SoapEndpoint:
             return self._dispatch(environ, start_response, staged.body, staged_path)
         except GatewayError as error:
             log.info("refused request: %s %s", error.code, error.message)
-            body = fault_envelope(error)
-            start_response(
-                http_status(error), [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(body)))]
-            )
-            return [body]
+            return _fault_response(start_response, error, http_status(error))
         finally:
             if staged_path is not None:
                 staged_path.unlink(missing_ok=True)
@@ -209,6 +207,7 @@ class SoapEndpoint:
         inner = dict(environ)
         inner["wsgi.input"] = io.BytesIO(body)
         inner["CONTENT_LENGTH"] = str(len(body))
+        inner["CONTENT_TYPE"] = "text/xml; charset=utf-8"  # streaming already refused anything but UTF-8
         inner["gateway.staged"] = staged
         captured: dict[str, Any] = {}
 
@@ -239,6 +238,15 @@ class SoapEndpoint:
         )
         environ["gateway.context"] = context
         ctx.udc = context
+
+
+def _fault_response(
+    start_response: StartResponse, error: GatewayError, status: str, extra: list[tuple[str, str]] | None = None
+) -> Iterable[bytes]:
+    body = fault_envelope(error)
+    headers = [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(body))), *(extra or [])]
+    start_response(status, headers)
+    return [body]
 
 
 def _content_length(environ: dict[str, Any]) -> int | None:

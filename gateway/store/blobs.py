@@ -15,13 +15,16 @@ Identical content is stored once (dedup), which is safe because a blob never cha
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO
 
@@ -92,6 +95,24 @@ class BlobWriter:
         self.temp_path.unlink(missing_ok=True)
 
 
+def remove_stale_files(directory: Path, older_than: timedelta) -> int:
+    """Delete files in ``directory`` not modified for ``older_than``; return how many.
+
+    Temporary and staging files of requests cut short by a crash are never reused; this is how
+    they go. The age bound keeps files of requests still in flight in other workers.
+    """
+    if not directory.is_dir():
+        return 0
+    cutoff = time.time() - older_than.total_seconds()
+    removed = 0
+    for path in directory.iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+    return removed
+
+
 class BlobStore:
     """A directory of immutable blobs named by sha256."""
 
@@ -99,6 +120,10 @@ class BlobStore:
         self.root = Path(root)
         self.tmp_dir = self.root / "tmp"
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    def sweep_stale(self, older_than: timedelta) -> int:
+        """Remove temp files of writes a crash interrupted (see :func:`remove_stale_files`)."""
+        return remove_stale_files(self.tmp_dir, older_than)
 
     def path(self, sha256: str) -> Path:
         """Where blob ``sha256`` lives (whether or not it exists)."""

@@ -120,3 +120,25 @@ def test_unsupported_or_wrong_encoding_is_malformed(encoding: str) -> None:
     with pytest.raises(MalformedEdxml):
         read_document(data)
 
+
+
+@pytest.mark.parametrize(
+    "encoded",
+    [
+        lambda text: text.replace('encoding="UTF-8"', 'encoding="ISO-8859-1"').encode("latin-1", "replace"),
+        lambda text: text.encode("utf-16"),
+        lambda text: text.replace('encoding="UTF-8"', 'encoding="windows-1258"').encode("utf-8"),
+    ],
+    ids=["latin-1", "utf-16", "windows-1258-label"],
+)
+def test_documents_not_in_utf8_are_refused(encoded) -> None:
+    text = (VALID / "minimal.edxml").read_text(encoding="utf-8")
+    with pytest.raises(MalformedEdxml, match="UTF-8"):
+        read_document(encoded(text))
+
+
+def test_a_huge_attribute_is_refused_before_it_is_buffered() -> None:
+    data = (VALID / "minimal.edxml").read_bytes()
+    hostile = data.replace(b"<edXML:MessageHeader>", b'<edXML:MessageHeader x="' + b"a" * (3 << 20) + b'">', 1)
+    with pytest.raises(MalformedEdxml, match="longer than 1024 KiB"):
+        read_document(hostile)

@@ -186,8 +186,11 @@ class SoapReply:
         return [node.text or "" for node in self.root.iterfind(f".//{{{NS}}}{local}")]
 
 
-def parse_reply(status: int, body: bytes) -> SoapReply:
-    """Parse a response as a SOAP 1.1 envelope; AssertionError if it is anything else."""
+def parse_reply(status: int, body: bytes, method: str = "POST") -> SoapReply:
+    """Parse a response as a SOAP 1.1 envelope; AssertionError if it is anything else.
+
+    Faults come with HTTP 500 (SOAP 1.1), 413 for an oversize body, 405 for a method other than POST.
+    """
     try:
         root = etree.fromstring(body, etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True))
     except etree.XMLSyntaxError as exc:
@@ -201,7 +204,8 @@ def parse_reply(status: int, body: bytes) -> SoapReply:
     detail = fault.findtext(f"detail/{{{NS}}}GatewayFault/{{{NS}}}code")
     assert detail == code, f"fault detail code {detail!r} differs from faultcode {code!r}"
     assert code in DOCUMENTED_CODES, f"undocumented fault code {code!r}"
-    assert status == (413 if code == "Client.TooLarge" else 500), f"{code} came with HTTP {status}"
+    expected = 405 if method != "POST" else 413 if code == "Client.TooLarge" else 500
+    assert status == expected, f"{code} came with HTTP {status}"
     return SoapReply(status, body, root, code, fault.findtext("faultstring"))
 
 
@@ -209,7 +213,7 @@ def post(url: str, body: Any, action: str = "", method: str = "POST", timeout: f
     """Send ``body`` (bytes or a streaming body) and parse the answer as SOAP."""
     headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{action}"'}
     response = requests.request(method, url, data=body, headers=headers, timeout=timeout)
-    return parse_reply(response.status_code, response.content)
+    return parse_reply(response.status_code, response.content, method)
 
 
 def raw_http(host: str, port: int, head: bytes, body: bytes, shut_write: bool = True, timeout: float = 30) -> bytes:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -108,3 +110,15 @@ def test_iter_blobs_ignores_stray_files(blob_store: BlobStore) -> None:
     (blob_store.root / "README").write_text("not a blob")
     (blob_store.tmp_dir / "blob-x.part").write_bytes(b"in progress")
     assert set(blob_store.iter_blobs()) == stored
+
+
+def test_sweep_removes_only_stale_temp_files(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path / "blobs")
+    stale, fresh = store.tmp_dir / "blob-stale.part", store.tmp_dir / "blob-fresh.part"
+    stale.write_bytes(b"cut short by a crash")
+    fresh.write_bytes(b"still being written")
+    an_hour_ago = time.time() - 3700
+    os.utime(stale, (an_hour_ago, an_hour_ago))
+    sha, _ = store.put_bytes(b"kept")
+    assert store.sweep_stale(timedelta(hours=1)) == 1
+    assert not stale.exists() and fresh.exists() and store.verify(sha)
