@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import zeep.exceptions
-from prometheus_client import values
+from prometheus_client import CollectorRegistry, multiprocess, values
 from prometheus_client.parser import text_string_to_metric_families
 from web.web_support import (
     CAO_BANG,
@@ -198,6 +198,31 @@ def test_prepare_multiprocess_dir_wipes_the_last_run_and_exports_the_directory(
     monkeypatch.setenv(gateway_metrics.MULTIPROC_ENV, str(from_env))
     assert prepare_multiprocess_dir(tmp_path / "ignored") == from_env
     assert from_env.is_dir() and not (tmp_path / "ignored").exists()
+
+
+IMPORTED_FIRST = """
+import os, sys
+from pathlib import Path
+import gateway.app  # what serve imports before it starts gunicorn: prometheus_client comes with it
+from gateway.metrics import Metrics, prepare_multiprocess_dir
+assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+prepare_multiprocess_dir(Path(sys.argv[1]))
+if os.fork() == 0:  # a gunicorn worker
+    Metrics().requests.labels("health", "200").inc(7)
+    os._exit(0)
+os.wait()
+"""
+
+
+def test_prepare_works_after_prometheus_client_was_imported(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != gateway_metrics.MULTIPROC_ENV}
+    subprocess.run([sys.executable, "-c", IMPORTED_FIRST, str(tmp_path / "prom")], env=env, check=True, timeout=120)
+    [written] = (tmp_path / "prom").glob("counter_*.db")
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, str(tmp_path / "prom"))
+    assert registry.get_sample_value(
+        "gateway_http_requests_total", {"operation": "health", "status": "200"}
+    ) == 7, written
 
 
 def _free_port() -> int:

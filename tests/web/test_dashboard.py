@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -297,3 +298,25 @@ def test_health_fails_when_the_database_is_gone(tmp_path: Path) -> None:
         app.gateway.db.dispose()
     assert status.startswith("503")
     assert body == b'{"status": "fail", "database": "OperationalError", "blobs": "ok"}'
+
+
+def test_thousands_of_agencies_keep_the_page_small_and_fast(tmp_path: Path, sqlite_url: str) -> None:
+    settings = Settings(data_dir=tmp_path / "var", database_url=sqlite_url, operator_password=PASSWORD)
+    with serving(settings) as live:
+        now = datetime.now(UTC)
+        with live.db.transaction() as session:
+            session.add_all(
+                Agency(code=f"{n:03d}.01.05.H41", name=f"Ủy ban nhân dân xã số {n}", level=3, parent_code=SO_TTTT,
+                       active=True, created_at=now)
+                for n in range(3000)
+            )
+        scripted_exchange(live)
+        started = time.perf_counter()
+        response = _get(live)
+        elapsed = time.perf_counter() - started
+    assert response.status == 200
+    page = lxml.html.fromstring(response.text)
+    assert len(page.xpath("//tr[@data-agency]")) == 5 + 200
+    assert [int(p.get("data-more")) for p in page.xpath("//p[@data-more]")] == [2800]
+    assert len(response.body) < 200_000
+    assert elapsed < 5, f"{elapsed:.2f} s"
