@@ -536,6 +536,49 @@ class Options:
     duration: float
     warmup: float
     pg_url: str
+    profile_dir: Path | None = None
+    py_spy: str | None = None
+
+
+@contextlib.contextmanager
+def profiled(options: Options, label: str, pids: list[int], seconds: float) -> Iterator[None]:
+    """Sample the workers with py-spy (``--profile``) while a phase runs; idle time included.
+
+    Idle samples are kept on purpose: fsync and database waits are part of a send's cost, and a
+    sync worker waiting in ``accept`` is easy to tell apart by its stack.
+    """
+    if options.profile_dir is None or options.py_spy is None:
+        yield
+        return
+    options.profile_dir.mkdir(parents=True, exist_ok=True)
+    samplers = [
+        subprocess.Popen(
+            [
+                options.py_spy,
+                "record",
+                "--pid",
+                str(pid),
+                "--duration",
+                str(int(seconds)),
+                "--rate",
+                "200",
+                "--idle",
+                "--nonblocking",
+                "--format",
+                "raw",
+                "--output",
+                str(options.profile_dir / f"{label}-{pid}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for pid in pids
+    ]
+    try:
+        yield
+    finally:
+        for sampler in samplers:
+            sampler.wait()
 
 
 def _operation_figures(phase: PhaseResult, operations: tuple[str, ...]) -> dict[str, dict[str, float]]:
@@ -605,8 +648,10 @@ def bench_backend(backend: str, templates: list[Template], options: Options, scr
         warm_sends = sends(options.warmup, 0)
         warm_drain = drain()
         warm_rss = {pid: _status_kib(pid, "VmRSS") for pid in worker_pids}
-        send_phase = sends(options.duration, 1_000_000_000)
-        fetch_phase = drain()
+        with profiled(options, f"{backend}-send", worker_pids, options.duration):
+            send_phase = sends(options.duration, 1_000_000_000)
+        with profiled(options, f"{backend}-fetch", worker_pids, options.duration):
+            fetch_phase = drain()
         peak = {pid: _status_kib(pid, "VmHWM") for pid in worker_pids}
         restarted = sorted(set(worker_pids) ^ {w.pid for w in gateway.worker_processes()})
         parse_phase = _run_timed(
@@ -668,7 +713,18 @@ def bench_backend(backend: str, templates: list[Template], options: Options, scr
             "steps": _operation_figures(ceiling_phase, CEILING_STEPS),
         },
         "ratio": sends_per_s / ceiling_per_s if ceiling_per_s else float("nan"),
+        "cpu_ms_per_document": {
+            "gateway_send": _per_item_ms(send_phase.server_cpu, sent),
+            "gateway_fetch_ack": _per_item_ms(fetch_phase.server_cpu, fetched),
+            "parse_validate": _per_item_ms(parse_phase.clients.cpu_seconds, parse_phase.count("document")),
+            "ceiling": _per_item_ms(ceiling_phase.clients.cpu_seconds, ceiling_phase.count("document")),
+        },
     }
+
+
+def _per_item_ms(cpu_seconds: float, items: int) -> float:
+    """CPU per item: unlike rates, it barely moves when other processes compete for the cores."""
+    return cpu_seconds / items * 1000 if items else float("nan")
 
 
 def _run_timed(
@@ -754,11 +810,17 @@ def print_report(report: dict[str, Any]) -> None:
             f"{'ratio sends/s / ceiling':<40}{result['ratio']:>10.2f}  "
             f"({'meets' if result['ratio'] >= 0.5 else 'MISSES'} the 50% target)"
         )
+        cpu = result["cpu_ms_per_document"]
+        print(
+            "  CPU ms per document (gunicorn processes / ceiling processes): "
+            + ", ".join(f"{name} {value:.1f}" for name, value in cpu.items())
+        )
         for phase in ("send", "fetch", "parse_validate", "ceiling"):
             meta = result[phase]
             print(
                 f"  {phase}: {meta['wall_s']:.1f} s, CPU share clients {meta['client_cpu_share']:.0%}, "
-                f"gateway {meta['server_cpu_share']:.0%}, foreign {meta['foreign_cpu_share']:.0%}"
+                f"gateway {meta['server_cpu_share']:.0%}, other processes (PostgreSQL included) "
+                f"{meta['foreign_cpu_share']:.0%}"
             )
         print(f"{'errors':<40}{result['errors']:>10}")
         for sample in result["error_samples"]:
@@ -779,11 +841,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 s phases, 2 clients")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--profile", type=Path, help="sample the workers with py-spy during sends and fetches")
+    parser.add_argument("--py-spy", default=shutil.which("py-spy"), help="py-spy executable for --profile")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, data)")
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.warmup, args.clients = 2.0, 0.5, 2
-    options = Options(args.workers, args.clients, args.duration, args.warmup, args.pg_url)
+    if args.profile and not args.py_spy:
+        parser.error("--profile needs py-spy (pip install py-spy, or pass --py-spy PATH)")
+    options = Options(args.workers, args.clients, args.duration, args.warmup, args.pg_url, args.profile, args.py_spy)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     for backend in backends:
         if backend not in ("sqlite", "postgresql"):
