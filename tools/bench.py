@@ -32,6 +32,7 @@ import base64
 import contextlib
 import http.client
 import json
+import math
 import multiprocessing
 import os
 import platform
@@ -55,6 +56,7 @@ from typing import Any
 import psutil
 import psycopg
 from lxml import etree
+from sqlalchemy import make_url
 
 from gateway.edxml import AttachmentSource, DocumentMessage, Organization, document_bytes
 
@@ -126,6 +128,7 @@ class Template:
         return self.edxml.find(b"<ContentTransferEncoded>")
 
     def number(self, n: int) -> bytes:
+        """The document number replacing the placeholder: same length, so the split stays aligned."""
         return f"BENCH-{n:010d}".encode()
 
     def document(self, n: int) -> bytes:
@@ -454,7 +457,7 @@ def percentile(values: list[float], fraction: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered) + 0.5) - 1))]
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))]
 
 
 # -- the gateway under gunicorn -------------------------------------------------------------------
@@ -618,7 +621,11 @@ def bench_backend(backend: str, templates: list[Template], options: Options, scr
             admin.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
             admin.execute(f'CREATE DATABASE "{pg_name}"')
         pg_dsn = psycopg.conninfo.make_conninfo(pg_admin, dbname=pg_name)
-        database_url = "postgresql+psycopg://" + pg_admin.split("://", 1)[1].rsplit("/", 1)[0] + "/" + pg_name
+        database_url = (
+            make_url(pg_admin)
+            .set(drivername="postgresql+psycopg", database=pg_name)
+            .render_as_string(hide_password=False)
+        )
         store = CeilingStore(scratch / f"ceiling-{backend}", pg_dsn=pg_dsn)
     else:
         store = CeilingStore(scratch / f"ceiling-{backend}", sqlite_path=scratch / "ceiling.sqlite3")
