@@ -7,10 +7,13 @@ metrics middleware, which also answers ``/metrics``.
 
 from __future__ import annotations
 
+import gc
 import json
+import logging
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -23,6 +26,10 @@ from gateway.soap.service import EdxmlGatewayService
 from gateway.store.blobs import BlobStore
 from gateway.store.database import Database
 from gateway.web import Dashboard
+
+log = logging.getLogger("gateway")
+STALE_TEMP_FILES = timedelta(hours=1)
+"""Age after which a staging or temp file can only be a leftover of a crashed request."""
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -42,6 +49,9 @@ class Gateway:
         db = Database(settings.database_url)
         assert settings.blob_dir is not None
         blobs = BlobStore(settings.blob_dir)
+        removed = blobs.sweep_stale(STALE_TEMP_FILES)
+        if removed:
+            log.info("removed %d temporary files left by interrupted requests", removed)
         return cls(settings, db, blobs, ExchangeService(db, blobs, settings))
 
 
@@ -55,7 +65,7 @@ class Router:
         self.gateway = gateway
         assert gateway.settings.blob_dir is not None
         self.soap = SoapEndpoint(
-            gateway.exchange, gateway.settings.blob_dir / "staging", gateway.settings.max_request_bytes
+            gateway.exchange, gateway.settings.max_request_bytes
         )
         self.dashboard = Dashboard(gateway.db, gateway.settings)
         self.routes: dict[str, WsgiApp] = {
@@ -120,5 +130,11 @@ def _plain(start_response: StartResponse, status: str, text_body: str) -> Iterab
 
 
 def create_app(settings: Settings | None = None) -> Router:
-    """Build the WSGI application from ``settings`` (default: ``GATEWAY_*`` environment)."""
-    return Router(Gateway.open(settings or Settings.from_env()))
+    """Build the WSGI application from ``settings`` (default: ``GATEWAY_*`` environment).
+
+    Everything allocated so far lives as long as the process, so it is frozen out of the garbage
+    collector's reach: later collections then only walk what requests allocate.
+    """
+    router = Router(Gateway.open(settings or Settings.from_env()))
+    gc.freeze()
+    return router

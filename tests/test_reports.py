@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from support.staging import stage
 
 from gateway import reports
 from gateway.cli import main
@@ -110,7 +111,9 @@ def story(database: Database, tmp_path: Path) -> Story:
 
     def send(day: int, sender: str, recipients: list[str], number: str, due: date | None = None) -> str:
         at(noon(day))
-        return service.send_document(callers[sender], _letter(tmp_path, sender, recipients, number, due)).document_id
+        return service.send_document(
+            callers[sender], stage(service, _letter(tmp_path, sender, recipients, number, due))
+        ).document_id
 
     def fetch(day: int, code: str, document_id: str, acknowledge: bool = False) -> None:
         at(noon(day))

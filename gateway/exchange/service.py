@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -52,6 +53,20 @@ from gateway.store.database import Database
 from gateway.store.models import Agency, Delivery, Document, Recipient, StatusEvent
 
 Clock = Callable[[], datetime]
+
+
+class StagedDocument(Protocol):
+    """An incoming document written to the blob store's staging area, not yet committed."""
+
+    temp_path: Path
+
+    def write(self, data: bytes) -> int: ...
+
+    def flush(self) -> None: ...
+
+    def commit(self) -> tuple[str, int]: ...
+
+    def discard(self) -> None: ...
 VIETNAM_TIME = timezone(timedelta(hours=7), "ICT")
 """edXML timestamps carry no zone; QCVN 102 senders write Vietnam local time (UTC+7, no DST)."""
 
@@ -81,7 +96,7 @@ class ExchangeService:
         if not code or not secret:
             raise refusal
         now = self.clock()
-        with self.db.transaction() as session:
+        with self.db.transaction(readonly=True) as session:
             agency = session.scalar(select(Agency).where(Agency.code == code))
             if agency is None or not agency.active:
                 raise refusal
@@ -95,7 +110,7 @@ class ExchangeService:
 
     def agencies(self, parent_code: str | None = None) -> list[AgencyView]:
         """The directory (optionally one agency's direct children), ordered by code."""
-        with self.db.transaction() as session:
+        with self.db.transaction(readonly=True) as session:
             query = select(Agency).order_by(Agency.level, Agency.code)
             if parent_code:
                 query = query.where(Agency.parent_code == parent_code)
@@ -105,28 +120,33 @@ class ExchangeService:
 
     # -- sending ----------------------------------------------------------------------------
 
-    def send_document(self, caller: Caller, staged: Path) -> SendReceipt:
-        """Validate the edXML file at ``staged``, store it once, and queue it for every addressee.
+    def begin_staging(self) -> StagedDocument:
+        """A place to write an incoming document before it is validated (a blob not yet committed)."""
+        return self.blobs.begin()
 
-        Resending the same (sender, DocumentId) returns the first receipt and stores nothing.
+    def send_document(self, caller: Caller, staged: StagedDocument) -> SendReceipt:
+        """Validate the staged edXML file, store it once, and queue it for every addressee.
+
+        The staged file becomes the stored blob without being copied. Resending the same
+        (sender, DocumentId) returns the first receipt and stores nothing.
         """
-        message = read_document(staged)
+        message = read_document(staged.temp_path)
         if message.sender.organ_id != caller.code:
             raise SenderMismatch(
                 f"The document's From/OrganId is '{message.sender.organ_id}' but you are authenticated as "
                 f"'{caller.code}'. An agency can only send documents as itself."
             )
         edxml_id = message.document_id or _conventional_document_id(message)
-        existing = self._existing_receipt(caller, edxml_id)
-        if existing is not None:
-            return existing
-        with self.db.transaction() as session:
+        with self.db.transaction(readonly=True) as session:
+            existing = _existing_receipt(session, caller, edxml_id)
+            if existing is not None:
+                return existing
             sender = session.get_one(Agency, caller.agency_id)
-            signer = self._check_signature(caller, sender.require_signature, message.signed, staged)
+            signer = self._check_signature(caller, sender.require_signature, message.signed, staged.temp_path)
             recipient_ids = [a.id for a in _resolve_recipients(session, message)]
             original = self._superseded_document(session, caller, message)
             original_id = original.id if original else None
-        sha256, size = self.blobs.put_file(staged)
+        sha256, size = staged.commit()
         try:
             with self.db.transaction() as session:
                 recipients = [session.get_one(Agency, i) for i in recipient_ids]
@@ -135,7 +155,8 @@ class ExchangeService:
                     session, caller, message, edxml_id, sha256, size, recipients, original, signer
                 )
         except IntegrityError:
-            existing = self._existing_receipt(caller, edxml_id)
+            with self.db.transaction(readonly=True) as session:
+                existing = _existing_receipt(session, caller, edxml_id)
             if existing is None:
                 raise
             return existing
@@ -160,18 +181,6 @@ class ExchangeService:
         if signed and trusted is not None:
             return verify_signature(staged, trusted)
         return None
-
-    def _existing_receipt(self, caller: Caller, edxml_id: str) -> SendReceipt | None:
-        with self.db.transaction() as session:
-            document = session.scalar(
-                select(Document).where(
-                    Document.sender_id == caller.agency_id, Document.edxml_document_id == edxml_id
-                )
-            )
-            if document is None:
-                return None
-            codes = tuple(r.agency.code for r in document.recipients)
-            return SendReceipt(document.id, edxml_id, codes, duplicate=True, signer=document.signer)
 
     def _superseded_document(self, session: Session, caller: Caller, message: DocumentMessage) -> Document | None:
         """For recall/update/replace (BussinessDocType 1/2/3): the caller's earlier document it refers to."""
@@ -414,7 +423,7 @@ class ExchangeService:
 
     def history(self, caller: Caller, document_id: str) -> list[StatusEntry]:
         """Every status of a document: all recipients for its sender, its own copy for a recipient."""
-        with self.db.transaction() as session:
+        with self.db.transaction(readonly=True) as session:
             document = session.get(Document, document_id)
             if document is None:
                 raise _document_not_found(document_id)
@@ -555,6 +564,17 @@ class ExchangeService:
             at=now,
         )
         return (session.get_one(Agency, target_id).code,)
+
+
+def _existing_receipt(session: Session, caller: Caller, edxml_id: str) -> SendReceipt | None:
+    """The receipt of the caller's earlier document with this DocumentId, if it sent one."""
+    document = session.scalar(
+        select(Document).where(Document.sender_id == caller.agency_id, Document.edxml_document_id == edxml_id)
+    )
+    if document is None:
+        return None
+    codes = tuple(r.agency.code for r in document.recipients)
+    return SendReceipt(document.id, edxml_id, codes, duplicate=True, signer=document.signer)
 
 
 def _conventional_document_id(message: DocumentMessage) -> str:

@@ -14,10 +14,10 @@ import io
 import logging
 import uuid
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 from wsgiref.util import request_uri
 
+import spyne.const
 from lxml import etree
 from spyne import Application, Fault
 from spyne.interface.wsdl import Wsdl11
@@ -25,16 +25,20 @@ from spyne.protocol.soap import Soap11
 from spyne.protocol.xml import SchemaValidationError
 from spyne.server.wsgi import WsgiApplication
 
-from gateway.errors import GatewayError, MalformedRequest, ServerError, TooLarge
+from gateway.errors import GatewayError, MalformedRequest, ServerError
 from gateway.exchange.service import ExchangeService
 from gateway.soap.context import RequestContext
 from gateway.soap.credentials import header_credentials
 from gateway.soap.faults import fault_envelope, http_status, spyne_fault
 from gateway.soap.service import EdxmlGatewayService
-from gateway.soap.streaming import Payload, ResponseStreamer, stage_request
+from gateway.soap.streaming import Payload, ResponseStreamer, StagingFile, stage_request
 from gateway.soap.types import NAMESPACE
 
 log = logging.getLogger("gateway.soap")
+
+spyne.const.MIN_GC_INTERVAL = float("inf")
+"""Spyne runs a full gc.collect() at most once a second per process to close its request files; the
+gateway gives Spyne no files, and a full collection stalled a request for 60-70 ms (tools/bench.py)."""
 
 SERVICE_NAME = "EdxmlGateway"
 WSDL_LOCATION = "http://localhost:8080/soap"
@@ -44,13 +48,15 @@ _SOAP12_PREFIXES = ("wsdlsoap12", "soap12env", "soap12enc")
 """Declared by Spyne though no SOAP 1.2 binding exists; gSOAP then speaks SOAP 1.2 and fails."""
 PAYLOADS = {"sendDocument": Payload(NAMESPACE, "sendDocument", "document")}
 
-# Spyne logs whole request bodies and a traceback per fault; the gateway logs each refusal in one line.
+# Spyne logs whole request bodies, a traceback per fault and a warning per response it builds from a
+# customised class; the gateway logs each refusal in one line.
 for _noisy in (
     "spyne.protocol.soap.soap11.invalid",
     "spyne.protocol.xml.invalid",
     "spyne.application",
     "spyne.application.client",
     "spyne.application.server",
+    "spyne.model.complex",
 ):
     logging.getLogger(_noisy).setLevel(logging.CRITICAL + 1)
 
@@ -153,9 +159,8 @@ StartResponse = Callable[..., Any]
 class SoapEndpoint:
     """WSGI callable for the SOAP endpoint: GET ?wsdl, POST a SOAP 1.1 request."""
 
-    def __init__(self, exchange: ExchangeService, staging_dir: Path, max_request_bytes: int) -> None:
+    def __init__(self, exchange: ExchangeService, max_request_bytes: int) -> None:
         self.exchange = exchange
-        self.staging_dir = staging_dir
         self.max_request_bytes = max_request_bytes
         self.application = build_spyne_application()
         self.application.event_manager.add_listener("method_call", self._attach_context)
@@ -178,31 +183,28 @@ class SoapEndpoint:
         return self._call(environ, start_response)
 
     def _call(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        staged_path: Path | None = None
+        staged: StagingFile | None = None
         try:
-            staged = stage_request(
+            request = stage_request(
                 environ["wsgi.input"],
                 _content_length(environ),
                 self.max_request_bytes,
                 PAYLOADS,
-                self.staging_dir,
+                self.exchange.begin_staging,
                 environ.get("HTTP_SOAPACTION"),
+                envelope_limit=SLIM_BODY_LIMIT,
             )
-            staged_path = staged.staged
-            if len(staged.body) > SLIM_BODY_LIMIT:
-                raise TooLarge(
-                    f"Fields other than the edXML document are limited to {SLIM_BODY_LIMIT // 1024} KiB per request."
-                )
-            return self._dispatch(environ, start_response, staged.body, staged_path)
+            staged = request.staged
+            return self._dispatch(environ, start_response, request.body, staged)
         except GatewayError as error:
             log.info("refused request: %s %s", error.code, error.message)
             return _fault_response(start_response, error, http_status(error))
         finally:
-            if staged_path is not None:
-                staged_path.unlink(missing_ok=True)
+            if staged is not None:
+                staged.discard()
 
     def _dispatch(
-        self, environ: dict[str, Any], start_response: StartResponse, body: bytes, staged: Path | None
+        self, environ: dict[str, Any], start_response: StartResponse, body: bytes, staged: StagingFile | None
     ) -> Iterable[bytes]:
         inner = dict(environ)
         inner["wsgi.input"] = io.BytesIO(body)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.exchange.service import ExchangeService
+from gateway.exchange.service import ExchangeService, StagedDocument
 
 
 @dataclass
@@ -22,7 +22,7 @@ class RequestContext:
 
     exchange: ExchangeService
     credentials: tuple[str | None, str | None]
-    staged_document: Path | None
+    staged_document: StagedDocument | None
     placeholder: bytes
     outbound: list[OutboundFile] = field(default_factory=list)
 

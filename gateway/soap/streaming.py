@@ -18,11 +18,10 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 from xml.parsers import expat
 
 from gateway.errors import MalformedEdxml, MalformedRequest, TooLarge
@@ -51,28 +50,41 @@ class Payload:
     element: str
 
 
+class StagingFile(Protocol):
+    """Where a decoded payload goes: written in chunks, read back by path, then kept or discarded."""
+
+    temp_path: Path
+
+    def write(self, data: bytes) -> int: ...
+
+    def flush(self) -> None: ...
+
+    def discard(self) -> None: ...
+
+
 @dataclass
 class StagedRequest:
-    """The request as Spyne will see it, plus the decoded payload file if there was one."""
+    """The request as Spyne will see it, plus the decoded payload if there was one."""
 
     body: bytes
     operation: str | None
-    staged: Path | None
+    staged: StagingFile | None
 
 
 class _Base64ToFile:
-    """Decodes base64 text arriving in arbitrary pieces straight into a file."""
+    """Decodes base64 arriving in arbitrary pieces straight into a staging file."""
 
-    def __init__(self, out: IO[bytes]) -> None:
+    def __init__(self, out: StagingFile) -> None:
         self.out = out
         self.pending = bytearray()
-        self.size = 0
 
-    def feed(self, text: str) -> None:
+    def feed_text(self, text: str) -> None:
         try:
-            raw = text.encode("ascii")
+            self.feed(text.encode("ascii"))
         except UnicodeEncodeError:
             raise _bad_base64() from None
+
+    def feed(self, raw: bytes) -> None:
         self.pending += raw.translate(None, _WHITESPACE)
         if len(self.pending) >= READ_CHUNK:
             self._drain(final=False)
@@ -81,6 +93,7 @@ class _Base64ToFile:
         self._drain(final=True)
         if self.pending:
             raise _bad_base64()
+        self.out.flush()
 
     def _drain(self, final: bool) -> None:
         usable = len(self.pending) if final else len(self.pending) // 4 * 4
@@ -91,7 +104,6 @@ class _Base64ToFile:
         except binascii.Error:
             raise _bad_base64() from None
         self.out.write(decoded)
-        self.size += len(decoded)
         del self.pending[:usable]
 
 
@@ -102,19 +114,23 @@ def _bad_base64() -> MalformedEdxml:
 
 
 class _Scanner:
-    """expat callbacks: track the element path, find the payload, note its byte span."""
+    """expat callbacks: track the element path, find the payload, note where its content lies.
 
-    def __init__(self, parser: Any, payloads: dict[str, Payload], staging_dir: Path) -> None:
+    Offsets are in bytes fed to expat (``CurrentByteIndex``), which is what the slim body is
+    cut from: payload text that :func:`stage_request` decodes itself never reaches expat.
+    """
+
+    def __init__(self, parser: Any, payloads: dict[str, Payload], begin_staging: Callable[[], StagingFile]) -> None:
         self.parser = parser
         self.payloads = payloads
-        self.staging_dir = staging_dir
+        self.begin_staging = begin_staging
         self.stack: list[str] = []
         self.operation: str | None = None
         self.capture: _Base64ToFile | None = None
         self.capture_depth = 0
-        self.content_start: int | None = None
+        self.consumed: int | None = None
         self.content_end: int | None = None
-        self.staged_file: IO[bytes] | None = None
+        self.staged: StagingFile | None = None
         parser.StartElementHandler = self.start
         parser.EndElementHandler = self.end
         parser.CharacterDataHandler = self.data
@@ -134,8 +150,14 @@ class _Scanner:
             raise _not_utf8(encoding)
 
     def mark(self) -> None:
-        if self.capture is not None and self.content_start is None:
-            self.content_start = self.parser.CurrentByteIndex
+        """Payload content read by expat up to here is decoded and need not be kept."""
+        if self.capture is not None:
+            self.consumed = self.parser.CurrentByteIndex
+
+    @property
+    def payload_pending(self) -> bool:
+        """True until the payload could still start: only payload operations need piecewise feeding."""
+        return self.staged is None and (self.operation is None or self.operation in self.payloads)
 
     def start(self, name: str, _attrs: object) -> None:
         if self.capture is not None:
@@ -148,17 +170,14 @@ class _Scanner:
             self.operation = name.rpartition(" ")[2]
         elif depth == 4 and self.operation in self.payloads:
             payload = self.payloads[self.operation]
-            if name == f"{payload.namespace} {payload.element}" and self.staged_file is None:
-                self.staged_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed by stage_request)
-                    dir=self.staging_dir, prefix="staged-", suffix=".edxml", delete=False
-                )
-                self.capture = _Base64ToFile(self.staged_file)
+            if name == f"{payload.namespace} {payload.element}" and self.staged is None:
+                self.staged = self.begin_staging()
+                self.capture = _Base64ToFile(self.staged)
                 self.capture_depth = depth
 
     def end(self, _name: str) -> None:
         if self.capture is not None and len(self.stack) == self.capture_depth:
-            if self.content_start is not None:
-                self.content_end = self.parser.CurrentByteIndex
+            self.content_end = self.parser.CurrentByteIndex
             self.capture.finish()
             self.capture = None
         self.stack.pop()
@@ -166,7 +185,84 @@ class _Scanner:
     def data(self, text: str) -> None:
         if self.capture is not None:
             self.mark()
-            self.capture.feed(text)
+            self.capture.feed_text(text)
+
+
+class _Feeder:
+    """Feeds a request to expat and keeps the bytes the slim envelope is made of.
+
+    Until the payload element has started, bytes go to expat in pieces ending at each ``>``, so
+    that control returns right after the payload's start tag. From there the payload's text is
+    found with ``bytes.find(b"<")`` and decoded directly, never passing through expat, which is
+    what makes large documents cheap. Text expat must interpret (a character reference, a CDATA
+    section) takes the slow path: expat reads it and the scanner decodes what it reports.
+    """
+
+    def __init__(self, parser: Any, scanner: _Scanner, envelope_limit: int) -> None:
+        self.parser = parser
+        self.scanner = scanner
+        self.envelope_limit = envelope_limit
+        self.kept = bytearray()
+        self.fed = 0
+        self.content_start: int | None = None
+        self.dropped = 0
+        self.fast = False
+
+    def feed(self, chunk: bytes) -> None:
+        pos = 0
+        while pos < len(chunk):
+            if self.fast:
+                pos = self._payload_text(chunk, pos)
+            elif self.scanner.payload_pending:
+                end = chunk.find(b">", pos)
+                end = len(chunk) if end < 0 else end + 1
+                self._parse(chunk[pos:end])
+                pos = end
+                if self.scanner.capture is not None:
+                    self.content_start, self.fast = self.fed, True
+            else:
+                self._parse(chunk[pos:])
+                pos = len(chunk)
+
+    def _payload_text(self, chunk: bytes, pos: int) -> int:
+        end = chunk.find(b"<", pos)
+        text = chunk[pos:] if end < 0 else chunk[pos:end]
+        capture = self.scanner.capture
+        assert capture is not None
+        if b"&" in text:
+            self.fast = False
+            return pos
+        capture.feed(text)
+        if end < 0:
+            return len(chunk)
+        self.fast = False
+        return end
+
+    def _parse(self, piece: bytes) -> None:
+        self.kept += piece
+        self.fed += len(piece)
+        self.parser.Parse(piece, False)
+        scanner = self.scanner
+        if scanner.capture is not None and scanner.consumed is not None and self.content_start is not None:
+            cut_to = scanner.consumed - self.dropped
+            del self.kept[self.content_start : cut_to]
+            self.dropped += max(cut_to - self.content_start, 0)
+        if self.fed - max(self.parser.CurrentByteIndex, 0) > MAX_MARKUP:
+            raise TooLarge(
+                f"A single tag, attribute, comment or processing instruction in the request is longer than "
+                f"{MAX_MARKUP // 1024} KiB; only the edXML document may be large."
+            )
+        if len(self.kept) > self.envelope_limit:
+            raise TooLarge(
+                f"Fields other than the edXML document are limited to {self.envelope_limit // 1024} KiB per request."
+            )
+
+    def slim_body(self) -> bytes:
+        """The envelope as received, with the payload element emptied."""
+        end = self.scanner.content_end
+        if self.content_start is None or end is None:
+            return bytes(self.kept)
+        return bytes(self.kept[: self.content_start] + self.kept[end - self.dropped :])
 
 
 def stage_request(
@@ -174,21 +270,22 @@ def stage_request(
     content_length: int | None,
     limit: int,
     payloads: dict[str, Payload],
-    staging_dir: Path,
+    begin_staging: Callable[[], StagingFile],
     soap_action: str | None = None,
+    envelope_limit: int = 1024 * 1024,
 ) -> StagedRequest:
-    """Read a SOAP request once; decode the payload (if any) to a file and return the slim envelope.
+    """Read a SOAP request once; decode the payload (if any) to a staging file, return the slim envelope.
 
-    Raises TooLarge past ``limit`` bytes (before reading, when Content-Length says so),
-    MalformedRequest for anything that is not a well-formed, DTD-free SOAP 1.1 envelope whose
-    SOAPAction agrees with its body, and MalformedEdxml for a payload that is not base64.
+    Raises TooLarge past ``limit`` bytes (before reading, when Content-Length says so) or when the
+    envelope without the payload exceeds ``envelope_limit``; MalformedRequest for anything that is
+    not a well-formed, DTD-free, UTF-8 SOAP 1.1 envelope whose SOAPAction agrees with its body;
+    MalformedEdxml for a payload that is not base64. On any error the staging file is discarded.
     """
     if content_length is not None and content_length > limit:
         raise _too_large(limit)
-    staging_dir.mkdir(parents=True, exist_ok=True)
     parser = expat.ParserCreate(namespace_separator=" ")
-    scanner = _Scanner(parser, payloads, staging_dir)
-    spool = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)  # noqa: SIM115 (closed below)
+    scanner = _Scanner(parser, payloads, begin_staging)
+    feeder = _Feeder(parser, scanner, envelope_limit)
     try:
         received = 0
         while True:
@@ -201,13 +298,7 @@ def stage_request(
             received += len(chunk)
             if received > limit:
                 raise _too_large(limit)
-            spool.write(chunk)
-            parser.Parse(chunk, False)
-            if received - max(parser.CurrentByteIndex, 0) > MAX_MARKUP:
-                raise TooLarge(
-                    f"A single tag, attribute, comment or processing instruction in the request is longer than "
-                    f"{MAX_MARKUP // 1024} KiB; only the edXML document may be large."
-                )
+            feeder.feed(chunk)
         if content_length is not None and received < content_length:
             raise MalformedRequest(
                 f"The request body ended after {received} of {content_length} bytes; send it again."
@@ -216,22 +307,16 @@ def stage_request(
         if scanner.operation is None:
             raise MalformedRequest("The request is XML but not a SOAP 1.1 envelope with an operation in its Body.")
         _check_soap_action(soap_action, scanner.operation)
-        body = _slim_body(spool, received, scanner.content_start, scanner.content_end)
-        staged = Path(scanner.staged_file.name) if scanner.staged_file else None
-        if scanner.staged_file:
-            scanner.staged_file.close()
-        return StagedRequest(body, scanner.operation, staged)
+        return StagedRequest(feeder.slim_body(), scanner.operation, scanner.staged)
     except expat.ExpatError as exc:
-        _discard(scanner.staged_file)
+        _discard(scanner.staged)
         raise MalformedRequest(
             f"The request is not well-formed XML (line {exc.lineno}, column {exc.offset}): "
             f"{expat.ErrorString(exc.code)}."
         ) from None
     except BaseException:
-        _discard(scanner.staged_file)
+        _discard(scanner.staged)
         raise
-    finally:
-        spool.close()
 
 
 def _too_large(limit: int) -> TooLarge:
@@ -253,19 +338,9 @@ def _check_soap_action(soap_action: str | None, operation: str) -> None:
         )
 
 
-def _slim_body(spool: IO[bytes], size: int, start: int | None, end: int | None) -> bytes:
-    spool.seek(0)
-    if start is None or end is None:
-        return spool.read()
-    head = spool.read(start)
-    spool.seek(end)
-    return head + spool.read(size - end)
-
-
-def _discard(handle: IO[bytes] | None) -> None:
-    if handle is not None:
-        handle.close()
-        Path(handle.name).unlink(missing_ok=True)
+def _discard(staged: StagingFile | None) -> None:
+    if staged is not None:
+        staged.discard()
 
 
 class ResponseStreamer:

@@ -52,14 +52,21 @@ def _fsync_dir(path: Path) -> None:
 
 
 class BlobWriter:
-    """A write-only file that hashes what it receives; ``sha256``/``size`` are set once stored."""
+    """A blob being written: hashed as it is written, readable at ``temp_path``, then committed or discarded.
 
-    def __init__(self, file: BinaryIO, temp_path: Path) -> None:
+    ``commit()`` makes it durable under its sha256 name (fsync, rename, directory fsync);
+    ``discard()`` removes it. Written data can be read back from ``temp_path`` after ``flush()``,
+    so a document can be validated where it lies and stored without being copied.
+    """
+
+    def __init__(self, file: BinaryIO, temp_path: Path, store: BlobStore) -> None:
         self._file = file
         self.temp_path = temp_path
+        self._store = store
         self._hash = hashlib.sha256()
         self._size = 0
         self._sha256: str | None = None
+        self._done = False
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         view = memoryview(data)
@@ -70,6 +77,24 @@ class BlobWriter:
 
     def writable(self) -> bool:
         return True
+
+    def flush(self) -> None:
+        """Make what was written readable through ``temp_path`` (not yet durable)."""
+        self._file.flush()
+
+    def commit(self) -> tuple[str, int]:
+        """Store the blob durably under its sha256 name; return ``(sha256, size)``."""
+        if not self._done:
+            sha256 = self._finish()
+            self._store._install(self.temp_path, sha256)
+            self._done = True
+        return self.sha256, self._size
+
+    def discard(self) -> None:
+        """Drop the blob unless it was committed; safe to call more than once."""
+        if not self._done:
+            self._abort()
+            self._done = True
 
     @property
     def size(self) -> int:
@@ -139,15 +164,18 @@ class BlobStore:
 
         If the block raises, the partial temp file is removed and nothing is stored.
         """
-        fd, temp_name = tempfile.mkstemp(prefix="blob-", suffix=".part", dir=self.tmp_dir)
-        writer = BlobWriter(os.fdopen(fd, "wb"), Path(temp_name))
+        writer = self.begin()
         try:
             yield writer
-            sha256 = writer._finish()
-            self._install(writer.temp_path, sha256)
+            writer.commit()
         except BaseException:
-            writer._abort()
+            writer.discard()
             raise
+
+    def begin(self) -> BlobWriter:
+        """Start a blob to be committed or discarded later (see :class:`BlobWriter`)."""
+        fd, temp_name = tempfile.mkstemp(prefix="blob-", suffix=".part", dir=self.tmp_dir)
+        return BlobWriter(os.fdopen(fd, "wb"), Path(temp_name), self)
 
     def put_bytes(self, data: bytes) -> tuple[str, int]:
         """Store ``data``; return ``(sha256, size)``."""

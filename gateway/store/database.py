@@ -66,15 +66,20 @@ class Database:
         return self.engine.dialect.name
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
+    def transaction(self, readonly: bool = False) -> Iterator[Session]:
         """Yield a session inside one transaction: commit on success, roll back on any exception.
 
-        Connection failures, lock timeouts and pool exhaustion become :class:`Unavailable` (nothing
-        was stored); all other exceptions propagate unchanged after the rollback. Do not nest two
-        transactions in one thread: on SQLite the inner one would wait for the outer one's write lock.
+        ``readonly=True`` promises the transaction writes nothing: on SQLite it then starts
+        deferred and reads its WAL snapshot without taking the write lock, so readers never queue
+        behind writers. Connection failures, lock timeouts and pool exhaustion become
+        :class:`Unavailable` (nothing was stored); all other exceptions propagate unchanged after
+        the rollback. Do not nest two transactions in one thread: on SQLite the inner one would
+        wait for the outer one's write lock.
         """
         try:
             with self._sessions() as session, session.begin():
+                if readonly:
+                    session.connection(execution_options={_READONLY: True})
                 yield session
         except _UNAVAILABLE_ERRORS as error:
             log.warning("database unavailable: %s", error)
@@ -103,6 +108,10 @@ class Database:
 
     def __repr__(self) -> str:
         return f"Database({self.url.render_as_string(hide_password=True)!r})"
+
+
+_READONLY = "gateway_readonly"
+"""Execution option marking a transaction that only reads (see Database.transaction)."""
 
 
 def _sqlite_engine(url: URL, *, echo: bool) -> Engine:
@@ -142,6 +151,7 @@ def _sqlite_engine(url: URL, *, echo: bool) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        readonly = connection.get_execution_options().get(_READONLY, False)
+        connection.exec_driver_sql("BEGIN DEFERRED" if readonly else "BEGIN IMMEDIATE")
 
     return engine

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import requests
-from conftest import NGHE_AN, NS, secret_of
 from lxml import etree
+from support.live import NGHE_AN, NS, secret_of
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 

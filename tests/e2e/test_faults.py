@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import requests
 import zeep
-from conftest import CAO_BANG, DISABLED, HAU_GIANG, NGHE_AN, NS, VPCP, LiveGateway, secret_of
-from documents import official_letter
 from lxml import etree
 from sqlalchemy import func, select
+from support.letters import official_letter
+from support.live import CAO_BANG, DISABLED, HAU_GIANG, NGHE_AN, NS, VPCP, LiveGateway, secret_of
 
 from gateway.config import Settings
 from gateway.store.models import AuditEntry, Delivery, Document, StatusEvent

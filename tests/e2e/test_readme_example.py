@@ -6,7 +6,7 @@ import json
 import re
 
 import pytest
-from conftest import DIRECTORY, secret_of
+from support.live import DIRECTORY, secret_of
 
 from gateway.config import REPO_ROOT
 

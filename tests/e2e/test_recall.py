@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 import zeep
-from conftest import CAO_BANG, NGHE_AN, VPCP
-from documents import official_letter
+from support.letters import official_letter
+from support.live import CAO_BANG, NGHE_AN, VPCP
 
 from gateway.edxml import Business, ResponseFor, read_status
 

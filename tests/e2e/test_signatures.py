@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 import zeep
-from conftest import CAO_BANG, NGHE_AN, VPCP
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
-from documents import official_letter
 from lxml import etree
 from signxml import XMLSigner
 from sqlalchemy import update
+from support.letters import official_letter
+from support.live import CAO_BANG, NGHE_AN, VPCP
 
 from gateway.config import Settings
 from gateway.store.models import Agency

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import hashlib
 
-from conftest import CAO_BANG, NGHE_AN, VPCP
-from documents import official_letter
 from sqlalchemy import func, select
+from support.letters import official_letter
+from support.live import CAO_BANG, NGHE_AN, VPCP
 
 from gateway.edxml import read_document, read_status
 from gateway.store.models import Delivery, Document

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from support.staging import stage
 
 from gateway.config import Settings
 from gateway.edxml import DocumentMessage, Organization, document_bytes, read_status
@@ -48,7 +49,7 @@ def service(database: Database, tmp_path: Path, clock: Clock) -> ExchangeService
     return ExchangeService(database, BlobStore(tmp_path / "blobs"), settings, clock=clock)
 
 
-def stage(tmp_path: Path, document_id: str | None = "doc-1") -> Path:
+def letter(document_id: str | None = "doc-1") -> bytes:
     message = DocumentMessage(
         sender=Organization(SENDER, "Văn phòng Chính phủ"),
         recipients=(Organization(RECIPIENT, "UBND tỉnh Nghệ An"),),
@@ -60,14 +61,12 @@ def stage(tmp_path: Path, document_id: str | None = "doc-1") -> Path:
         subject="Thử nghiệm",
         document_id=document_id,
     )
-    path = tmp_path / f"staged-{document_id}.edxml"
-    path.write_bytes(document_bytes(message))
-    return path
+    return document_bytes(message)
 
 
 def test_an_unacknowledged_item_comes_back_after_its_lease(service, clock, tmp_path) -> None:
     sender, recipient = service.authenticate(SENDER, f"s-{SENDER}"), service.authenticate(RECIPIENT, f"s-{RECIPIENT}")
-    service.send_document(sender, stage(tmp_path))
+    service.send_document(sender, stage(service, letter()))
     first = service.pending(recipient)
     assert [i.attempts for i in first] == [1]
     assert first[0].lease_expires_at == T0 + timedelta(seconds=300)
@@ -84,7 +83,7 @@ def test_an_unacknowledged_item_comes_back_after_its_lease(service, clock, tmp_p
 
 def test_status_messages_carry_vietnam_local_time(service, clock, tmp_path) -> None:
     sender, recipient = service.authenticate(SENDER, f"s-{SENDER}"), service.authenticate(RECIPIENT, f"s-{RECIPIENT}")
-    receipt = service.send_document(sender, stage(tmp_path))
+    receipt = service.send_document(sender, stage(service, letter()))
     service.fetch(recipient, service.pending(recipient)[0].item_id)
     status_item = service.pending(sender)[0]
     message = read_status(service.fetch(sender, status_item.item_id).path)
@@ -95,14 +94,14 @@ def test_status_messages_carry_vietnam_local_time(service, clock, tmp_path) -> N
 
 def test_missing_document_id_falls_back_to_the_sdk_convention(service, tmp_path) -> None:
     sender = service.authenticate(SENDER, f"s-{SENDER}")
-    receipt = service.send_document(sender, stage(tmp_path, document_id=None))
+    receipt = service.send_document(sender, stage(service, letter(document_id=None)))
     assert receipt.edxml_document_id == f"{SENDER},2026/11/19,15/TTg-KSTT"
-    assert service.send_document(sender, stage(tmp_path, document_id=None)).duplicate is True
+    assert service.send_document(sender, stage(service, letter(document_id=None))).duplicate is True
 
 
 def test_recall_marks_the_document_recalled(service, database, clock, tmp_path) -> None:
     sender = service.authenticate(SENDER, f"s-{SENDER}")
-    receipt = service.send_document(sender, stage(tmp_path))
+    receipt = service.send_document(sender, stage(service, letter()))
     clock.now = T0 + timedelta(minutes=5)
     service.update_status(sender, receipt.document_id, "13", "Ban hành nhầm")
     with database.transaction() as session:

@@ -106,13 +106,11 @@ def _audit_store(database_url: str, blob_dir: Path, load: Load) -> dict[str, int
             referenced |= {s for s in session.scalars(select(StatusEvent.blob_sha256)) if s}
         stored = set(blobs.iter_blobs())
         leftovers = sum(1 for p in (blob_dir / "tmp").iterdir()) if (blob_dir / "tmp").exists() else 0
-        staging = sum(1 for p in (blob_dir / "staging").iterdir()) if (blob_dir / "staging").exists() else 0
         return {
             "acknowledged": len(load.acknowledged),
             "stored": len(documents),
             "orphan_blobs": len(stored - referenced),
             "temp_files": leftovers,
-            "staging_files": staging,
             "failed_or_cut_requests": load.errors,
         }
     finally:

@@ -67,7 +67,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Router, dict
     router = create_app(gateway_settings)
     assert gateway_settings.blob_dir is not None
     try:
-        yield router, secrets, gateway_settings.blob_dir / "staging"
+        yield router, secrets, gateway_settings.blob_dir / "tmp"
     finally:
         router.gateway.db.dispose()
 
@@ -160,7 +160,7 @@ def test_whole_endpoint_always_answers_soap(app: tuple[Router, dict[str, str], P
 
 
 def test_stage_request_raises_only_gateway_errors(app: tuple[Router, dict[str, str], Path]) -> None:
-    _router, secrets, staging = app
+    router, secrets, staging = app
 
     @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(request=requests_(secrets))
@@ -168,14 +168,16 @@ def test_stage_request_raises_only_gateway_errors(app: tuple[Router, dict[str, s
         body, action, length = request
         declared = int(length) if length and length.isdigit() else None
         try:
-            staged = stage_request(io.BytesIO(body), declared, 1 << 20, PAYLOADS, staging, action)
+            staged = stage_request(
+                io.BytesIO(body), declared, 1 << 20, PAYLOADS, router.gateway.exchange.begin_staging, action
+            )
         except GatewayError as error:
             assert error.code in DOCUMENTED_CODES
             assert not list(staging.glob("*")), "a refused request left its staging file"
             return
         leftovers = set(staging.glob("*"))
-        assert leftovers == ({staged.staged} if staged.staged else set())
+        assert leftovers == ({staged.staged.temp_path} if staged.staged else set())
         if staged.staged:
-            staged.staged.unlink()
+            staged.staged.discard()
 
     check()

@@ -41,7 +41,7 @@ def test_fifty_megabyte_document_in_bounded_memory(tmp_path: Path, gateway_proce
     assert figures.size >= DOCUMENT_SIZE
     assert figures.send_ratio < MEMORY_BUDGET, figures.report()
     assert figures.fetch_ratio < MEMORY_BUDGET, figures.report()
-    assert not any((gateway.blob_dir / "staging").iterdir()), "the staging file outlived the request"
+    assert not any((gateway.blob_dir / "tmp").iterdir()), "the staged document outlived the request"
 
 
 LIMIT = 2 * 1024 * 1024
