@@ -242,11 +242,21 @@ def _serve_gunicorn(settings: Settings, host: str, port: int, workers: int, time
     """gunicorn with sync workers; each worker builds its own app (and database pool) after fork."""
     from gunicorn.app.base import BaseApplication
 
+    from gateway import metrics
     from gateway.app import create_app
+
+    metrics_dir = metrics.prepare_multiprocess_dir(settings.data_dir / "prometheus")
+    _err().print(f"Prometheus multiprocess directory: {metrics_dir}", markup=False)
 
     class GatewayApplication(BaseApplication):
         def __init__(self) -> None:
-            self.options = {"bind": f"{host}:{port}", "workers": workers, "worker_class": "sync", "timeout": timeout}
+            self.options = {
+                "bind": f"{host}:{port}",
+                "workers": workers,
+                "worker_class": "sync",
+                "timeout": timeout,
+                "child_exit": metrics.child_exit,
+            }
             super().__init__()
 
         def load_config(self) -> None:
