@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any, TextIO
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from gateway.exchange.workflow import STATUS_NAMES
@@ -277,7 +277,7 @@ class OverdueCopy(CopyState):
         return tuple(found)
 
 
-def _copies_query() -> Any:
+def copies_query() -> Any:
     sender = aliased(Agency)
     addressee = aliased(Agency)
     return (
@@ -294,7 +294,7 @@ def _copies_query() -> Any:
     )
 
 
-def _copy(document: Document, recipient: Recipient, sender_code: str, recipient_code: str) -> CopyState:
+def copy_state(document: Document, recipient: Recipient, sender_code: str, recipient_code: str) -> CopyState:
     return CopyState(
         document_id=document.id,
         edxml_document_id=document.edxml_document_id,
@@ -311,7 +311,7 @@ def _copy(document: Document, recipient: Recipient, sender_code: str, recipient_
 
 def documents_in_flight(session: Session) -> list[CopyState]:
     """Copies still being processed: not completed (06), rejected (02) nor recalled, oldest first."""
-    return [_copy(*row) for row in session.execute(_copies_query())]
+    return [copy_state(*row) for row in session.execute(copies_query())]
 
 
 def overdue_documents(session: Session, now: datetime, ack_overdue_hours: int) -> list[OverdueCopy]:
@@ -327,11 +327,11 @@ def overdue_documents(session: Session, now: datetime, ack_overdue_hours: int) -
         )
     }
     overdue = []
-    for document, recipient, sender_code, recipient_code in session.execute(_copies_query()):
+    for document, recipient, sender_code, recipient_code in session.execute(copies_query()):
         past_due = document.due_date is not None and document.due_date < today
         since = stale.get((document.id, recipient.agency_id))
         if past_due or since is not None:
-            base = _copy(document, recipient, sender_code, recipient_code)
+            base = copy_state(document, recipient, sender_code, recipient_code)
             overdue.append(OverdueCopy(**dataclasses.asdict(base), past_due=past_due, unacknowledged_since=since))
     return overdue
 
@@ -352,35 +352,45 @@ class FailedDelivery:
     reason: str
 
 
-def failed_deliveries(session: Session, max_attempts: int = 3) -> list[FailedDelivery]:
-    """Withdrawn items, and items leased more than ``max_attempts`` times without acknowledgement."""
-    query = (
+def failed_condition(max_attempts: int = 3) -> ColumnElement[bool]:
+    """A delivery that failed: withdrawn, or leased more than ``max_attempts`` times without acknowledgement."""
+    return or_(
+        Delivery.state == "withdrawn",
+        and_(Delivery.attempts > max_attempts, Delivery.acked_at.is_(None), Delivery.state != "acked"),
+    )
+
+
+def failed_deliveries_query(max_attempts: int = 3) -> Select[Any]:
+    """Failed deliveries with their agency code and DocumentId, oldest first (rows for :func:`failed_delivery`)."""
+    return (
         select(Delivery, Agency.code, Document.edxml_document_id)
         .join(Agency, Agency.id == Delivery.agency_id)
         .join(Document, Document.id == Delivery.document_id)
-        .where(
-            or_(
-                Delivery.state == "withdrawn",
-                and_(Delivery.attempts > max_attempts, Delivery.acked_at.is_(None), Delivery.state != "acked"),
-            )
-        )
+        .where(failed_condition(max_attempts))
         .order_by(Delivery.created_at, Delivery.id)
     )
-    return [
-        FailedDelivery(
-            item_id=d.id,
-            kind=d.kind,
-            agency_code=code,
-            document_id=d.document_id,
-            edxml_document_id=edxml_id,
-            state=d.state,
-            attempts=d.attempts,
-            created_at=d.created_at,
-            fetched_at=d.fetched_at,
-            reason="withdrawn" if d.state == "withdrawn" else f"{d.attempts} attempts, never acknowledged",
-        )
-        for d, code, edxml_id in session.execute(query)
-    ]
+
+
+def failed_delivery(row: Any) -> FailedDelivery:
+    """One row of :func:`failed_deliveries_query` as a :class:`FailedDelivery`."""
+    delivery, code, edxml_id = row
+    return FailedDelivery(
+        item_id=delivery.id,
+        kind=delivery.kind,
+        agency_code=code,
+        document_id=delivery.document_id,
+        edxml_document_id=edxml_id,
+        state=delivery.state,
+        attempts=delivery.attempts,
+        created_at=delivery.created_at,
+        fetched_at=delivery.fetched_at,
+        reason="withdrawn" if delivery.state == "withdrawn" else f"{delivery.attempts} attempts, never acknowledged",
+    )
+
+
+def failed_deliveries(session: Session, max_attempts: int = 3) -> list[FailedDelivery]:
+    """Withdrawn items, and items leased more than ``max_attempts`` times without acknowledgement."""
+    return [failed_delivery(row) for row in session.execute(failed_deliveries_query(max_attempts))]
 
 
 # -- CSV ---------------------------------------------------------------------------------------

@@ -135,7 +135,7 @@ class InFlight:
 def _flight_copies() -> Any:
     """(document id, sent at, recipient id) of every in-flight copy, as gateway.reports defines it."""
     return (
-        reports._copies_query()
+        reports.copies_query()
         .order_by(None)
         .with_only_columns(
             Document.id.label("document_id"), Document.created_at.label("sent_at"), Recipient.id.label("recipient_id")
@@ -271,14 +271,14 @@ def overdue_documents(
         .correlate(Document, Recipient)
         .scalar_subquery()
     )
-    query = reports._copies_query().where(or_(Document.due_date < today, since.is_not(None)))
+    query = reports.copies_query().where(or_(Document.due_date < today, since.is_not(None)))
     total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
     if limit <= 0:
         return Bounded((), total)
     rows = session.execute(query.add_columns(since.label("since")).limit(limit))
     items = []
     for document, recipient, sender_code, recipient_code, unacknowledged_since in rows:
-        base = reports._copy(document, recipient, sender_code, recipient_code)
+        base = reports.copy_state(document, recipient, sender_code, recipient_code)
         past_due = document.due_date is not None and document.due_date < today
         items.append(
             reports.OverdueCopy(
@@ -297,36 +297,12 @@ def failed_deliveries(
     session: Session, limit: int = FAILED_ROWS, max_attempts: int = FAILED_MAX_ATTEMPTS
 ) -> Bounded[reports.FailedDelivery]:
     """The first ``limit`` items :func:`gateway.reports.failed_deliveries` reports, and their number."""
-    condition = or_(
-        Delivery.state == "withdrawn",
-        and_(Delivery.attempts > max_attempts, Delivery.acked_at.is_(None), Delivery.state != "acked"),
-    )
+    condition = reports.failed_condition(max_attempts)
     total = session.scalar(select(func.count()).select_from(Delivery).where(condition)) or 0
     if limit <= 0:
         return Bounded((), total)
-    query = (
-        select(Delivery, Agency.code, Document.edxml_document_id)
-        .join(Agency, Agency.id == Delivery.agency_id)
-        .join(Document, Document.id == Delivery.document_id)
-        .where(condition)
-        .order_by(Delivery.created_at, Delivery.id)
-        .limit(limit)
-    )
-    items = tuple(
-        reports.FailedDelivery(
-            item_id=d.id,
-            kind=d.kind,
-            agency_code=code,
-            document_id=d.document_id,
-            edxml_document_id=edxml_id,
-            state=d.state,
-            attempts=d.attempts,
-            created_at=d.created_at,
-            fetched_at=d.fetched_at,
-            reason="withdrawn" if d.state == "withdrawn" else f"{d.attempts} attempts, never acknowledged",
-        )
-        for d, code, edxml_id in session.execute(query)
-    )
+    query = reports.failed_deliveries_query(max_attempts).limit(limit)
+    items = tuple(reports.failed_delivery(row) for row in session.execute(query))
     return Bounded(items, total)
 
 
