@@ -38,6 +38,7 @@ may be large, and expat hands text over as it arrives.
 """
 _UTF8_NAMES = frozenset({"utf-8", "us-ascii", "ascii"})
 _WHITESPACE = b" \t\r\n"
+_PAD = ord("=")
 _BASE64_CHUNK = 3 * 64 * 1024
 
 
@@ -72,11 +73,16 @@ class StagedRequest:
 
 
 class _Base64ToFile:
-    """Decodes base64 arriving in arbitrary pieces straight into a staging file."""
+    """Decodes base64 arriving in arbitrary pieces straight into a staging file.
+
+    Each piece is decoded as soon as it arrives, whole quanta of four characters at a time; only
+    the one to three characters of an unfinished quantum wait for the next piece.
+    """
 
     def __init__(self, out: StagingFile) -> None:
         self.out = out
-        self.pending = bytearray()
+        self.carry = b""
+        self.padded = False
 
     def feed_text(self, text: str) -> None:
         try:
@@ -85,26 +91,29 @@ class _Base64ToFile:
             raise _bad_base64() from None
 
     def feed(self, raw: bytes) -> None:
-        self.pending += raw.translate(None, _WHITESPACE)
-        if len(self.pending) >= READ_CHUNK:
-            self._drain(final=False)
+        data = raw.translate(None, _WHITESPACE)
+        if not data:
+            return
+        if self.padded:
+            raise _bad_base64()
+        if self.carry:
+            data = self.carry + data
+        whole = len(data) - len(data) % 4
+        self.carry = data[whole:]
+        if whole:
+            self._decode(memoryview(data)[:whole])
+            self.padded = data[whole - 1] == _PAD
 
     def finish(self) -> None:
-        self._drain(final=True)
-        if self.pending:
+        if self.carry:
             raise _bad_base64()
         self.out.flush()
 
-    def _drain(self, final: bool) -> None:
-        usable = len(self.pending) if final else len(self.pending) // 4 * 4
-        if not usable:
-            return
+    def _decode(self, quanta: memoryview) -> None:
         try:
-            decoded = binascii.a2b_base64(bytes(self.pending[:usable]), strict_mode=True)
+            self.out.write(binascii.a2b_base64(quanta, strict_mode=True))
         except binascii.Error:
             raise _bad_base64() from None
-        self.out.write(decoded)
-        del self.pending[:usable]
 
 
 def _bad_base64() -> MalformedEdxml:
