@@ -5,17 +5,15 @@ from __future__ import annotations
 import json
 import re
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from socketserver import ThreadingMixIn
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import select
+from support.live import serving_in_thread
 
 from gateway.app import create_app
 from gateway.cli import main
@@ -27,13 +25,6 @@ from gateway.store.models import Delivery
 VPCP, NGHE_AN, CAO_BANG = "000.00.00.G22", "000.00.00.H41", "000.00.00.H14"
 
 
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        """Keep request lines out of the test output."""
 
 
 @dataclass
@@ -64,15 +55,11 @@ def live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Live]:
         assert issued.exit_code == 0, issued.output
         secrets[code] = issued.stdout.strip()
     app = create_app(settings)
-    server = make_server("127.0.0.1", 0, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield Live(f"http://127.0.0.1:{server.server_address[1]}/soap", settings, secrets, run)
+        with serving_in_thread(app) as base:
+            yield Live(f"{base}/soap", settings, secrets, run)
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+        app.gateway.db.dispose()
 
 
 def _document_id(output: str) -> str:

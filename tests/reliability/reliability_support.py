@@ -21,21 +21,19 @@ import os
 import signal
 import socket
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from xml.parsers import expat
 
 import psutil
 import requests
 from lxml import etree
+from support.live import serving_in_thread
 
 from gateway import directory
 from gateway.app import create_app
@@ -551,14 +549,6 @@ def running(gateway: GatewayProcess) -> Iterator[GatewayProcess]:
         gateway.stop()
 
 
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    request_queue_size = 64
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
 
 @dataclass
@@ -590,12 +580,8 @@ def prepare_store(settings: Settings) -> dict[str, str]:
 def threaded_gateway(settings: Settings) -> Iterator[ThreadedGateway]:
     secrets = prepare_store(settings)
     app = create_app(settings)
-    server = make_server("127.0.0.1", 0, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield ThreadedGateway(f"http://127.0.0.1:{server.server_port}/soap", settings, secrets)
+        with serving_in_thread(app) as base:
+            yield ThreadedGateway(f"{base}/soap", settings, secrets)
     finally:
-        server.shutdown()
-        server.server_close()
         app.gateway.db.dispose()

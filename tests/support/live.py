@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from socketserver import ThreadingMixIn
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from gateway.app import create_app
@@ -67,19 +68,29 @@ def seed_directory(db: Database) -> None:
 
 
 @contextmanager
+def serving_in_thread(app: Any) -> Iterator[str]:
+    """Serve the WSGI ``app`` on a free local port from a daemon thread; yields ``http://127.0.0.1:PORT``."""
+    server = make_server("127.0.0.1", 0, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@contextmanager
 def live_gateway_for(settings: Settings) -> Iterator[LiveGateway]:
     """Migrate and seed the store of ``settings``, serve a gateway on a free port, stop it afterwards."""
     db = Database(settings.database_url)
     db.upgrade()
     seed_directory(db)
     app = create_app(settings)
-    server = make_server("127.0.0.1", 0, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield LiveGateway(f"http://127.0.0.1:{server.server_port}/soap", settings, db)
+        with serving_in_thread(app) as base:
+            yield LiveGateway(f"{base}/soap", settings, db)
     finally:
-        server.shutdown()
-        server.server_close()
         app.gateway.db.dispose()
         db.dispose()

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from socketserver import ThreadingMixIn
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import zeep
+from support.live import serving_in_thread
 from zeep.transports import Transport
 
 from gateway.app import Router, create_app
@@ -62,15 +60,6 @@ def seed_directory(db: Database) -> None:
             session.add(Credential(agency_id=agency.id, secret_hash=hash_secret(secret_of(code)), created_at=now))
 
 
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @dataclass
 class Live:
     """A gateway served on a free port: ``base`` is ``http://127.0.0.1:PORT``."""
@@ -104,14 +93,10 @@ def serving(settings: Settings) -> Iterator[Live]:
     db.upgrade()
     seed_directory(db)
     app = create_app(settings)
-    server = make_server("127.0.0.1", 0, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield Live(f"http://127.0.0.1:{server.server_port}", settings, db, app)
+        with serving_in_thread(app) as base:
+            yield Live(base, settings, db, app)
     finally:
-        server.shutdown()
-        server.server_close()
         app.gateway.db.dispose()
         db.dispose()
 
