@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from xml.parsers import expat
@@ -33,12 +33,13 @@ from xml.parsers import expat
 import psutil
 import requests
 from lxml import etree
+from support.letters import letter_message
 from support.live import serving_in_thread
 
 from gateway import directory
 from gateway.app import create_app
 from gateway.config import Settings
-from gateway.edxml import AttachmentSource, DocumentMessage, Organization, document_bytes, write_document
+from gateway.edxml import AttachmentSource, document_bytes, write_document
 from gateway.store.database import Database
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,30 +70,15 @@ DOCUMENTED_CODES = frozenset(
 )
 """The fault codes of the README's table: the only ones a client may ever see."""
 
-_NAMES = {VPCP: "Văn phòng Chính phủ", NGHE_AN: "Ủy ban nhân dân tỉnh Nghệ An", CAO_BANG: "UBND tỉnh Cao Bằng"}
 
 
 # -- documents -----------------------------------------------------------------------------------
 
 
-def _message(sender: str, recipients: list[str], number: str, document_id: str | None) -> DocumentMessage:
-    return DocumentMessage(
-        sender=Organization(sender, _NAMES.get(sender, sender)),
-        recipients=tuple(Organization(code, _NAMES.get(code, code)) for code in recipients),
-        code_number=number,
-        code_notation="VPCP-KSTT",
-        promulgation_date=date(2026, 11, 20),
-        type_code=1,
-        type_name="Công văn",
-        subject="Kiểm thử độ tin cậy của cổng trao đổi văn bản",
-        document_id=document_id or f"{sender},2026/11/20,{number}/VPCP-KSTT",
-    )
-
-
 def letter(sender: str = VPCP, recipients: list[str] | None = None, attachment: bytes = b"%PDF-1.4 test\n") -> bytes:
     """A small, valid Công văn with a fresh DocumentId (so every call is a new document, not a resend)."""
     number = uuid.uuid4().hex[:10]
-    message = _message(sender, recipients or [NGHE_AN], number, None)
+    message = letter_message(sender, recipients or [NGHE_AN], number)
     return document_bytes(message, [AttachmentSource("cong-van.pdf", "application/pdf", data=attachment)])
 
 
@@ -105,7 +91,7 @@ def write_big_document(path: Path, size: int, sender: str = VPCP, recipient: str
             step = min(remaining, 1 << 20)
             out.write(os.urandom(step))
             remaining -= step
-    message = _message(sender, [recipient], uuid.uuid4().hex[:10], None)
+    message = letter_message(sender, [recipient], uuid.uuid4().hex[:10])
     with path.open("wb") as out:
         write_document(message, [AttachmentSource("lon.pdf", "application/pdf", path=raw)], out)
     raw.unlink()

@@ -1,4 +1,4 @@
-"""edXML documents for end-to-end tests, built with the gateway's own writer."""
+"""edXML documents for tests, built with the gateway's own writer."""
 
 from __future__ import annotations
 
@@ -14,17 +14,16 @@ NAMES = {
 }
 
 
-def official_letter(
+def letter_message(
     sender: str,
     recipients: list[str],
     number: str = "7816",
     document_id: str | None = None,
     business: Business | None = None,
     response_for: tuple[ResponseFor, ...] = (),
-    attachment: bytes = b"%PDF-1.4 test letter\n",
-) -> bytes:
-    """A Công văn from ``sender`` to ``recipients`` with one PDF attachment."""
-    message = DocumentMessage(
+) -> DocumentMessage:
+    """The metadata of a Công văn from ``sender`` to ``recipients``; DocumentId follows the SDK convention."""
+    return DocumentMessage(
         sender=Organization(sender, NAMES.get(sender, sender)),
         recipients=tuple(Organization(code, NAMES.get(code, code)) for code in recipients),
         code_number=number,
@@ -39,5 +38,18 @@ def official_letter(
         business=business or Business(),
         response_for=response_for,
     )
+
+
+def official_letter(
+    sender: str,
+    recipients: list[str],
+    number: str = "7816",
+    document_id: str | None = None,
+    business: Business | None = None,
+    response_for: tuple[ResponseFor, ...] = (),
+    attachment: bytes = b"%PDF-1.4 test letter\n",
+) -> bytes:
+    """A Công văn from ``sender`` to ``recipients`` with one PDF attachment, as edXML bytes."""
+    message = letter_message(sender, recipients, number, document_id, business, response_for)
     pdf = AttachmentSource(name="cong-van.pdf", content_type="application/pdf", data=attachment)
     return document_bytes(message, [pdf])
