@@ -14,6 +14,7 @@ class Caller:
     agency_id: int
     code: str
     name: str
+    require_signature: bool = False
 
 
 @dataclass(frozen=True)

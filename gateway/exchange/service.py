@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -50,7 +50,7 @@ from gateway.exchange.results import (
 from gateway.store import audit, queue
 from gateway.store.blobs import BlobStore
 from gateway.store.database import Database
-from gateway.store.models import Agency, Delivery, Document, Recipient, StatusEvent
+from gateway.store.models import Agency, Credential, Delivery, Document, Recipient, StatusEvent
 
 Clock = Callable[[], datetime]
 
@@ -97,15 +97,19 @@ class ExchangeService:
             raise refusal
         now = self.clock()
         with self.db.transaction(readonly=True) as session:
-            agency = session.scalar(select(Agency).where(Agency.code == code))
-            if agency is None or not agency.active:
-                raise refusal
-            for credential in agency.credentials:
-                live = credential.revoked_at is None and (
-                    credential.expires_at is None or credential.expires_at > now
+            rows = session.execute(
+                select(Agency, Credential.secret_hash)
+                .join(Credential, Credential.agency_id == Agency.id)
+                .where(
+                    Agency.code == code,
+                    Agency.active.is_(True),
+                    Credential.revoked_at.is_(None),
+                    or_(Credential.expires_at.is_(None), Credential.expires_at > now),
                 )
-                if live and secret_matches(secret, credential.secret_hash):
-                    return Caller(agency.id, agency.code, agency.name)
+            )
+            for agency, secret_hash in rows:
+                if secret_matches(secret, secret_hash):
+                    return Caller(agency.id, agency.code, agency.name, agency.require_signature)
         raise refusal
 
     def agencies(self, parent_code: str | None = None) -> list[AgencyView]:
@@ -141,15 +145,13 @@ class ExchangeService:
             existing = _existing_receipt(session, caller, edxml_id)
             if existing is not None:
                 return existing
-            sender = session.get_one(Agency, caller.agency_id)
-            signer = self._check_signature(caller, sender.require_signature, message.signed, staged.temp_path)
-            recipient_ids = [a.id for a in _resolve_recipients(session, message)]
+            signer = self._check_signature(caller, message.signed, staged.temp_path)
+            recipients = [(a.id, a.code) for a in _resolve_recipients(session, message)]
             original = self._superseded_document(session, caller, message)
             original_id = original.id if original else None
         sha256, size = staged.commit()
         try:
             with self.db.transaction() as session:
-                recipients = [session.get_one(Agency, i) for i in recipient_ids]
                 original = session.get_one(Document, original_id) if original_id else None
                 return self._store_document(
                     session, caller, message, edxml_id, sha256, size, recipients, original, signer
@@ -161,13 +163,13 @@ class ExchangeService:
                 raise
             return existing
 
-    def _check_signature(self, caller: Caller, required: bool, signed: bool, staged: Path) -> str | None:
+    def _check_signature(self, caller: Caller, signed: bool, staged: Path) -> str | None:
         """The verified signer, or None for an unsigned document the sender may send unsigned.
 
         Signatures are verified whenever the operator configured trusted certificates; an agency
         that must sign cannot send unsigned documents, nor signed ones this gateway cannot verify.
         """
-        trusted = self.settings.trusted_certs
+        trusted, required = self.settings.trusted_certs, caller.require_signature
         if required and not signed:
             raise SignatureRequired(
                 f"Agency {caller.code} is configured to sign every document, and this one carries no "
@@ -212,7 +214,7 @@ class ExchangeService:
         edxml_id: str,
         sha256: str,
         size: int,
-        recipients: Sequence[Agency],
+        recipients: Sequence[tuple[int, str]],
         original: Document | None,
         signer: str | None,
     ) -> SendReceipt:
@@ -237,11 +239,10 @@ class ExchangeService:
             created_at=now,
         )
         session.add(document)
-        session.flush()
-        for agency in recipients:
-            session.add(Recipient(document_id=document.id, agency_id=agency.id))
-            queue.enqueue(session, agency.id, queue.KIND_DOCUMENT, document.id, now=now)
-        codes = tuple(a.code for a in recipients)
+        for agency_id, _ in recipients:
+            session.add(Recipient(document_id=document.id, agency_id=agency_id))
+            queue.enqueue(session, agency_id, queue.KIND_DOCUMENT, document.id, now=now)
+        codes = tuple(code for _, code in recipients)
         audit.append(
             session,
             actor=caller.code,
@@ -261,7 +262,7 @@ class ExchangeService:
         if original is not None:
             if message.business.doc_type == 1:
                 original.recalled_at = now
-            self._request_take_back(session, original, {a.id for a in recipients}, now, notice=None)
+            self._request_take_back(session, original, {agency_id for agency_id, _ in recipients}, now, notice=None)
         return SendReceipt(document.id, edxml_id, codes, duplicate=False, signer=signer)
 
     # -- receiving --------------------------------------------------------------------------

@@ -48,10 +48,12 @@ class Database:
         if self.url.get_backend_name() == "sqlite":
             self.engine = _sqlite_engine(self.url, echo=echo)
         else:
+            # No pool_pre_ping: it costs a round trip per transaction. A connection the server dropped
+            # fails its one request with Unavailable (the client retries), and SQLAlchemy then
+            # invalidates the whole pool, so the next request reconnects.
             self.engine = create_engine(
                 self.url,
                 echo=echo,
-                pool_pre_ping=True,
                 pool_size=pool_size,
                 max_overflow=max_overflow,
                 pool_timeout=10,

@@ -60,7 +60,6 @@ def enqueue(
         created_at=_require_aware(now) if now is not None else datetime.now(UTC),
     )
     session.add(delivery)
-    session.flush()
     return delivery
 
 
