@@ -197,18 +197,7 @@ def import_agencies(
     for row in rows:
         agency = existing.get(row.code)
         if agency is None:
-            session.add(
-                Agency(
-                    code=row.code,
-                    name=row.name,
-                    level=row.level,
-                    parent_code=row.parent_code,
-                    active=True,
-                    require_signature=False,
-                    test_code=row.test_code,
-                    created_at=now,
-                )
-            )
+            session.add(_new_agency(row, now))
             added += 1
         elif (agency.name, agency.level, agency.parent_code, agency.test_code) != (
             row.name, row.level, row.parent_code, row.test_code,
@@ -256,16 +245,7 @@ def add_agency(
         raise DirectoryError(f"Agency {row.code} is already in the directory.")
     if row.parent_code is not None:
         get_agency(session, row.parent_code)
-    agency = Agency(
-        code=row.code,
-        name=row.name,
-        level=row.level,
-        parent_code=row.parent_code,
-        active=True,
-        require_signature=False,
-        test_code=row.test_code,
-        created_at=now,
-    )
+    agency = _new_agency(row, now)
     session.add(agency)
     session.flush()
     audit.append(session, OPERATOR, "agency_add", None, {"agency": row.code}, now)
@@ -377,3 +357,17 @@ def revoke_credentials(session: Session, code: str, now: datetime) -> int:
     detail = {"agency": code, "revoked": [c.id for c in revoked]}
     audit.append(session, OPERATOR, "credential_revoke", None, detail, now)
     return len(revoked)
+
+
+def _new_agency(row: AgencyRow, now: datetime) -> Agency:
+    """A new, active directory entry from an imported or added row."""
+    return Agency(
+        code=row.code,
+        name=row.name,
+        level=row.level,
+        parent_code=row.parent_code,
+        active=True,
+        require_signature=False,
+        test_code=row.test_code,
+        created_at=now,
+    )
