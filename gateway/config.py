@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-XSD_DIR = REPO_ROOT / "xsd"
 WSDL_DIR = REPO_ROOT / "wsdl"
 
 

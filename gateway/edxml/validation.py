@@ -20,7 +20,7 @@ from gateway.edxml.normalize import MessageKind
 from gateway.edxml.ns import DSIG, PREFIXES, QCVN, local_name, namespace_of
 from gateway.errors import SchemaInvalid
 
-XSD_DIR = Path(__file__).resolve().parents[2] / "xsd"
+XSD_DIR = Path(__file__).resolve().parents[1] / "xsd"
 """Repository ``xsd/`` directory holding the entry schemas."""
 
 ENTRY_SCHEMAS: dict[MessageKind, str] = {"document": "edxml-document.xsd", "status": "edxml-status.xsd"}
