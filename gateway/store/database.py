@@ -59,6 +59,9 @@ class Database:
                 pool_timeout=10,
                 pool_recycle=1800,
             )
+        self._readonly_options: dict[str, Any] = (
+            {_READONLY: True} if self.dialect_name == "sqlite" else {"isolation_level": "AUTOCOMMIT"}
+        )
         # expire_on_commit=False: rows returned from a transaction stay readable after it commits.
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
@@ -73,7 +76,9 @@ class Database:
 
         ``readonly=True`` promises the transaction writes nothing: on SQLite it then starts
         deferred and reads its WAL snapshot without taking the write lock, so readers never queue
-        behind writers. Connection failures, lock timeouts and pool exhaustion become
+        behind writers; on PostgreSQL its statements run in autocommit, saving the BEGIN and
+        COMMIT round trips (each read sees committed data; callers that need one snapshot for
+        several reads must not ask for readonly). Connection failures, lock timeouts and pool exhaustion become
         :class:`Unavailable` (nothing was stored); all other exceptions propagate unchanged after
         the rollback. Do not nest two transactions in one thread: on SQLite the inner one would
         wait for the outer one's write lock.
@@ -81,7 +86,7 @@ class Database:
         try:
             with self._sessions() as session, session.begin():
                 if readonly:
-                    session.connection(execution_options={_READONLY: True})
+                    session.connection(execution_options=self._readonly_options)
                 yield session
         except _UNAVAILABLE_ERRORS as error:
             log.warning("database unavailable: %s", error)
