@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Protocol
 
-from sqlalchemy import or_, select
+from sqlalchemy import insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -239,9 +239,9 @@ class ExchangeService:
             created_at=now,
         )
         session.add(document)
-        for agency_id, _ in recipients:
-            session.add(Recipient(document_id=document.id, agency_id=agency_id))
-            queue.enqueue(session, agency_id, queue.KIND_DOCUMENT, document.id, now=now)
+        session.flush()
+        session.execute(insert(Recipient), [{"document_id": document.id, "agency_id": a} for a, _ in recipients])
+        queue.enqueue_many(session, [a for a, _ in recipients], queue.KIND_DOCUMENT, document.id, now)
         codes = tuple(code for _, code in recipients)
         audit.append(
             session,

@@ -12,10 +12,10 @@ Every function takes the caller's session and never commits: the caller's transa
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from gateway.store.models import Delivery
@@ -61,6 +61,28 @@ def enqueue(
     )
     session.add(delivery)
     return delivery
+
+
+def enqueue_many(session: Session, agency_ids: Sequence[int], kind: str, document_id: str, now: datetime) -> None:
+    """Queue the same item for several agencies in one statement (a document's fan-out to its recipients)."""
+    if kind not in KINDS or kind == KIND_STATUS:
+        raise ValueError(f"enqueue_many queues documents, not {kind!r} items")
+    created = _require_aware(now)
+    session.execute(
+        insert(Delivery),
+        [
+            {
+                "id": str(uuid.uuid4()),
+                "agency_id": agency_id,
+                "kind": kind,
+                "document_id": document_id,
+                "state": PENDING,
+                "attempts": 0,
+                "created_at": created,
+            }
+            for agency_id in agency_ids
+        ],
+    )
 
 
 def lease_pending(

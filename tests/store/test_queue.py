@@ -195,3 +195,20 @@ def test_concurrent_leasing_hands_out_each_item_once(
         assert queue.pending_counts(session) == {}
         assert queue.lease_pending(session, recipient, total, LEASE, NOW + timedelta(days=1)) == []
         assert {d.state for d in session.scalars(select(Delivery))} == {queue.ACKED}
+
+
+def test_enqueue_many_fans_a_document_out_in_one_statement(
+    database: Database, make_agency: MakeAgency, make_document: MakeDocument
+) -> None:
+    with database.transaction() as session:
+        sender = make_agency(session, "000.00.01.H02")
+        recipients = [make_agency(session, code).id for code in ("000.00.02.H02", "000.00.03.H02")]
+        document = make_document(session, sender)
+        queue.enqueue_many(session, recipients, queue.KIND_DOCUMENT, document.id, NOW)
+        with pytest.raises(ValueError, match="documents"):
+            queue.enqueue_many(session, recipients, queue.KIND_STATUS, document.id, NOW)
+    with database.transaction() as session:
+        rows = session.scalars(select(Delivery).where(Delivery.document_id == document.id)).all()
+        assert sorted(d.agency_id for d in rows) == sorted(recipients)
+        assert {(d.state, d.kind, d.attempts, d.created_at) for d in rows} == {(queue.PENDING, "document", 0, NOW)}
+        assert len({d.id for d in rows}) == 2
