@@ -837,8 +837,14 @@ def print_report(report: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (and ceiling processes)")
-    parser.add_argument("--clients", type=int, default=4, help="client processes per phase")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2 * (os.cpu_count() or 1),
+        help="gunicorn sync workers and ceiling processes (default: two per core, as the gateway is deployed: "
+        "a send waits on fsync and database round trips, so one worker per core leaves cores idle)",
+    )
+    parser.add_argument("--clients", type=int, default=6, help="client processes per phase")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per timed phase")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up sends (not reported)")
     parser.add_argument(
