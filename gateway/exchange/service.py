@@ -219,35 +219,39 @@ class ExchangeService:
         signer: str | None,
     ) -> SendReceipt:
         now = self.clock()
-        document = Document(
-            id=str(uuid.uuid4()),
-            sender_id=caller.agency_id,
-            edxml_document_id=edxml_id,
-            code_number=message.code_number,
-            code_notation=message.code_notation,
-            subject=message.subject,
-            type_name=message.type_name,
-            promulgation_date=message.promulgation_date,
-            due_date=message.due_date,
-            priority=message.priority,
-            business_type=message.business.doc_type,
-            supersedes_id=original.id if original else None,
-            blob_sha256=sha256,
-            size=size,
-            attachment_count=len(message.attachments),
-            signer=signer,
-            created_at=now,
+        document_id = str(uuid.uuid4())
+        session.execute(
+            insert(Document),
+            [
+                dict(
+                    id=document_id,
+                    sender_id=caller.agency_id,
+                    edxml_document_id=edxml_id,
+                    code_number=message.code_number,
+                    code_notation=message.code_notation,
+                    subject=message.subject,
+                    type_name=message.type_name,
+                    promulgation_date=message.promulgation_date,
+                    due_date=message.due_date,
+                    priority=message.priority,
+                    business_type=message.business.doc_type,
+                    supersedes_id=original.id if original else None,
+                    blob_sha256=sha256,
+                    size=size,
+                    attachment_count=len(message.attachments),
+                    signer=signer,
+                    created_at=now,
+                )
+            ],
         )
-        session.add(document)
-        session.flush()
-        session.execute(insert(Recipient), [{"document_id": document.id, "agency_id": a} for a, _ in recipients])
-        queue.enqueue_many(session, [a for a, _ in recipients], queue.KIND_DOCUMENT, document.id, now)
+        session.execute(insert(Recipient), [{"document_id": document_id, "agency_id": a} for a, _ in recipients])
+        queue.enqueue_many(session, [a for a, _ in recipients], queue.KIND_DOCUMENT, document_id, now)
         codes = tuple(code for _, code in recipients)
         audit.append(
             session,
             actor=caller.code,
             action="send",
-            document_id=document.id,
+            document_id=document_id,
             detail={
                 "edxml_document_id": edxml_id,
                 "sha256": sha256,
@@ -263,7 +267,7 @@ class ExchangeService:
             if message.business.doc_type == 1:
                 original.recalled_at = now
             self._request_take_back(session, original, {agency_id for agency_id, _ in recipients}, now, notice=None)
-        return SendReceipt(document.id, edxml_id, codes, duplicate=False, signer=signer)
+        return SendReceipt(document_id, edxml_id, codes, duplicate=False, signer=signer)
 
     # -- receiving --------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
 from gateway.store.models import AuditEntry
@@ -70,18 +70,16 @@ def append(
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
     prev_hash = _head_hash(session)
     at = at.astimezone(UTC)
-    entry = AuditEntry(
-        at=at,
-        actor=actor,
-        action=action,
-        document_id=document_id,
-        detail=detail_text,
-        prev_hash=prev_hash,
-        hash=compute_hash(prev_hash, at, actor, action, document_id, decoded),
-    )
-    session.add(entry)
-    session.flush()
-    return entry
+    row = {
+        "at": at,
+        "actor": actor,
+        "action": action,
+        "document_id": document_id,
+        "detail": detail_text,
+        "prev_hash": prev_hash,
+        "hash": compute_hash(prev_hash, at, actor, action, document_id, decoded),
+    }
+    return session.scalars(insert(AuditEntry).returning(AuditEntry), [row]).one()
 
 
 _BROKEN_LINK = "prev_hash does not match the previous entry's hash (a row was deleted, inserted or reordered)"
