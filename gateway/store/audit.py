@@ -67,8 +67,11 @@ def append(
     detail_text = canonical_json(detail)
     decoded = json.loads(detail_text)
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
-    prev_hash = _head_hash(session)
+        # Lock, then read the head, in one round trip (migration 0002).
+        head = session.scalar(text("SELECT gateway_audit_lock_head(:key)"), {"key": AUDIT_LOCK_KEY})
+        prev_hash = head or GENESIS_HASH
+    else:
+        prev_hash = _head_hash(session)
     at = at.astimezone(UTC)
     row = {
         "at": at,

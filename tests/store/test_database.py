@@ -19,19 +19,20 @@ from gateway.store.models import Agency, AuditEntry, Base, Document
 
 MakeAgency = Callable[..., Agency]
 MakeDocument = Callable[..., Document]
+HEAD = "0002"
 
 
 def test_migration_matches_models(database: Database) -> None:
     with database.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
-        assert context.get_current_revision() == "0001"
+        assert context.get_current_revision() == HEAD
 
 
 def test_upgrade_twice_is_a_no_op(database: Database) -> None:
     database.upgrade()
     with database.transaction() as session:
-        assert session.scalar(text("SELECT version_num FROM alembic_version")) == "0001"
+        assert session.scalar(text("SELECT version_num FROM alembic_version")) == HEAD
 
 
 def test_dialect_name(database: Database, db_url: str) -> None:
