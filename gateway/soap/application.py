@@ -26,12 +26,12 @@ from spyne.protocol.xml import SchemaValidationError
 from spyne.server.wsgi import WsgiApplication
 
 from gateway.errors import GatewayError, MalformedRequest, ServerError
-from gateway.exchange.service import ExchangeService
+from gateway.exchange.service import ExchangeService, StagedDocument
 from gateway.soap.context import RequestContext
 from gateway.soap.credentials import header_credentials
 from gateway.soap.faults import fault_envelope, http_status, spyne_fault
 from gateway.soap.service import EdxmlGatewayService
-from gateway.soap.streaming import Payload, ResponseStreamer, StagingFile, stage_request
+from gateway.soap.streaming import Payload, ResponseStreamer, stage_request
 from gateway.soap.types import NAMESPACE
 
 log = logging.getLogger("gateway.soap")
@@ -183,7 +183,7 @@ class SoapEndpoint:
         return self._call(environ, start_response)
 
     def _call(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        staged: StagingFile | None = None
+        staged: StagedDocument | None = None
         try:
             request = stage_request(
                 environ["wsgi.input"],
@@ -204,7 +204,7 @@ class SoapEndpoint:
                 staged.discard()
 
     def _dispatch(
-        self, environ: dict[str, Any], start_response: StartResponse, body: bytes, staged: StagingFile | None
+        self, environ: dict[str, Any], start_response: StartResponse, body: bytes, staged: StagedDocument | None
     ) -> Iterable[bytes]:
         inner = dict(environ)
         inner["wsgi.input"] = io.BytesIO(body)

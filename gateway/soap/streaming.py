@@ -21,12 +21,13 @@ import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any
 from xml.parsers import expat
 
 import pybase64
 
 from gateway.errors import MalformedEdxml, MalformedRequest, TooLarge
+from gateway.exchange.service import StagedDocument
 
 SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 READ_CHUNK = 64 * 1024
@@ -55,25 +56,13 @@ class Payload:
     element: str
 
 
-class StagingFile(Protocol):
-    """Where a decoded payload goes: written in chunks, read back by path, then kept or discarded."""
-
-    temp_path: Path
-
-    def write(self, data: bytes) -> int: ...
-
-    def flush(self) -> None: ...
-
-    def discard(self) -> None: ...
-
-
 @dataclass
 class StagedRequest:
     """The request as Spyne will see it, plus the decoded payload if there was one."""
 
     body: bytes
     operation: str | None
-    staged: StagingFile | None
+    staged: StagedDocument | None
 
 
 class _Base64ToFile:
@@ -83,7 +72,7 @@ class _Base64ToFile:
     the one to three characters of an unfinished quantum wait for the next piece.
     """
 
-    def __init__(self, out: StagingFile) -> None:
+    def __init__(self, out: StagedDocument) -> None:
         self.out = out
         self.carry = b""
         self.padded = False
@@ -133,7 +122,7 @@ class _Scanner:
     cut from: payload text that :func:`stage_request` decodes itself never reaches expat.
     """
 
-    def __init__(self, parser: Any, payloads: dict[str, Payload], begin_staging: Callable[[], StagingFile]) -> None:
+    def __init__(self, parser: Any, payloads: dict[str, Payload], begin_staging: Callable[[], StagedDocument]) -> None:
         self.parser = parser
         self.payloads = payloads
         self.begin_staging = begin_staging
@@ -143,7 +132,7 @@ class _Scanner:
         self.capture_depth = 0
         self.consumed: int | None = None
         self.content_end: int | None = None
-        self.staged: StagingFile | None = None
+        self.staged: StagedDocument | None = None
         parser.StartElementHandler = self.start
         parser.EndElementHandler = self.end
         parser.CharacterDataHandler = self.data
@@ -283,7 +272,7 @@ def stage_request(
     content_length: int | None,
     limit: int,
     payloads: dict[str, Payload],
-    begin_staging: Callable[[], StagingFile],
+    begin_staging: Callable[[], StagedDocument],
     soap_action: str | None = None,
     envelope_limit: int = 1024 * 1024,
 ) -> StagedRequest:
@@ -351,7 +340,7 @@ def _check_soap_action(soap_action: str | None, operation: str) -> None:
         )
 
 
-def _discard(staged: StagingFile | None) -> None:
+def _discard(staged: StagedDocument | None) -> None:
     if staged is not None:
         staged.discard()
 
