@@ -285,7 +285,7 @@ class ExchangeService:
         event = delivery.status_event
         assert delivery.lease_until is not None
         if event is not None and event.blob_sha256 is not None:
-            size = self.blobs.path(event.blob_sha256).stat().st_size
+            size = self.blobs.size(event.blob_sha256)
         else:
             size = document.size
         return PendingItem(
@@ -328,7 +328,7 @@ class ExchangeService:
                 event = delivery.status_event
                 assert event is not None and event.blob_sha256 is not None
                 sha256 = event.blob_sha256
-                size = self.blobs.path(sha256).stat().st_size
+                size = self.blobs.size(sha256)
             audit.append(
                 session,
                 actor=caller.code,

@@ -155,6 +155,10 @@ class BlobStore:
         check_sha256(sha256)
         return self.root / sha256[:2] / sha256[2:4] / sha256
 
+    def size(self, sha256: str) -> int:
+        """Size in bytes of stored blob ``sha256``; FileNotFoundError if it is not stored."""
+        return self.path(sha256).stat().st_size
+
     def exists(self, sha256: str) -> bool:
         return self.path(sha256).is_file()
 
