@@ -30,7 +30,13 @@ from gateway.errors import MalformedEdxml, MalformedRequest, TooLarge
 from gateway.exchange.service import StagedDocument
 
 SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
-READ_CHUNK = 64 * 1024
+READ_CHUNK = 1024 * 1024
+"""Bytes asked of ``wsgi.input`` per read.
+
+gunicorn's body reader receives up to 1 MiB per ``recv`` and, on every smaller read, copies what it
+still buffers into a new buffer, so 64 KiB reads re-copied each received MiB up to 16 times. With
+1 MiB reads, memory still stays bounded by a few chunks whatever the document's size.
+"""
 MAX_DEPTH = 64
 MAX_MARKUP = 1024 * 1024
 """Bytes expat may hold for one unfinished token (a tag with its attributes, a comment, a PI).
