@@ -98,7 +98,7 @@ class ExchangeService:
         now = self.clock()
         with self.db.transaction(readonly=True) as session:
             rows = session.execute(
-                select(Agency, Credential.secret_hash)
+                select(Agency.id, Agency.code, Agency.name, Agency.require_signature, Credential.secret_hash)
                 .join(Credential, Credential.agency_id == Agency.id)
                 .where(
                     Agency.code == code,
@@ -107,9 +107,9 @@ class ExchangeService:
                     or_(Credential.expires_at.is_(None), Credential.expires_at > now),
                 )
             )
-            for agency, secret_hash in rows:
+            for agency_id, agency_code, name, require_signature, secret_hash in rows:
                 if secret_matches(secret, secret_hash):
-                    return Caller(agency.id, agency.code, agency.name, agency.require_signature)
+                    return Caller(agency_id, agency_code, name, require_signature)
         raise refusal
 
     def agencies(self, parent_code: str | None = None) -> list[AgencyView]:
@@ -146,7 +146,7 @@ class ExchangeService:
             if existing is not None:
                 return existing
             signer = self._check_signature(caller, message.signed, staged.temp_path)
-            recipients = [(a.id, a.code) for a in _resolve_recipients(session, message)]
+            recipients = _resolve_recipients(session, message)
             original = self._superseded_document(session, caller, message)
             original_id = original.id if original else None
         sha256, size = staged.commit()
@@ -221,30 +221,30 @@ class ExchangeService:
         now = self.clock()
         document_id = str(uuid.uuid4())
         session.execute(
-            insert(Document),
-            [
-                dict(
-                    id=document_id,
-                    sender_id=caller.agency_id,
-                    edxml_document_id=edxml_id,
-                    code_number=message.code_number,
-                    code_notation=message.code_notation,
-                    subject=message.subject,
-                    type_name=message.type_name,
-                    promulgation_date=message.promulgation_date,
-                    due_date=message.due_date,
-                    priority=message.priority,
-                    business_type=message.business.doc_type,
-                    supersedes_id=original.id if original else None,
-                    blob_sha256=sha256,
-                    size=size,
-                    attachment_count=len(message.attachments),
-                    signer=signer,
-                    created_at=now,
-                )
-            ],
+            insert(Document.__table__),
+            dict(
+                id=document_id,
+                sender_id=caller.agency_id,
+                edxml_document_id=edxml_id,
+                code_number=message.code_number,
+                code_notation=message.code_notation,
+                subject=message.subject,
+                type_name=message.type_name,
+                promulgation_date=message.promulgation_date,
+                due_date=message.due_date,
+                priority=message.priority,
+                business_type=message.business.doc_type,
+                supersedes_id=original.id if original else None,
+                blob_sha256=sha256,
+                size=size,
+                attachment_count=len(message.attachments),
+                signer=signer,
+                created_at=now,
+            ),
         )
-        session.execute(insert(Recipient), [{"document_id": document_id, "agency_id": a} for a, _ in recipients])
+        session.execute(
+            insert(Recipient.__table__), [{"document_id": document_id, "agency_id": a} for a, _ in recipients]
+        )
         queue.enqueue_many(session, [a for a, _ in recipients], queue.KIND_DOCUMENT, document_id, now)
         codes = tuple(code for _, code in recipients)
         audit.append(
@@ -572,14 +572,25 @@ class ExchangeService:
 
 
 def _existing_receipt(session: Session, caller: Caller, edxml_id: str) -> SendReceipt | None:
-    """The receipt of the caller's earlier document with this DocumentId, if it sent one."""
-    document = session.scalar(
-        select(Document).where(Document.sender_id == caller.agency_id, Document.edxml_document_id == edxml_id)
-    )
-    if document is None:
+    """The receipt of the caller's earlier document with this DocumentId, if it sent one.
+
+    Asked on every send, so it selects two columns rather than loading a Document.
+    """
+    found = session.execute(
+        select(Document.id, Document.signer).where(
+            Document.sender_id == caller.agency_id, Document.edxml_document_id == edxml_id
+        )
+    ).first()
+    if found is None:
         return None
-    codes = tuple(r.agency.code for r in document.recipients)
-    return SendReceipt(document.id, edxml_id, codes, duplicate=True, signer=document.signer)
+    document_id, signer = found
+    codes = session.scalars(
+        select(Agency.code)
+        .join(Recipient, Recipient.agency_id == Agency.id)
+        .where(Recipient.document_id == document_id)
+        .order_by(Recipient.id)
+    )
+    return SendReceipt(document_id, edxml_id, tuple(codes), duplicate=True, signer=signer)
 
 
 def _conventional_document_id(message: DocumentMessage) -> str:
@@ -587,16 +598,18 @@ def _conventional_document_id(message: DocumentMessage) -> str:
     return f"{message.sender.organ_id},{message.promulgation_date:%Y/%m/%d},{message.code}"
 
 
-def _resolve_recipients(session: Session, message: DocumentMessage) -> list[Agency]:
+def _resolve_recipients(session: Session, message: DocumentMessage) -> list[tuple[int, str]]:
+    """``(agency id, code)`` of each addressee, in the document's order; UnknownRecipient for any other code."""
     codes = [o.organ_id for o in message.recipients]
-    found = {a.code: a for a in session.scalars(select(Agency).where(Agency.code.in_(codes)))}
-    missing = [c for c in codes if c not in found or not found[c].active]
+    rows = session.execute(select(Agency.code, Agency.id).where(Agency.code.in_(codes), Agency.active.is_(True)))
+    active = {code: agency_id for code, agency_id in rows}
+    missing = [c for c in codes if c not in active]
     if missing:
         raise UnknownRecipient(
             f"These To/OrganId codes are not active agencies of the exchange: {', '.join(missing)}. "
             "Check the codes with getAgencies; nothing was sent."
         )
-    return [found[c] for c in codes]
+    return [(active[c], c) for c in codes]
 
 
 def _recipient_row(session: Session, document_id: str, agency_id: int, lock: bool = False) -> Recipient | None:

@@ -69,7 +69,7 @@ def enqueue_many(session: Session, agency_ids: Sequence[int], kind: str, documen
         raise ValueError(f"enqueue_many queues documents, not {kind!r} items")
     created = _require_aware(now)
     session.execute(
-        insert(Delivery),
+        insert(Delivery.__table__),
         [
             {
                 "id": str(uuid.uuid4()),
