@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Protocol
 
-from sqlalchemy import insert, or_, select
+from sqlalchemy import bindparam, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -53,6 +53,25 @@ from gateway.store.database import Database
 from gateway.store.models import Agency, Credential, Delivery, Document, Recipient, StatusEvent
 
 Clock = Callable[[], datetime]
+
+# Statements run on every call or every send, built once: building and keying a select like
+# _LIVE_CREDENTIALS cost about 90 us of CPU per call, a third of running it on PostgreSQL.
+_LIVE_CREDENTIALS = (
+    select(Agency.id, Agency.code, Agency.name, Agency.require_signature, Credential.secret_hash)
+    .join(Credential, Credential.agency_id == Agency.id)
+    .where(
+        Agency.code == bindparam("code"),
+        Agency.active.is_(True),
+        Credential.revoked_at.is_(None),
+        or_(Credential.expires_at.is_(None), Credential.expires_at > bindparam("now")),
+    )
+)
+_SENT_DOCUMENT = select(Document.id, Document.signer).where(
+    Document.sender_id == bindparam("sender_id"), Document.edxml_document_id == bindparam("edxml_id")
+)
+_ACTIVE_AGENCIES = select(Agency.code, Agency.id).where(
+    Agency.code.in_(bindparam("codes", expanding=True)), Agency.active.is_(True)
+)
 
 
 class StagedDocument(Protocol):
@@ -95,18 +114,8 @@ class ExchangeService:
         )
         if not code or not secret:
             raise refusal
-        now = self.clock()
         with self.db.transaction(readonly=True) as session:
-            rows = session.execute(
-                select(Agency.id, Agency.code, Agency.name, Agency.require_signature, Credential.secret_hash)
-                .join(Credential, Credential.agency_id == Agency.id)
-                .where(
-                    Agency.code == code,
-                    Agency.active.is_(True),
-                    Credential.revoked_at.is_(None),
-                    or_(Credential.expires_at.is_(None), Credential.expires_at > now),
-                )
-            )
+            rows = session.execute(_LIVE_CREDENTIALS, {"code": code, "now": self.clock()})
             for agency_id, agency_code, name, require_signature, secret_hash in rows:
                 if secret_matches(secret, secret_hash):
                     return Caller(agency_id, agency_code, name, require_signature)
@@ -576,11 +585,7 @@ def _existing_receipt(session: Session, caller: Caller, edxml_id: str) -> SendRe
 
     Asked on every send, so it selects two columns rather than loading a Document.
     """
-    found = session.execute(
-        select(Document.id, Document.signer).where(
-            Document.sender_id == caller.agency_id, Document.edxml_document_id == edxml_id
-        )
-    ).first()
+    found = session.execute(_SENT_DOCUMENT, {"sender_id": caller.agency_id, "edxml_id": edxml_id}).first()
     if found is None:
         return None
     document_id, signer = found
@@ -601,7 +606,7 @@ def _conventional_document_id(message: DocumentMessage) -> str:
 def _resolve_recipients(session: Session, message: DocumentMessage) -> list[tuple[int, str]]:
     """``(agency id, code)`` of each addressee, in the document's order; UnknownRecipient for any other code."""
     codes = [o.organ_id for o in message.recipients]
-    rows = session.execute(select(Agency.code, Agency.id).where(Agency.code.in_(codes), Agency.active.is_(True)))
+    rows = session.execute(_ACTIVE_AGENCIES, {"codes": codes})
     active = {code: agency_id for code, agency_id in rows}
     missing = [c for c in codes if c not in active]
     if missing:
