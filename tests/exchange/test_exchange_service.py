@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from support.staging import stage
 
 from gateway.config import Settings
@@ -121,3 +121,24 @@ def test_credentials_that_do_not_authenticate(service, database, secret, expires
         credential.expires_at, credential.revoked_at = expires, revoked
     with pytest.raises(AuthenticationFailed):
         service.authenticate(SENDER, secret or f"s-{SENDER}")
+
+
+def test_a_send_costs_eight_statements(service, database) -> None:
+    """The send path's round trips are its main cost on PostgreSQL (README "Performance"); adding one
+    should be a decision, not an accident. Authentication, the duplicate check, the recipient lookup,
+    then the document, its recipients, its queue items, the audit head and the audit entry."""
+    executed: list[str] = []
+
+    def record(_conn, _cursor, statement: str, *_args: object) -> None:
+        executed.append(statement.split(None, 3)[:3][-1] if statement.startswith("INSERT") else statement[:60])
+
+    event.listen(database.engine, "before_cursor_execute", record)
+    try:
+        sender = service.authenticate(SENDER, f"s-{SENDER}")
+        service.send_document(sender, stage(service, letter()))
+    finally:
+        event.remove(database.engine, "before_cursor_execute", record)
+    statements = [s for s in executed if not s.startswith("BEGIN")]  # SQLite's BEGIN is a statement too
+    inserts = [s for s in statements if not s.startswith("SELECT")]
+    assert inserts == ["documents", "recipients", "deliveries", "audit_log"], executed
+    assert len(statements) == 8, executed
