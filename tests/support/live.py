@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,7 +11,7 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from gateway.app import create_app
+from gateway.app import Router, create_app
 from gateway.config import Settings
 from gateway.exchange.credentials import hash_secret
 from gateway.store.database import Database
@@ -82,15 +82,25 @@ def serving_in_thread(app: Any) -> Iterator[str]:
 
 
 @contextmanager
-def live_gateway_for(settings: Settings) -> Iterator[LiveGateway]:
-    """Migrate and seed the store of ``settings``, serve a gateway on a free port, stop it afterwards."""
+def serving_store(settings: Settings, seed: Callable[[Database], None]) -> Iterator[tuple[str, Database, Router]]:
+    """Migrate the store of ``settings``, ``seed`` it, serve ``create_app(settings)`` on a free port.
+
+    Yields ``(base URL, database, app)``; both database handles are disposed afterwards.
+    """
     db = Database(settings.database_url)
     db.upgrade()
-    seed_directory(db)
+    seed(db)
     app = create_app(settings)
     try:
         with serving_in_thread(app) as base:
-            yield LiveGateway(f"{base}/soap", settings, db)
+            yield base, db, app
     finally:
         app.gateway.db.dispose()
         db.dispose()
+
+
+@contextmanager
+def live_gateway_for(settings: Settings) -> Iterator[LiveGateway]:
+    """A gateway on the directory above, served on a free port, stopped afterwards."""
+    with serving_store(settings, seed_directory) as (base, db, _app):
+        yield LiveGateway(f"{base}/soap", settings, db)

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 import zeep
-from support.live import serving_in_thread
+from support.live import secret_of, serving_store
 from zeep.transports import Transport
 
-from gateway.app import Router, create_app
+from gateway.app import Router
 from gateway.config import Settings
 from gateway.edxml import AttachmentSource, DocumentMessage, Organization, document_bytes
 from gateway.exchange.credentials import hash_secret
@@ -43,10 +43,6 @@ DIRECTORY = [
     (SO_TTTT, "Sở Thông tin và Truyền thông Nghệ An", 2, NGHE_AN),
 ]
 SUBJECT = "Về việc triển khai kết nối liên thông văn bản điện tử"
-
-
-def secret_of(code: str) -> str:
-    return f"secret-for-{code}"
 
 
 def seed_directory(db: Database) -> None:
@@ -88,17 +84,9 @@ def soap_client(wsdl: str, code: str, secret: str | None = None) -> zeep.Client:
 
 @contextlib.contextmanager
 def serving(settings: Settings) -> Iterator[Live]:
-    """Migrate and seed a fresh store, and serve ``create_app(settings)`` from a thread."""
-    db = Database(settings.database_url)
-    db.upgrade()
-    seed_directory(db)
-    app = create_app(settings)
-    try:
-        with serving_in_thread(app) as base:
-            yield Live(base, settings, db, app)
-    finally:
-        app.gateway.db.dispose()
-        db.dispose()
+    """Migrate and seed a fresh store (the directory above), and serve ``create_app(settings)`` from a thread."""
+    with serving_store(settings, seed_directory) as (base, db, app):
+        yield Live(base, settings, db, app)
 
 
 def letter(sender: str, recipients: list[str], number: str = "7816", due: date | None = None) -> bytes:
