@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +13,8 @@ import pytest
 from click.testing import Result
 from sqlalchemy import func, select
 
-from gateway import cli as cli_module
+from gateway import directory
+from gateway.cli import serve as serve_module
 from gateway.config import Settings
 from gateway.exchange.service import ExchangeService
 from gateway.store.blobs import BlobStore
@@ -25,8 +28,8 @@ Invoke = Callable[..., Result]
 def served(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, ...]]]:
     """Records which server ``serve`` would start, with its arguments, instead of starting it."""
     calls: list[tuple[str, tuple[Any, ...]]] = []
-    monkeypatch.setattr(cli_module, "_serve_development", lambda *args: calls.append(("development", args)))
-    monkeypatch.setattr(cli_module, "_serve_gunicorn", lambda *args: calls.append(("gunicorn", args)))
+    monkeypatch.setattr(serve_module, "_serve_development", lambda *args: calls.append(("development", args)))
+    monkeypatch.setattr(serve_module, "_serve_gunicorn", lambda *args: calls.append(("gunicorn", args)))
     return calls
 
 
@@ -56,7 +59,8 @@ def test_demo_prepares_a_usable_gateway_and_is_idempotent(
     assert second.exit_code == 0, second.output
     assert _demo_entries(cli_settings) == entries
     with Database(cli_settings.database_url).transaction() as session:
-        assert session.scalar(select(func.count()).select_from(Agency)) == 101
+        shipped = len(directory.read_rows(directory.SHIPPED_DIRECTORY))
+        assert session.scalar(select(func.count()).select_from(Agency)) == shipped
         assert session.scalar(select(func.count()).select_from(Credential)) == 3
 
 
@@ -96,3 +100,14 @@ def test_serve_picks_the_server(
     [(kind, call)] = served
     assert (kind, call[1:]) == expected
     assert isinstance(call[0], Settings)
+
+
+def test_python_dash_m_runs_the_same_cli() -> None:
+    """``python -m gateway.cli`` is the console script (for environments without the script on PATH)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "--help"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Usage: edxml-gateway ")
+    for command in ("serve", "db", "agencies", "credentials", "report", "audit", "send", "pending", "history"):
+        assert f"  {command} " in result.stdout

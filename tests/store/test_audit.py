@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
-from gateway.store import audit
+from gateway.store import audit, evidence
+from gateway.store.blobs import BlobStore
 from gateway.store.database import Database
-from gateway.store.models import AuditEntry
+from gateway.store.models import Agency, AuditEntry, Document
+
+MakeAgency = Callable[..., Agency]
+MakeDocument = Callable[..., Document]
 
 T0 = datetime(2026, 11, 4, 8, 0, tzinfo=UTC)
 
@@ -128,3 +135,37 @@ def test_concurrent_appends_form_one_chain(database: Database) -> None:
     assert errors == []
     with database.transaction() as session:
         assert audit.verify(session, batch=17) == audit.VerifyResult(ok=True, checked=workers * per_worker)
+
+
+def test_evidence_of_one_document(
+    database: Database, make_agency: MakeAgency, make_document: MakeDocument, tmp_path: Path
+) -> None:
+    """audit export's evidence: the document's rows and entries, the chain, and whether its file still matches."""
+    blobs = BlobStore(tmp_path / "blobs")
+    sha256, _size = blobs.put_bytes(b"<edXMLEnvelope/>")
+    with database.transaction() as session:
+        sender = make_agency(session, "000.00.00.G22")
+        document_id = make_document(session, sender, sha256=sha256).id
+        audit.append(session, sender.code, "send", document_id, {"to": ["000.00.00.H41"]}, T0)
+        audit.append(session, sender.code, "send", "another-document", {}, T0)
+    assert evidence.collect(database, blobs, "no-such-document", T0) is None
+
+    found = evidence.collect(database, blobs, document_id, T0)
+    assert found is not None
+    assert found.document["id"] == document_id and found.document["sender_code"] == "000.00.00.G22"
+    assert [(e["actor"], e["action"]) for e in found.audit_entries] == [("000.00.00.G22", "send")]
+    assert found.blob_intact is True
+    assert found.audit_chain == {"ok": True, "checked": 2, "first_broken_id": None}
+    written = json.loads(found.to_json())
+    assert list(written) == [
+        "exported_at", "document", "recipients", "deliveries", "status_events", "audit_entries", "blob_intact",
+        "audit_chain",
+    ]
+    assert written["exported_at"] == "2026-11-04T08:00:00+00:00"
+    assert written["document"]["promulgation_date"] == "2026-11-01"
+
+    stored = blobs.path(sha256)
+    stored.chmod(0o644)
+    stored.write_bytes(b"<edXMLEnvelope>altered</edXMLEnvelope>")
+    altered = evidence.collect(database, blobs, document_id, T0)
+    assert altered is not None and altered.blob_intact is False

@@ -1,0 +1,138 @@
+"""``serve``: the SOAP endpoint on the development server or gunicorn, optionally as a ready demo."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from typing import Any
+
+import click
+from rich.table import Table
+from rich.text import Text
+from sqlalchemy import select
+
+from gateway import directory
+from gateway.cli import ui
+from gateway.config import Settings
+from gateway.store.models import Agency
+
+DEMO_AGENCIES = ("000.00.00.G22", "000.00.00.H41", "000.00.00.H14")
+DEMO_CREDENTIALS_FILE = "demo-credentials.json"
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="gunicorn sync workers.")
+@click.option("--production", is_flag=True, help="Run under gunicorn even with one worker.")
+@click.option("--timeout", default=120, show_default=True, type=click.IntRange(min=1), help="gunicorn worker timeout.")
+@click.option("--demo", is_flag=True, help="Migrate, load the shipped directory and issue three demo credentials.")
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, workers: int, production: bool, timeout: int, demo: bool) -> None:
+    """Serve the SOAP endpoint (/soap, WSDL at /soap?wsdl) and /health."""
+    settings = ui.settings_of(ctx)
+    if demo:
+        _prepare_demo(settings, host, port)
+    else:
+        ui.open_database(settings).dispose()
+    if workers > 1 or production:
+        _serve_gunicorn(settings, host, port, workers, timeout)
+    else:
+        _serve_development(settings, host, port)
+
+
+def _prepare_demo(settings: Settings, host: str, port: int) -> None:
+    """Make a fresh install usable at once: schema, directory, and secrets for three agencies."""
+    db = ui.open_database(settings, require_schema=False)
+    db.upgrade()
+    credentials_path = settings.data_dir / DEMO_CREDENTIALS_FILE
+    known: dict[str, str] = {}
+    if credentials_path.is_file():
+        with contextlib.suppress(ValueError, OSError):
+            known = {e["agency"]: e["secret"] for e in json.loads(credentials_path.read_text(encoding="utf-8"))}
+    at = ui.now()
+    from gateway.exchange.credentials import secret_matches
+
+    entries = []
+    with db.transaction() as session:
+        if session.scalar(select(Agency.id).limit(1)) is None:
+            result = directory.load_shipped_directory(session, at)
+            ui.err().print(f"Loaded the shipped directory: {result.added} agencies.", markup=False)
+        for code in DEMO_AGENCIES:
+            agency = directory.get_agency(session, code)
+            live = directory.live_credentials(session, code, at)
+            secret = known.get(code)
+            if secret is None or not any(secret_matches(secret, c.secret_hash) for c in live):
+                secret = directory.issue_credential(session, code, at)
+            entries.append({"agency": code, "name": agency.name, "secret": secret})
+    db.dispose()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(credentials_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as output:
+        json.dump(entries, output, ensure_ascii=False, indent=2)
+    os.chmod(credentials_path, 0o600)
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    url = f"http://{shown_host}:{port}/soap"
+    table = Table(title="Demo agencies (also in " + str(credentials_path) + ")")
+    for column in ("agency", "name", "secret"):
+        table.add_column(column, no_wrap=column != "name")
+    for entry in entries:
+        table.add_row(*(Text(entry[k]) for k in ("agency", "name", "secret")))
+    console = ui.out()
+    console.print(table)
+    console.print(f"WSDL: {url}?wsdl", markup=False)
+    console.print(
+        f"Try: edxml-gateway send --url {url} --agency {entries[0]['agency']} --secret ... "
+        f"FILE --to {entries[1]['agency']}",
+        markup=False,
+    )
+
+
+def _serve_development(settings: Settings, host: str, port: int) -> None:
+    """A threaded wsgiref server: one process, good for a laptop, tests and demos."""
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIServer, make_server
+
+    from gateway.app import create_app
+
+    class ThreadingServer(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    app = create_app(settings)
+    with make_server(host, port, app, server_class=ThreadingServer) as server:
+        bound = server.server_address[1]
+        ui.err().print(f"Serving http://{host}:{bound}/soap (development server; Ctrl+C to stop)", markup=False)
+        with contextlib.suppress(KeyboardInterrupt):
+            server.serve_forever()
+
+
+def _serve_gunicorn(settings: Settings, host: str, port: int, workers: int, timeout: int) -> None:
+    """gunicorn with sync workers; each worker builds its own app (and database pool) after fork."""
+    from gunicorn.app.base import BaseApplication
+
+    from gateway import metrics
+    from gateway.app import create_app
+
+    metrics_dir = metrics.prepare_multiprocess_dir(settings.data_dir / "prometheus")
+    ui.err().print(f"Prometheus multiprocess directory: {metrics_dir}", markup=False)
+
+    class GatewayApplication(BaseApplication):
+        def __init__(self) -> None:
+            self.options = {
+                "bind": f"{host}:{port}",
+                "workers": workers,
+                "worker_class": "sync",
+                "timeout": timeout,
+                "child_exit": metrics.child_exit,
+            }
+            super().__init__()
+
+        def load_config(self) -> None:
+            for key, value in self.options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return create_app(settings)
+
+    GatewayApplication().run()
