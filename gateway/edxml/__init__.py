@@ -15,7 +15,7 @@ from gateway.edxml.model import (
     StatusMessage,
 )
 from gateway.edxml.normalize import MessageKind
-from gateway.edxml.reader import message_kind, read_document, read_status
+from gateway.edxml.reader import read_document, read_status
 from gateway.edxml.validation import ValidationIssue
 from gateway.edxml.writer import AttachmentSource, document_bytes, status_bytes, write_document
 
@@ -31,7 +31,6 @@ __all__ = [
     "StatusMessage",
     "ValidationIssue",
     "document_bytes",
-    "message_kind",
     "read_document",
     "read_status",
     "status_bytes",

@@ -34,12 +34,6 @@ DATE_FORMAT = "%Y/%m/%d"
 TIMESTAMP_FORMAT = "%Y/%m/%d %H:%M:%S"
 
 
-def message_kind(source: Source) -> MessageKind:
-    """``"status"`` or ``"document"``: which reader (and schema) applies. Raises MalformedEdxml only."""
-    parsed = parse(source)
-    return normalize(parsed.root)
-
-
 def read_document(source: Source) -> DocumentMessage:
     """Validate an edXML document (file path or bytes) and return its metadata and attachment summary."""
     parsed = load(source, "document")

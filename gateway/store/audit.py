@@ -26,7 +26,9 @@ from sqlalchemy.orm import Session
 from gateway.store.models import AuditEntry
 
 GENESIS_HASH = "0" * 64
-# Arbitrary constant naming the audit chain's advisory lock ("edxml" + 1 in hex).
+# The audit chain's PostgreSQL advisory lock key: the ASCII bytes of "edxml" then 0x000002, read as a
+# big-endian signed 64-bit integer (positive, so it fits pg_advisory_xact_lock(bigint)). Any constant
+# would do; other advisory locks of the gateway must not use it.
 AUDIT_LOCK_KEY = 0x6564_786D_6C00_0002
 
 

@@ -6,9 +6,10 @@ renamed into place and its directory fsynced, so after :meth:`BlobStore.writer` 
 survives a crash.
 
 Durability order (the caller's duty): write the blob first, commit the database row that names it
-second. A crash in between leaves an unreferenced blob, which garbage collection may remove later;
-the reverse order could leave a committed row pointing at a missing blob. Never delete a blob that
-a committed row might name.
+second. A crash in between leaves an unreferenced blob, which is harmless: it takes disk space but
+nothing names it, and nothing removes it yet (a collector, ``edxml-gateway blobs gc``, would be a
+separate change, and must never delete a blob that a committed row might name). The reverse order
+could leave a committed row pointing at a missing blob. See docs/storage.md, "Blob durability".
 
 Identical content is stored once (dedup), which is safe because a blob never changes once written.
 """
@@ -75,9 +76,6 @@ class BlobWriter:
         self._size += view.nbytes
         return view.nbytes
 
-    def writable(self) -> bool:
-        return True
-
     def flush(self) -> None:
         """Make what was written readable through ``temp_path`` (not yet durable)."""
         self._file.flush()
@@ -98,14 +96,14 @@ class BlobWriter:
 
     @property
     def size(self) -> int:
-        """Bytes written so far (the blob's size once the ``with`` block has ended)."""
+        """Bytes written so far: the blob's size once :meth:`commit` (or the ``writer()`` block) has stored it."""
         return self._size
 
     @property
     def sha256(self) -> str:
-        """The blob's name; only available after the ``with`` block stored it."""
+        """The blob's name, known only once :meth:`commit` (or the end of a ``writer()`` block) has stored it."""
         if self._sha256 is None:
-            raise RuntimeError("the blob is not stored yet: read sha256 after the with block")
+            raise RuntimeError("the blob is not stored yet: read sha256 after commit() or the writer() block")
         return self._sha256
 
     def _finish(self) -> str:
@@ -159,9 +157,6 @@ class BlobStore:
         """Size in bytes of stored blob ``sha256``; FileNotFoundError if it is not stored."""
         return self.path(sha256).stat().st_size
 
-    def exists(self, sha256: str) -> bool:
-        return self.path(sha256).is_file()
-
     @contextmanager
     def writer(self) -> Iterator[BlobWriter]:
         """Yield a file-like writer; on normal exit the blob is durable and named ``writer.sha256``.
@@ -193,12 +188,6 @@ class BlobStore:
             shutil.copyfileobj(source, w, CHUNK_SIZE)
         return w.sha256, w.size
 
-    def put_stream(self, source: BinaryIO) -> tuple[str, int]:
-        """Store everything readable from ``source``; return ``(sha256, size)``."""
-        with self.writer() as w:
-            shutil.copyfileobj(source, w, CHUNK_SIZE)
-        return w.sha256, w.size
-
     def open(self, sha256: str) -> BinaryIO:
         """Open blob ``sha256`` for reading; FileNotFoundError if it is not stored."""
         return open(self.path(sha256), "rb")
@@ -213,19 +202,6 @@ class BlobStore:
         except FileNotFoundError:
             return False
         return digest.hexdigest() == sha256
-
-    def iter_blobs(self) -> Iterator[str]:
-        """Yield the sha256 of every stored blob (not temp files), in no particular order."""
-        for first in sorted(self.root.iterdir()):
-            if len(first.name) != 2 or not first.is_dir():
-                continue
-            for second in sorted(first.iterdir()):
-                if len(second.name) != 2 or not second.is_dir():
-                    continue
-                for entry in sorted(second.iterdir()):
-                    name = entry.name
-                    if _SHA256_RE.fullmatch(name) and name.startswith(first.name + second.name):
-                        yield name
 
     def _install(self, temp_path: Path, sha256: str) -> None:
         """Move a fsynced temp file to its final name, or drop it if that content is already stored."""

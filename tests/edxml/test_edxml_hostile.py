@@ -9,8 +9,9 @@ import pytest
 from edxml_samples import INVALID, VALID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.edxml_kinds import message_kind
 
-from gateway.edxml import message_kind, read_document, read_status
+from gateway.edxml import read_document, read_status
 from gateway.errors import GatewayError, MalformedEdxml
 
 SAMPLE_BYTES = [path.read_bytes() for path in sorted(VALID.iterdir())]

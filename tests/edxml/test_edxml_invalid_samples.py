@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 from edxml_samples import INVALID, line_of
+from support.edxml_kinds import message_kind
 
-from gateway.edxml import ValidationIssue, message_kind, read_document, read_status
+from gateway.edxml import ValidationIssue, read_document, read_status
 from gateway.errors import GatewayError, InvalidEdxml, MalformedEdxml, SchemaInvalid
 
 HEADER = "/edXML/edXMLEnvelope/edXMLHeader/MessageHeader"

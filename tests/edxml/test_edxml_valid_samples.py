@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from edxml_samples import VALID
+from support.edxml_kinds import message_kind
 
 from gateway.edxml import (
     AttachmentInfo,
@@ -14,7 +15,6 @@ from gateway.edxml import (
     Organization,
     ResponseFor,
     StaffInfo,
-    message_kind,
     read_document,
     read_status,
 )

@@ -27,6 +27,7 @@ from reliability_support import (
     send_envelope,
 )
 from sqlalchemy import func, select
+from support.blobs import stored_blobs
 
 from gateway.store import audit
 from gateway.store.blobs import BlobStore
@@ -104,7 +105,7 @@ def _audit_store(database_url: str, blob_dir: Path, load: Load) -> dict[str, int
             assert sends == len(documents), "every stored document has exactly one send audit entry"
             referenced = {d.blob_sha256 for d in documents.values()}
             referenced |= {s for s in session.scalars(select(StatusEvent.blob_sha256)) if s}
-        stored = set(blobs.iter_blobs())
+        stored = set(stored_blobs(blobs))
         leftovers = sum(1 for p in (blob_dir / "tmp").iterdir()) if (blob_dir / "tmp").exists() else 0
         return {
             "acknowledged": len(load.acknowledged),

@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from support.blobs import blob_exists, stored_blobs
 
 from gateway.store import blobs
 from gateway.store.blobs import BlobStore
@@ -21,7 +22,7 @@ def test_writer_stores_under_its_hash(blob_store: BlobStore) -> None:
     expected = hashlib.sha256(b"hello world").hexdigest()
     assert (w.sha256, w.size) == (expected, 11)
     assert blob_store.path(expected) == blob_store.root / expected[:2] / expected[2:4] / expected
-    assert blob_store.exists(expected)
+    assert blob_exists(blob_store, expected)
     with blob_store.open(expected) as f:
         assert f.read() == b"hello world"
     assert list(blob_store.tmp_dir.iterdir()) == []
@@ -32,6 +33,29 @@ def test_sha_is_unknown_until_the_block_ends(blob_store: BlobStore) -> None:
         w.write(b"x")
         with pytest.raises(RuntimeError):
             _ = w.sha256
+
+
+def test_begin_then_commit_or_discard(blob_store: BlobStore) -> None:
+    """The two-step writer the send path uses: readable at temp_path before commit, named only after it."""
+    kept = blob_store.begin()
+    kept.write(b"validated where it lies")
+    kept.flush()
+    assert kept.temp_path.read_bytes() == b"validated where it lies"
+    with pytest.raises(RuntimeError, match="commit"):
+        _ = kept.sha256
+    sha256, size = kept.commit()
+    assert (sha256, size) == (kept.sha256, kept.size) == (hashlib.sha256(b"validated where it lies").hexdigest(), 23)
+    assert kept.commit() == (sha256, size)
+    assert blob_store.size(sha256) == 23 and not kept.temp_path.exists()
+    kept.discard()
+    assert blob_store.verify(sha256)
+
+    dropped = blob_store.begin()
+    dropped.write(b"refused")
+    dropped.discard()
+    dropped.discard()
+    assert not dropped.temp_path.exists()
+    assert list(stored_blobs(blob_store)) == [sha256]
 
 
 def test_fsyncs_file_and_directory_before_the_blob_is_visible(
@@ -59,7 +83,7 @@ def test_identical_content_is_stored_once(blob_store: BlobStore) -> None:
     first = blob_store.put_bytes(b"same bytes")
     second = blob_store.put_bytes(b"same bytes")
     assert first == second
-    assert list(blob_store.iter_blobs()) == [first[0]]
+    assert list(stored_blobs(blob_store)) == [first[0]]
     assert list(blob_store.tmp_dir.iterdir()) == []
 
 
@@ -67,7 +91,7 @@ def test_failed_write_leaves_nothing(blob_store: BlobStore) -> None:
     with pytest.raises(OSError, match="client went away"), blob_store.writer() as w:
         w.write(b"partial")
         raise OSError("client went away")
-    assert list(blob_store.iter_blobs()) == []
+    assert list(stored_blobs(blob_store)) == []
     assert list(blob_store.tmp_dir.iterdir()) == []
 
 
@@ -100,16 +124,16 @@ def test_verify_detects_corruption_and_absence(blob_store: BlobStore) -> None:
     "bad", ["", "abc", "../" + "a" * 61, "A" * 64, "g" * 64, "a" * 63 + "/", "a" * 65, "a" * 64 + "\n"]
 )
 def test_rejects_names_that_are_not_sha256(blob_store: BlobStore, bad: str) -> None:
-    for call in (blob_store.path, blob_store.exists, blob_store.open, blob_store.verify):
+    for call in (blob_store.path, blob_store.size, blob_store.open, blob_store.verify):
         with pytest.raises(ValueError, match="not a sha256"):
             call(bad)
 
 
-def test_iter_blobs_ignores_stray_files(blob_store: BlobStore) -> None:
+def test_stored_blobs_ignores_stray_files(blob_store: BlobStore) -> None:
     stored = {blob_store.put_bytes(bytes([i])) [0] for i in range(5)}
     (blob_store.root / "README").write_text("not a blob")
     (blob_store.tmp_dir / "blob-x.part").write_bytes(b"in progress")
-    assert set(blob_store.iter_blobs()) == stored
+    assert set(stored_blobs(blob_store)) == stored
 
 
 def test_sweep_removes_only_stale_temp_files(tmp_path: Path) -> None:
