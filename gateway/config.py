@@ -1,38 +1,77 @@
-"""Runtime settings, read once from ``GATEWAY_*`` environment variables.
+"""Runtime settings, read once from ``GATEWAY_*`` environment variables and checked when read.
 
-Defaults give a working gateway with no setup: SQLite and blobs under ``./var``.
+Defaults give a working gateway with no setup: SQLite and blobs under ``./var``. Each field of
+:class:`Settings` is one setting: its variable is ``GATEWAY_<FIELD>`` and its type annotation
+says how the variable is parsed (``int``, ``float``, ``bool``, ``str``, ``Path``, ``Path | None``,
+a ``Literal`` of choices). Constraints a type cannot say (a minimum, a URL, a secret that must
+not be echoed) go in :func:`setting`. So adding a setting is one line, e.g.::
+
+    relay_interval: float = setting(5.0, minimum=0.1)
+
+A bad value stops the process before it serves anything, with :class:`SettingsError` naming the
+variable and what it expects, e.g. ``GATEWAY_LEASE_SECONDS must be an integer >= 1, not 'abc'``;
+an empty variable counts as unset.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import dataclass, field
+import types
+import typing
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WSDL_DIR = REPO_ROOT / "wsdl"
+ENV_PREFIX = "GATEWAY_"
+
+Kind = Literal["plain", "url", "database_url"]
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    return default if raw in (None, "") else int(raw)
+class SettingsError(ValueError):
+    """A setting has a value the gateway cannot use; the message names the variable and what it expects."""
+
+
+def setting(default: Any, *, minimum: float | None = None, kind: Kind = "plain", secret: bool = False) -> Any:
+    """A :class:`Settings` field with constraints beyond its type.
+
+    ``minimum``: smallest accepted number (numbers default to at least 1). ``kind="url"``: an
+    absolute http(s) URL; ``kind="database_url"``: a SQLAlchemy URL. ``secret``: the value is
+    never repeated in an error message nor shown in the settings' repr.
+    """
+    return field(default=default, repr=not secret, metadata={"minimum": minimum, "kind": kind, "secret": secret})
+
+
+def env_name(name: str) -> str:
+    """The environment variable of field ``name``."""
+    return ENV_PREFIX + name.upper()
 
 
 @dataclass(frozen=True)
 class Settings:
     """Everything an operator can tune; ``from_env`` maps each field to ``GATEWAY_<FIELD>``."""
 
-    data_dir: Path = field(default_factory=lambda: Path("var"))
-    database_url: str = ""
+    data_dir: Path = Path("var")
+    database_url: str = setting("", kind="database_url", secret=True)
+    """Empty: SQLite in ``data_dir``."""
     blob_dir: Path | None = None
+    """None: ``data_dir/blobs``."""
     max_document_bytes: int = 64 * 1024 * 1024
     lease_seconds: int = 300
     max_pending_items: int = 100
-    ack_overdue_hours: int = 24
+    ack_overdue_hours: int = setting(24, minimum=0)
     trusted_certs: Path | None = None
-    operator_password: str = ""
+    operator_password: str = setting("", secret=True)
 
     def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for spec in fields(self):
+            _check(spec, getattr(self, spec.name), hints[spec.name])
         if not self.database_url:
             object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'gateway.sqlite3'}")
         if self.blob_dir is None:
@@ -44,18 +83,124 @@ class Settings:
         return self.max_document_bytes * 4 // 3 + 64 * 1024
 
     @classmethod
-    def from_env(cls, **overrides: object) -> Settings:
-        env = os.environ
-        values: dict[str, object] = dict(
-            data_dir=Path(env.get("GATEWAY_DATA_DIR", "var")),
-            database_url=env.get("GATEWAY_DATABASE_URL", ""),
-            blob_dir=Path(env["GATEWAY_BLOB_DIR"]) if env.get("GATEWAY_BLOB_DIR") else None,
-            max_document_bytes=_env_int("GATEWAY_MAX_DOCUMENT_BYTES", 64 * 1024 * 1024),
-            lease_seconds=_env_int("GATEWAY_LEASE_SECONDS", 300),
-            max_pending_items=_env_int("GATEWAY_MAX_PENDING_ITEMS", 100),
-            ack_overdue_hours=_env_int("GATEWAY_ACK_OVERDUE_HOURS", 24),
-            trusted_certs=Path(env["GATEWAY_TRUSTED_CERTS"]) if env.get("GATEWAY_TRUSTED_CERTS") else None,
-            operator_password=env.get("GATEWAY_OPERATOR_PASSWORD", ""),
-        )
+    def from_env(cls, environ: typing.Mapping[str, str] | None = None, **overrides: object) -> typing.Self:
+        """Settings from ``GATEWAY_*`` (``environ``, default ``os.environ``), then ``overrides`` on top.
+
+        Raises :class:`SettingsError` for the first variable that cannot be used.
+        """
+        env = os.environ if environ is None else environ
+        hints = typing.get_type_hints(cls)
+        values: dict[str, object] = {}
+        for spec in fields(cls):
+            if spec.name in overrides:
+                continue
+            raw = env.get(env_name(spec.name), "").strip()
+            if raw:
+                values[spec.name] = _parse(spec, raw, hints[spec.name])
         values.update(overrides)
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(**values)  # type: ignore[arg-type]  # field names come from fields(cls)
+
+
+def describe(spec: Any, annotation: Any) -> str:
+    """What a field accepts, in the words of an error message ("an integer >= 1")."""
+    minimum = spec.metadata.get("minimum")
+    kind = spec.metadata.get("kind", "plain")
+    base, optional = _unwrap_optional(annotation)
+    if kind == "url":
+        text = "an http:// or https:// URL"
+    elif kind == "database_url":
+        text = "a database URL such as sqlite:///var/gateway.sqlite3 or postgresql+psycopg://user@host/db"
+    elif base is bool:
+        text = "a boolean (1, true, yes, on or 0, false, no, off)"
+    elif base is int:
+        text = f"an integer >= {1 if minimum is None else _number(minimum)}"
+    elif base is float:
+        text = f"a number >= {1 if minimum is None else _number(minimum)}"
+    elif base is Path:
+        text = "a path"
+    elif typing.get_origin(base) is Literal:
+        text = "one of " + ", ".join(str(choice) for choice in typing.get_args(base))
+    else:
+        text = "text"
+    return f"{text} (or empty for none)" if optional else text
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
+    """``X | None`` -> ``(X, True)``; anything else -> ``(annotation, False)``."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        others = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if len(others) == 1:
+            return others[0], True
+    return annotation, False
+
+
+def _refuse(spec: Any, annotation: Any, shown: object) -> SettingsError:
+    value = "" if spec.metadata.get("secret") else f", not {shown!r}"
+    return SettingsError(f"{env_name(spec.name)} must be {describe(spec, annotation)}{value}")
+
+
+def _parse(spec: Any, raw: str, annotation: Any) -> object:
+    """The typed value of a non-empty variable; range and format checks follow in ``__post_init__``."""
+    base, _optional = _unwrap_optional(annotation)
+    try:
+        if base is bool:
+            lowered = raw.lower()
+            if lowered not in _TRUE | _FALSE:
+                raise ValueError(raw)
+            return lowered in _TRUE
+        if base is int:
+            return int(raw)
+        if base is float:
+            number = float(raw)
+            if not math.isfinite(number):
+                raise ValueError(raw)
+            return number
+        if base is Path:
+            return Path(raw)
+    except ValueError:
+        raise _refuse(spec, annotation, raw) from None
+    return raw
+
+
+def _check(spec: Any, value: object, annotation: Any) -> None:
+    """Refuse a value outside what the field accepts (however the value was given)."""
+    base, optional = _unwrap_optional(annotation)
+    if value is None:
+        if not optional:
+            raise _refuse(spec, annotation, value)
+        return
+    minimum = spec.metadata.get("minimum")
+    kind = spec.metadata.get("kind", "plain")
+    if base is bool:
+        ok = isinstance(value, bool)
+    elif base in (int, float):
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        ok = ok and (base is float or isinstance(value, int)) and value >= (1 if minimum is None else minimum)
+    elif base is Path:
+        ok = isinstance(value, Path) and "\0" not in str(value)
+    elif typing.get_origin(base) is Literal:
+        ok = value in typing.get_args(base)
+    else:
+        ok = isinstance(value, str)
+    if ok and kind == "url" and value:
+        parts = urlsplit(str(value))
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+    if ok and kind == "database_url" and value:
+        ok = _is_database_url(str(value))
+    if not ok:
+        raise _refuse(spec, annotation, value)
+
+
+def _is_database_url(value: str) -> bool:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(value)
+    except ArgumentError:
+        return False
+    return True

@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway import directory
 from gateway.cli import admin, audit, client, serve, ui
+from gateway.config import SettingsError
 from gateway.errors import GatewayError
 
 
@@ -32,6 +33,8 @@ class _Cli(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except SettingsError as error:
+            ui.fail(f"error: {error}", code=ui.EXIT_USAGE)
         except client.SoapFault as fault:
             ui.fail(str(fault))
         except directory.DirectoryError as error:
