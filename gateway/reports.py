@@ -9,7 +9,6 @@ Vietnam dates (UTC+7), the day the agencies work in.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -20,6 +19,7 @@ from typing import Any, TextIO
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
+from gateway import csvout
 from gateway.exchange.workflow import STATUS_NAMES
 from gateway.store.models import Agency, Credential, Delivery, Document, Recipient, StatusEvent
 
@@ -409,11 +409,11 @@ def _cell(value: Any) -> Any:
 
 
 def write_csv(rows: Sequence[Any], out: TextIO, extra: Sequence[str] = ()) -> None:
-    """Write dataclass instances as CSV, one column per field plus ``extra`` properties."""
+    """Write dataclass instances as CSV, one column per field plus ``extra`` properties (formulas neutralised)."""
     if not rows:
         return
     columns = [f.name for f in dataclasses.fields(rows[0])] + list(extra)
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csvout.writer(out)
     writer.writerow(columns)
     for row in rows:
         writer.writerow([_cell(getattr(row, c)) for c in columns])
@@ -440,7 +440,7 @@ def interconnection_table(report: InterconnectionReport) -> tuple[list[str], lis
 def write_interconnection_csv(report: InterconnectionReport, out: TextIO) -> None:
     """The report as CSV, with the period in the first two columns of every row."""
     header, rows = interconnection_table(report)
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csvout.writer(out)
     writer.writerow(["period_start", "period_end", *header])
     for row in rows:
         writer.writerow([_cell(report.start), _cell(report.end), *row])

@@ -24,9 +24,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import update
 from support.staging import stage
 
-from gateway import reports
+from gateway import csvout, reports
 from gateway.cli import main
 from gateway.config import Settings
 from gateway.edxml import AttachmentSource, DocumentMessage, Organization, document_bytes
@@ -275,7 +276,7 @@ def test_report_command_prints_and_writes_csv(story: Story, tmp_path: Path) -> N
     with story.db.transaction() as session:
         expected = io.StringIO()
         reports.write_interconnection_csv(reports.interconnection_report(session, *_period()), expected)
-    assert target.read_text(encoding="utf-8") == expected.getvalue()
+    assert target.read_bytes().decode("utf-8") == expected.getvalue()
 
 
 def test_report_command_refuses_reversed_period(story: Story) -> None:
@@ -284,3 +285,41 @@ def test_report_command_refuses_reversed_period(story: Story) -> None:
     )
     assert result.exit_code == 2
     assert "is after --to" in result.output
+
+
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        ('=HYPERLINK("http://x.example","x")', '\'=HYPERLINK("http://x.example","x")'),
+        ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"),
+        ("-2+3", "'-2+3"),
+        ("@SUM(A1:A2)", "'@SUM(A1:A2)"),
+        ("\t=1+1", "'\t=1+1"),
+        ("\r=1+1", "'\r=1+1"),
+        ("Sở TT&TT = Nghệ An", "Sở TT&TT = Nghệ An"),
+        ("", ""),
+        (-2, "-2"),
+        (3.5, "3.5"),
+    ],
+)
+def test_csv_cells_never_start_a_formula(value: object, written: str) -> None:
+    out = io.StringIO()
+    csvout.writer(out).writerows([[value, 7]])
+    assert list(csv.reader(io.StringIO(out.getvalue(), newline=""))) == [[written, "7"]]
+
+
+def test_report_csvs_neutralise_agency_names(story: Story) -> None:
+    with story.db.transaction() as session:
+        session.execute(update(Agency).where(Agency.code == HAU_GIANG).values(name="=1+1"))
+    with story.db.transaction() as session:
+        grades = reports.connection_grades(session, noon(13))
+    out = io.StringIO()
+    reports.write_csv(grades, out, extra=("grade",))
+    rows = {row["code"]: row for row in csv.DictReader(io.StringIO(out.getvalue()))}
+    assert rows[HAU_GIANG]["name"] == "'=1+1" and rows[HAU_GIANG]["level"] == "1"
+
+
+def test_csv_line_breaks_inside_a_cell_cannot_start_a_row() -> None:
+    out = io.StringIO()
+    csvout.writer(out).writerow(["Sở A\r=1+1", "Sở B\n@SUM(1)", 1])
+    assert list(csv.reader(io.StringIO(out.getvalue(), newline=""))) == [["Sở A\r=1+1", "Sở B\n@SUM(1)", "1"]]

