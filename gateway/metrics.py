@@ -5,8 +5,8 @@ Two kinds of numbers, kept apart on purpose:
 * **Per-process instruments** (requests, faults, latency) are counted by :class:`MetricsMiddleware`
   in whichever worker served the request. Under gunicorn each worker is its own process, so
   with ``PROMETHEUS_MULTIPROC_DIR`` set they are written to per-process files and summed at
-  scrape time by ``MultiProcessCollector`` (stack-notes §7); without it they live in a private
-  registry of this app.
+  scrape time by ``MultiProcessCollector`` (prometheus_client docs, "Multiprocess mode"); without
+  it they live in a private registry of this app.
 * **Store gauges** (copies by status, queue depth, documents in flight, overdue, failed) describe
   the shared database, not a process. They are computed by :class:`StoreCollector` only in the
   process answering the scrape, on a registry built for that scrape, so several workers can

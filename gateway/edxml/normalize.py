@@ -1,7 +1,7 @@
 """Deliberate leniency: bring a parsed edXML tree into the SDK's shape before validation.
 
 The official parser matches children by local name, in any order, and Bkav code spells
-``Business*`` as well as the SDK's ``Bussiness*`` (spec §2). Senders rely on that, so the gateway
+``Business*`` as well as the SDK's ``Bussiness*`` (docs/edxml-profile.md §2). Senders rely on that, so the gateway
 accepts it too, but validates against a strict schema: this module rewrites the *parsed tree*
 (never the stored original bytes) to SDK order and spelling, and moves unqualified elements
 below the root into the QCVN namespace (they are QCVN elements written without a default
@@ -69,7 +69,10 @@ SDK_ORDER: dict[str, tuple[str, ...]] = {
         "ContentTransferEncoded",
     ),
 }
-"""Child order the SDK writes, per parent local name (spec §3, §4.1). ``MessageHeader`` depends on the kind."""
+"""Child order the SDK writes, per parent local name (docs/edxml-profile.md §3, §4.1).
+
+``MessageHeader`` depends on the kind.
+"""
 
 _KEEP_TEXT = frozenset({"ContentTransferEncoded"})
 

@@ -1,4 +1,4 @@
-"""Namespace URIs and element-name helpers for edXML (QCVN 102:2016, spec §2)."""
+"""Namespace URIs and element-name helpers for edXML (QCVN 102:2016, docs/edxml-profile.md §2)."""
 
 from __future__ import annotations
 

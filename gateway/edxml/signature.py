@@ -1,4 +1,4 @@
-"""Verification of the XML-DSig ``Signature`` an edXML document may carry (edxml-spec.md §3.6).
+"""Verification of the XML-DSig ``Signature`` an edXML document may carry (docs/edxml-profile.md §3.6).
 
 Verification is by configuration: an operator who gives the gateway a bundle of trusted
 certificates (CA or signer certificates, PEM) makes every signed document go through

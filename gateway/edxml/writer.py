@@ -1,4 +1,4 @@
-"""Write edXML exactly as the official SDK lays it out (spec §2, §3, §9).
+"""Write edXML exactly as the official SDK lays it out (docs/edxml-profile.md §2, §3, §9).
 
 Root ``edXML`` with the QCVN default namespace, ``edXML:`` prefix from the envelope down, SDK
 element order, ``Bussiness`` spelling, ``cid:`` content ids, single-line base64. Attachment bytes
@@ -128,7 +128,7 @@ def _envelope_start(xml: _Xml) -> None:
 
 
 def default_document_id(msg: DocumentMessage) -> str:
-    """The conventional ``<sender OrganId>,<yyyy/MM/dd>,<CodeNumber>/<CodeNotation>`` (spec §3.1)."""
+    """The conventional ``<sender OrganId>,<yyyy/MM/dd>,<CodeNumber>/<CodeNotation>`` (docs/edxml-profile.md §3.1)."""
     return f"{msg.sender.organ_id},{msg.promulgation_date.strftime(DATE_FORMAT)},{msg.code}"
 
 

@@ -125,8 +125,8 @@ def _sqlite_engine(url: URL, *, echo: bool) -> Engine:
     """An SQLite engine whose transactions all start with ``BEGIN IMMEDIATE``.
 
     In WAL mode a deferred transaction that reads and then writes fails at once with "database is
-    locked" when another writer got in between, and the busy handler does not retry it (stack notes
-    §6.2). Taking the write lock at BEGIN makes the busy timeout apply and serialises writers. Only
+    locked" when another writer got in between, and the busy handler does not retry it
+    (docs/storage.md §1). Taking the write lock at BEGIN makes the busy timeout apply and serialises writers. Only
     pysqlite's own transaction handling is disabled so SQLAlchemy's ``begin`` hook is the one place
     that starts transactions (SQLAlchemy docs, "Serializable isolation / Savepoints / Transactional
     DDL").
