@@ -31,6 +31,8 @@ class Settings:
     ack_overdue_hours: int = 24
     trusted_certs: Path | None = None
     operator_password: str = ""
+    wsse_window_seconds: int = 300
+    """How far a WS-Security Created may be from the gateway's clock, either way; nonces are kept as long."""
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -56,6 +58,7 @@ class Settings:
             ack_overdue_hours=_env_int("GATEWAY_ACK_OVERDUE_HOURS", 24),
             trusted_certs=Path(env["GATEWAY_TRUSTED_CERTS"]) if env.get("GATEWAY_TRUSTED_CERTS") else None,
             operator_password=env.get("GATEWAY_OPERATOR_PASSWORD", ""),
+            wsse_window_seconds=_env_int("GATEWAY_WSSE_WINDOW_SECONDS", 300),
         )
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
