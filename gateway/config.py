@@ -67,6 +67,8 @@ class Settings:
     ack_overdue_hours: int = setting(24, minimum=0)
     trusted_certs: Path | None = None
     operator_password: str = setting("", secret=True)
+    wsse_window_seconds: int = 300
+    """How far a WS-Security Created may be from the gateway's clock, either way; nonces are kept as long."""
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))

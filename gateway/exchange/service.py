@@ -47,7 +47,7 @@ from gateway.exchange.results import (
     StatusEntry,
     StatusReceipt,
 )
-from gateway.store import audit, queue
+from gateway.store import audit, nonces, queue
 from gateway.store.blobs import BlobStore
 from gateway.store.database import Database
 from gateway.store.models import Agency, Credential, Delivery, Document, Recipient, StatusEvent
@@ -94,6 +94,20 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _xs_datetime(text: str) -> datetime | None:
+    """An xs:dateTime as an aware UTC datetime (no zone is read as UTC, as WS-Security requires UTC)."""
+    value = text.strip()
+    if value.endswith(("Z", "z")):
+        value = value[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
 class ExchangeService:
     """The gateway's domain operations, one method per thing an agency can do."""
 
@@ -105,8 +119,16 @@ class ExchangeService:
 
     # -- identity ---------------------------------------------------------------------------
 
-    def authenticate(self, code: str | None, secret: str | None) -> Caller:
-        """The agency whose live credential matches, or AuthenticationFailed (one message for all causes)."""
+    def authenticate(
+        self, code: str | None, secret: str | None, *, nonce: str | None = None, created: str | None = None
+    ) -> Caller:
+        """The agency whose live credential matches, or AuthenticationFailed (one message for all causes).
+
+        ``created`` and ``nonce`` come from a WS-Security UsernameToken: a token whose Created is more
+        than ``wsse_window_seconds`` from now (either way) is refused, and so is a nonce this agency
+        already used within that window, on any worker or node (the wsse_nonces table). Both are
+        checked only after the secret, so strangers cannot fill the nonce table.
+        """
         refusal = AuthenticationFailed(
             "Authentication failed: send your agency code and secret in the AuthHeader (or a WS-Security "
             "UsernameToken). If they are right, ask the gateway operator whether your credential was "
@@ -114,12 +136,44 @@ class ExchangeService:
         )
         if not code or not secret:
             raise refusal
+        now = self.clock()
+        caller: Caller | None = None
         with self.db.transaction(readonly=True) as session:
-            rows = session.execute(_LIVE_CREDENTIALS, {"code": code, "now": self.clock()})
+            rows = session.execute(_LIVE_CREDENTIALS, {"code": code, "now": now})
             for agency_id, agency_code, name, require_signature, secret_hash in rows:
                 if secret_matches(secret, secret_hash):
-                    return Caller(agency_id, agency_code, name, require_signature)
-        raise refusal
+                    caller = Caller(agency_id, agency_code, name, require_signature)
+                    break
+        if caller is None:
+            raise refusal
+        if created is not None or nonce is not None:
+            self._check_token_freshness(caller, nonce, created, now)
+        return caller
+
+    def _check_token_freshness(self, caller: Caller, nonce: str | None, created: str | None, now: datetime) -> None:
+        """Refuse a UsernameToken created outside the window, or whose nonce was already used."""
+        window = timedelta(seconds=self.settings.wsse_window_seconds)
+        expires = now + window
+        if created is not None:
+            moment = _xs_datetime(created)
+            if moment is None:
+                raise AuthenticationFailed(
+                    f"Authentication failed: the WS-Security Created '{created[:40]}' is not a date and time "
+                    "such as 2026-12-01T08:30:00Z."
+                )
+            if abs(now - moment) > window:
+                raise AuthenticationFailed(
+                    f"Authentication failed: the WS-Security token was created at {created[:40]}, more than "
+                    f"{int(window.total_seconds())} seconds from the gateway's time "
+                    f"({now.strftime('%Y-%m-%dT%H:%M:%SZ')}). Send a fresh token, and check that the "
+                    "client's clock is right."
+                )
+            expires = moment + window
+        if nonce is not None and not nonces.remember(self.db, caller.agency_id, nonce, expires, now):
+            raise AuthenticationFailed(
+                "Authentication failed: this WS-Security Nonce was already used; every request needs a new "
+                "nonce (a replayed request is refused)."
+            )
 
     def agencies(self, parent_code: str | None = None) -> list[AgencyView]:
         """The directory (optionally one agency's direct children), ordered by code."""

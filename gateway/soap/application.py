@@ -26,9 +26,10 @@ from spyne.protocol.xml import SchemaValidationError
 from spyne.server.wsgi import WsgiApplication
 
 from gateway.errors import GatewayError, MalformedRequest, ServerError
+from gateway.exchange.results import Caller
 from gateway.exchange.service import ExchangeService, StagedDocument
 from gateway.soap.context import RequestContext
-from gateway.soap.credentials import header_credentials
+from gateway.soap.credentials import HeaderCredentials, authenticate
 from gateway.soap.faults import fault_envelope, http_status, spyne_fault
 from gateway.soap.service import EdxmlGatewayService
 from gateway.soap.streaming import Payload, ResponseStreamer, stage_request
@@ -193,8 +194,11 @@ class SoapEndpoint:
                 self.exchange.begin_staging,
                 environ.get("HTTP_SOAPACTION"),
                 envelope_limit=SLIM_BODY_LIMIT,
+                authenticate=self._authenticate,
             )
             staged = request.staged
+            environ["gateway.agency"] = request.caller.code
+            environ["gateway.caller"] = request.caller
             return self._dispatch(environ, start_response, request.body, staged)
         except GatewayError as error:
             log.info("refused request: %s %s", error.code, error.message)
@@ -230,11 +234,14 @@ class SoapEndpoint:
         start_response(captured["status"], [*headers, ("Content-Length", str(len(response)))])
         return [response]
 
+    def _authenticate(self, credentials: HeaderCredentials) -> Caller:
+        return authenticate(self.exchange, credentials)
+
     def _attach_context(self, ctx: Any) -> None:
         environ = ctx.transport.req_env
         context = RequestContext(
             exchange=self.exchange,
-            credentials=header_credentials(ctx.in_header_doc),
+            caller=environ.get("gateway.caller"),
             staged_document=environ.get("gateway.staged"),
             placeholder=self.streamer.placeholder,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.exchange.results import Caller
 from gateway.exchange.service import ExchangeService, StagedDocument
 
 
@@ -21,7 +22,8 @@ class RequestContext:
     """What one SOAP call carries besides its parameters."""
 
     exchange: ExchangeService
-    credentials: tuple[str | None, str | None]
+    caller: Caller | None
+    """Authenticated by the envelope reader when it reached ``<Body>``; handlers never authenticate again."""
     staged_document: StagedDocument | None
     placeholder: bytes
     outbound: list[OutboundFile] = field(default_factory=list)

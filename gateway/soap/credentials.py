@@ -1,44 +1,146 @@
-"""Reads the caller's agency code and secret from the SOAP header.
+"""The caller's credentials, read from the SOAP header while the envelope streams in.
 
 Two forms are accepted: the WSDL-declared ``AuthHeader`` (what generated stubs send) and a
-WS-Security ``UsernameToken`` with a plain-text password (what WS-Security-aware stacks send;
-the digest form cannot work because only a hash of each secret is stored).
+WS-Security ``UsernameToken`` (Username, Password with its Type, Nonce, wsu:Created). The envelope
+reader (:mod:`gateway.soap.streaming`) feeds the header's elements to a :class:`HeaderCollector` and
+authenticates with what it collected when it reaches ``<Body>``, before any payload byte is decoded.
+
+A UsernameToken's PasswordDigest cannot be checked: it is a hash of nonce, time and the secret
+itself, and the gateway stores only a hash of each secret. It is refused with a message that says
+so rather than with the generic refusal. Freshness of Created and replay of Nonce are the
+exchange's rules (:meth:`gateway.exchange.service.ExchangeService.authenticate`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
 
-from lxml import etree
-
+from gateway.errors import AuthenticationFailed
+from gateway.exchange.results import Caller
+from gateway.exchange.service import ExchangeService
 from gateway.soap.types import NAMESPACE
 
 WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
-PASSWORD_TEXT = (
-    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordText"
-)
+WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
+_TOKEN_PROFILE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0"
+PASSWORD_TEXT = f"{_TOKEN_PROFILE}#PasswordText"
+PASSWORD_DIGEST = f"{_TOKEN_PROFILE}#PasswordDigest"
+
+PasswordType = Literal["text", "digest"]
 
 
-def header_credentials(header_elements: Iterable[etree._Element] | None) -> tuple[str | None, str | None]:
-    """(agency code, secret) from the SOAP header children, or (None, None) when absent."""
-    for element in header_elements or ():
-        if not isinstance(element.tag, str):
-            continue
-        if element.tag == f"{{{NAMESPACE}}}AuthHeader":
-            return _text(element, f"{{{NAMESPACE}}}agencyCode"), _text(element, f"{{{NAMESPACE}}}secret")
-        if element.tag == f"{{{WSSE}}}Security":
-            token = element.find(f"{{{WSSE}}}UsernameToken")
-            if token is None:
-                continue
-            password = token.find(f"{{{WSSE}}}Password")
-            if password is not None and password.get("Type", PASSWORD_TEXT) != PASSWORD_TEXT:
-                return _text(token, f"{{{WSSE}}}Username"), None
-            return _text(token, f"{{{WSSE}}}Username"), _text(token, f"{{{WSSE}}}Password")
-    return None, None
+@dataclass(frozen=True)
+class HeaderCredentials:
+    """What the SOAP header said about the caller; ``password_type`` is None for an AuthHeader."""
+
+    agency_code: str | None
+    secret: str | None
+    password_type: PasswordType | None = None
+    nonce: str | None = None
+    created: str | None = None
 
 
-def _text(parent: etree._Element, tag: str) -> str | None:
-    child = parent.find(tag)
-    if child is None or child.text is None:
-        return None
-    return child.text.strip() or None
+NO_CREDENTIALS = HeaderCredentials(None, None)
+
+_AUTH_HEADER = f"{NAMESPACE} AuthHeader"
+_SECURITY = f"{WSSE} Security"
+_FIELDS = {
+    (_AUTH_HEADER, f"{NAMESPACE} agencyCode"): "agency_code",
+    (_AUTH_HEADER, f"{NAMESPACE} secret"): "secret",
+    (_SECURITY, f"{WSSE} Username"): "agency_code",
+    (_SECURITY, f"{WSSE} Password"): "secret",
+    (_SECURITY, f"{WSSE} Nonce"): "nonce",
+    (_SECURITY, f"{WSU} Created"): "created",
+}
+"""(header block, field element) in expat's ``"uri local"`` names -> HeaderCredentials field."""
+
+
+class HeaderCollector:
+    """Collects credentials from expat events inside ``Envelope/Header``, in bounded memory.
+
+    ``depth`` is counted from the header block (1: AuthHeader or Security, 2: its children, 3: the
+    UsernameToken's children). The first AuthHeader, or Security holding a UsernameToken, wins, as
+    generated stubs send one of them.
+    """
+
+    def __init__(self) -> None:
+        self._block: str | None = None
+        self._values: dict[str, str] = {}
+        self._field: str | None = None
+        self._field_depth = 0
+        self._parts: list[str] = []
+        self._password_type: PasswordType | None = None
+        self._in_token = False
+        self._found: HeaderCredentials | None = None
+
+    def start(self, name: str, attrs: dict[str, str], depth: int) -> None:
+        if self._found is not None:
+            return
+        if depth == 1:
+            self._block = name if name in (_AUTH_HEADER, _SECURITY) else None
+            self._values, self._password_type = {}, None
+            return
+        if self._block is None:
+            return
+        if depth == 2:
+            self._in_token = name == f"{WSSE} UsernameToken"
+        in_token = self._block == _SECURITY and depth == 3 and self._in_token
+        if (self._block == _AUTH_HEADER and depth == 2) or in_token:
+            field = _FIELDS.get((self._block, name))
+            if field is not None:
+                self._field, self._field_depth, self._parts = field, depth, []
+            if name == f"{WSSE} Password":
+                # An unknown Type leaves the token without a usable password: refused like a wrong one.
+                self._password_type = _password_type(attrs.get("Type"))
+
+    def text(self, text: str) -> None:
+        if self._field is not None:
+            self._parts.append(text)
+
+    def end(self, depth: int) -> None:
+        if self._field is not None and depth == self._field_depth:
+            value = "".join(self._parts).strip()
+            if value:
+                self._values[self._field] = value
+            self._field = None
+        if depth == 1 and self._block is not None and self._found is None:
+            values = self._values
+            if self._block == _AUTH_HEADER:
+                self._found = HeaderCredentials(values.get("agency_code"), values.get("secret"))
+            elif "agency_code" in values or "secret" in values:
+                known = self._password_type is not None
+                self._found = HeaderCredentials(
+                    values.get("agency_code"),
+                    values.get("secret") if known else None,
+                    self._password_type or "text",
+                    values.get("nonce"),
+                    values.get("created"),
+                )
+            self._block = None
+
+    def credentials(self) -> HeaderCredentials:
+        """What was found, or no credentials at all."""
+        return self._found or NO_CREDENTIALS
+
+
+def _password_type(declared: str | None) -> PasswordType | None:
+    """The Type attribute of a Password: absent means text (WSS UsernameToken Profile 1.0, 4.1)."""
+    if declared is None or declared.strip() in (PASSWORD_TEXT, "PasswordText", "wsse:PasswordText"):
+        return "text"
+    if declared.strip() in (PASSWORD_DIGEST, "PasswordDigest", "wsse:PasswordDigest"):
+        return "digest"
+    return None
+
+
+def authenticate(exchange: ExchangeService, credentials: HeaderCredentials) -> Caller:
+    """The caller the credentials prove, or AuthenticationFailed; called once per request."""
+    if credentials.password_type == "digest":
+        raise AuthenticationFailed(
+            "Authentication failed: the WS-Security UsernameToken carries a PasswordDigest, which this gateway "
+            "cannot check because it stores only a hash of each secret. Send the password as PasswordText "
+            "(over TLS) or use the AuthHeader."
+        )
+    return exchange.authenticate(
+        credentials.agency_code, credentials.secret, nonce=credentials.nonce, created=credentials.created
+    )

@@ -13,7 +13,7 @@ from typing import Any
 from spyne import Array, Boolean, ByteArray, Integer32, ServiceBase, rpc
 
 from gateway.edxml.model import StaffInfo as StaffInfoModel
-from gateway.errors import MalformedRequest
+from gateway.errors import AuthenticationFailed, MalformedRequest
 from gateway.exchange.results import Caller
 from gateway.soap import types as t
 from gateway.soap.context import RequestContext
@@ -31,8 +31,11 @@ def _request(ctx: Any) -> RequestContext:
 
 
 def _caller(ctx: Any) -> Caller:
-    context = _request(ctx)
-    return context.exchange.authenticate(*context.credentials)
+    """The caller the envelope reader authenticated (gateway.soap.streaming) before the payload was read."""
+    caller = _request(ctx).caller
+    if caller is None:
+        raise AuthenticationFailed("Authentication failed: send your agency code and secret in the AuthHeader.")
+    return caller
 
 
 class EdxmlGatewayService(ServiceBase):

@@ -202,3 +202,19 @@ class AuditEntry(Base):
     detail: Mapped[str] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class WsseNonce(Base):
+    """A WS-Security UsernameToken nonce seen from an agency, kept until its token could no longer be fresh.
+
+    The unique constraint is what refuses a replay, across workers and nodes sharing the database;
+    ``expires_at`` (indexed) lets expired rows be deleted cheaply. Only a SHA-256 of the nonce is kept.
+    """
+
+    __tablename__ = "wsse_nonces"
+    __table_args__ = (UniqueConstraint("agency_id", "nonce_sha256", name="uq_wsse_nonces_agency_nonce"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"))
+    nonce_sha256: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

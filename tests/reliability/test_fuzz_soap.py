@@ -169,7 +169,13 @@ def test_stage_request_raises_only_gateway_errors(app: tuple[Router, dict[str, s
         declared = int(length) if length and length.isdigit() else None
         try:
             staged = stage_request(
-                io.BytesIO(body), declared, 1 << 20, PAYLOADS, router.gateway.exchange.begin_staging, action
+                io.BytesIO(body),
+                declared,
+                1 << 20,
+                PAYLOADS,
+                router.gateway.exchange.begin_staging,
+                action,
+                authenticate=router.soap._authenticate,
             )
         except GatewayError as error:
             assert error.code in DOCUMENTED_CODES
