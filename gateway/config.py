@@ -85,7 +85,7 @@ class Settings:
         return self.max_document_bytes * 4 // 3 + 64 * 1024
 
     @classmethod
-    def from_env(cls, environ: typing.Mapping[str, str] | None = None, **overrides: object) -> typing.Self:
+    def from_env(cls, environ: typing.Mapping[str, str] | None = None, /, **overrides: object) -> typing.Self:
         """Settings from ``GATEWAY_*`` (``environ``, default ``os.environ``), then ``overrides`` on top.
 
         Raises :class:`SettingsError` for the first variable that cannot be used.
@@ -180,8 +180,7 @@ def _check(spec: Any, value: object, annotation: Any) -> None:
     if base is bool:
         ok = isinstance(value, bool)
     elif base in (int, float):
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        ok = ok and (base is float or isinstance(value, int)) and value >= (1 if minimum is None else minimum)
+        ok = _number_ok(value, integer=base is int, minimum=1 if minimum is None else minimum)
     elif base is Path:
         ok = isinstance(value, Path) and "\0" not in str(value)
     elif typing.get_origin(base) is Literal:
@@ -195,6 +194,15 @@ def _check(spec: Any, value: object, annotation: Any) -> None:
         ok = _is_database_url(str(value))
     if not ok:
         raise _refuse(spec, annotation, value)
+
+
+def _number_ok(value: object, *, integer: bool, minimum: float) -> bool:
+    """A finite number of the field's kind (an int field takes no float; no field takes a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if integer and not isinstance(value, int):
+        return False
+    return math.isfinite(value) and value >= minimum
 
 
 def _is_database_url(value: str) -> bool:

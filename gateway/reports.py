@@ -360,7 +360,7 @@ def failed_condition(max_attempts: int = 3) -> ColumnElement[bool]:
     )
 
 
-def failed_deliveries_query(max_attempts: int = 3) -> Select[Any]:
+def failed_deliveries_query(max_attempts: int = 3) -> Select[Delivery, str, str]:
     """Failed deliveries with their agency code and DocumentId, oldest first (rows for :func:`failed_delivery`)."""
     return (
         select(Delivery, Agency.code, Document.edxml_document_id)

@@ -204,6 +204,11 @@ def _new_document(
     return document_bytes(message, sources, now=now.replace(tzinfo=None, microsecond=0))
 
 
+def _text(value: object) -> Text:
+    """A table cell holding an agency's text as it is (never read as rich markup); empty for a missing value."""
+    return Text("" if value is None else str(value))
+
+
 def _when(value: Any) -> str:
     if isinstance(value, datetime):
         return value.astimezone(reports.VIETNAM_TIME).strftime("%Y-%m-%d %H:%M:%S")
@@ -247,12 +252,12 @@ def pending(max_items: int | None, as_json: bool, url: str, agency: str | None, 
     for row in rows:
         status = f"{row['statusCode']} from {row['statusFrom']}" if row["statusCode"] else ""
         table.add_row(
-            Text(row["itemId"]),
+            _text(row["itemId"]),
             row["kind"],
-            Text(row["documentId"]),
-            Text(row["senderCode"]),
-            Text(row["code"]),
-            Text(row["subject"]),
+            _text(row["documentId"]),
+            _text(row["senderCode"]),
+            _text(row["code"]),
+            _text(row["subject"]),
             status,
             str(row["size"]),
             _when(row["queuedAt"]),
@@ -355,10 +360,10 @@ def history(document_id: str, as_json: bool, url: str, agency: str | None, secre
     for row in rows:
         staff = " / ".join(v for v in (row["staffName"], row["staffDepartment"]) if v)
         table.add_row(
-            Text(row["recipientCode"]),
+            _text(row["recipientCode"]),
             Text(f"{row['statusCode']} {row['statusName']}"),
             _when(row["reportedAt"]),
-            Text(row["reportedBy"]),
+            _text(row["reportedBy"]),
             Text(row["description"] or ""),
             Text(staff),
         )

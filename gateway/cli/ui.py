@@ -73,7 +73,7 @@ class Options:
     overrides: dict[str, object] = field(default_factory=dict)
 
     def settings(self) -> Settings:
-        return Settings.from_env(**self.overrides)
+        return Settings.from_env(None, **self.overrides)
 
 
 def settings_of(ctx: click.Context) -> Settings:

@@ -18,9 +18,9 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import Table, insert, select, text
 from sqlalchemy.orm import Session
 
 from gateway.store.models import AuditEntry
@@ -88,7 +88,7 @@ def append(
         "prev_hash": prev_hash,
         "hash": compute_hash(prev_hash, at, actor, action, document_id, decoded),
     }
-    table = AuditEntry.__table__
+    table = cast(Table, AuditEntry.__table__)
     entry_id = session.execute(insert(table).returning(table.c.id), row).scalar_one()
     return AuditEntry(id=entry_id, **row)
 

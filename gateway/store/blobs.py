@@ -38,7 +38,7 @@ def check_sha256(sha256: str) -> str:
 
     The name becomes a path, so anything else (``../``, separators, uppercase aliases) is refused.
     """
-    if not isinstance(sha256, str) or not _SHA256_RE.fullmatch(sha256):
+    if not _SHA256_RE.fullmatch(sha256):
         raise ValueError(f"not a sha256 hex digest: {sha256!r}")
     return sha256
 

@@ -21,6 +21,7 @@ from gateway import reports
 from gateway.store.models import Agency, Delivery, Document, Recipient
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 AGENCIES_PER_LEVEL = 200
 DOCUMENTS_IN_FLIGHT = 50
@@ -33,10 +34,10 @@ FAILED_MAX_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
-class Bounded(Generic[T]):
-    """The first rows of a longer list, and how long the whole list is."""
+class Bounded(Generic[T_co]):
+    """The first rows of a longer list, and how long the whole list is (read-only, so covariant)."""
 
-    items: tuple[T, ...]
+    items: tuple[T_co, ...]
     total: int
 
     @property
@@ -228,7 +229,8 @@ def _recipient_rows(
         ).all()
     )
     found: dict[str, tuple[list[RecipientRow], int]] = {}
-    for recipient, code, name, delivery in session.execute(query):
+    for recipient, code, name, outer_delivery in session.execute(query):
+        delivery: Delivery | None = outer_delivery  # outer join: a recipient may have no delivery row
         rows, _ = found.setdefault(recipient.document_id, ([], totals[recipient.document_id]))
         rows.append(
             RecipientRow(

@@ -207,3 +207,27 @@ def test_client_usage_and_connection_errors(live: Live, tmp_path: Path) -> None:
     note.write_text("x", encoding="utf-8")
     no_recipient = live.as_agency(VPCP, "send", str(note))
     assert no_recipient.exit_code == 2 and "needs at least one --to" in no_recipient.output
+
+
+def test_pending_table_and_fetch_to_stdout(live: Live, tmp_path: Path) -> None:
+    """The human-readable listing names each item; ``fetch -o -`` writes the edXML bytes as stored."""
+    letter = _letter(tmp_path, "0042")
+    sent = live.as_agency(VPCP, "send", str(letter))
+    assert sent.exit_code == 0, sent.output
+    document_id = _document_id(sent.stdout)
+
+    listed = live.as_agency(CAO_BANG, "pending")
+    assert listed.exit_code == 0, listed.output
+    assert "1 item(s) for 000.00.00.H14" in listed.stdout
+    assert document_id in listed.stdout and "Công văn số 0042" in listed.stdout and VPCP in listed.stdout
+    with Database(live.settings.database_url).transaction() as session:
+        [item_id] = session.scalars(select(Delivery.id).where(Delivery.document_id == document_id))
+    assert item_id in listed.stdout
+
+    fetched = live.as_agency(CAO_BANG, "fetch", item_id, "-o", "-")
+    assert fetched.exit_code == 0, fetched.output
+    assert fetched.stdout_bytes == letter.read_bytes()
+
+    unreachable = live.run("pending", "--url", "http://127.0.0.1:9/soap", "--agency", VPCP, "--secret", "x")
+    assert unreachable.exit_code == 1
+    assert unreachable.stderr.startswith("error: cannot reach the gateway at http://127.0.0.1:9/soap")
