@@ -175,6 +175,7 @@ class Guard:
         self.children: list[int] = [0]
         """Child elements so far of each open element (the first entry counts root elements)."""
         self.texts: list[int] = [0]
+        self.names: list[str] = ["the document"]
         self.elements = 0
         self.attributes = 0
         self.markup = 0
@@ -196,7 +197,7 @@ class Guard:
             self.refuse(f"it has more than {limits.elements:,} elements")
         self.children[-1] += 1
         if self.children[-1] > limits.children:
-            self.refuse(f"an element has more than {limits.children:,} child elements")
+            self.refuse(f"{self.names[-1]} has more than {limits.children:,} child elements")
         self.attributes += len(attrs)
         if self.attributes > limits.attributes_total:
             self.refuse(f"it has more than {limits.attributes_total:,} attributes")
@@ -204,15 +205,17 @@ class Guard:
         self._count_markup(size)
         self.children.append(0)
         self.texts.append(0)
+        self.names.append(_local(name))
 
     def end(self) -> None:
         self.children.pop()
         self.texts.pop()
+        self.names.pop()
 
     def text(self, size: int) -> None:
         self.texts[-1] += size
         if self.texts[-1] > self.limits.text:
-            self.refuse(f"the text of one element is longer than {self.limits.text:,} characters")
+            self.refuse(f"the text of {self.names[-1]} is longer than {self.limits.text:,} characters")
         self._count_markup(size)
 
     def _count_markup(self, size: int) -> None:
@@ -391,6 +394,16 @@ crafted with many look-alikes of the payload's start tag (in comments, CDATA) co
 small calls more than plain expat would."""
 
 
+PARSE_PIECE = 64 * 1024
+"""Most bytes given to expat in one call, so that no single call does much more than linear work."""
+
+DEFER_FLOOR = 64 * 1024
+"""Unfinished-token size from which new bytes are held back until they double it (see ``PayloadFeeder._parse``)."""
+
+_ATTRIBUTE = re.compile(rb"""\s[^\s=<>"'/]+\s*=\s*(?:"[^"<]*"|'[^'<]*')""")
+"""One attribute in raw bytes (``<`` cannot occur in attribute values), to count them in a long start tag."""
+
+
 class PayloadFeeder:
     """Feeds expat, except payload text: that is checked (or decoded) as bytes and skipped.
 
@@ -425,6 +438,11 @@ class PayloadFeeder:
         self._fast = True
         """Whether to look for payload start tags at all; off once :data:`MAX_MISSES` is spent."""
         self._misses = 0
+        self._deferred = bytearray()
+        """Bytes held back from expat while it holds a long unfinished token (see :meth:`_parse`)."""
+        self._in_start_tag = False
+        """Whether the token expat holds unfinished is a start tag."""
+        self._attributes_seen = 0
         self._after_cr = False
         """Skipped text ended with CR at a window end; an LF next completes that line break."""
         self._column_line = 0
@@ -445,6 +463,13 @@ class PayloadFeeder:
 
     def finish(self) -> None:
         """Tell expat the document ended (it reports an unclosed element or missing root)."""
+        if self._deferred:
+            data = memoryview(bytes(self._deferred))
+            self._deferred.clear()
+            self.parser.Parse(data, False)
+            self.fed += len(data)
+            if self.after_feed is not None:
+                self.after_feed(data, 0, len(data))
         self.parser.Parse(b"", True)
 
     def position(self, line: int, column: int) -> tuple[int, int]:
@@ -455,20 +480,60 @@ class PayloadFeeder:
     def _feed(self, view: memoryview, start: int, end: int) -> Base64Text | None:
         """Give ``view[start:end]`` to expat; return the payload if these bytes ended with its start tag."""
         self.awaiting = None
-        if start < end:
-            self.parser.Parse(view[start:end], False)
-            self.fed += end - start
-            if self.after_feed is not None:
-                self.after_feed(view, start, end)
-            limit = self.dialect.limits.token_bytes
-            if self.fed - max(self.parser.CurrentByteIndex, 0) > limit:
-                raise self.dialect.oversize(
-                    f"{self.dialect.subject} has a tag, attribute, comment or processing instruction longer than "
-                    f"{limit // 1024} KiB (near line {self.line()}); only {self.dialect.payload_words} may be "
-                    "that large."
-                )
+        for piece in range(start, end, PARSE_PIECE):
+            self._parse(view, piece, min(piece + PARSE_PIECE, end))
         started, self.awaiting = self.awaiting, None
         return started
+
+    def _parse(self, view: memoryview, start: int, end: int) -> None:
+        """One expat call of at most :data:`PARSE_PIECE` bytes, keeping the cost of long tokens linear.
+
+        expat 2.5 re-scans an unfinished token from its start on every call, and one start tag with
+        tens of thousands of attributes costs it more than linear time. So while expat holds an
+        unfinished token longer than :data:`DEFER_FLOOR`, new bytes are held back until they at least
+        double it (the re-scans form a geometric series: the "reparse deferral" of expat 2.6), and if
+        that token is a start tag, the attributes in the held-back bytes are counted: more than the
+        limit refuses the tag before expat ever sees them.
+        """
+        limit = self.dialect.limits.token_bytes
+        held = self.fed - max(self.parser.CurrentByteIndex, 0)
+        if self._deferred or held > DEFER_FLOOR:
+            if self._in_start_tag:
+                self._attributes_seen += sum(1 for _ in _ATTRIBUTE.finditer(view[start:end]))
+                if self._attributes_seen > self.dialect.limits.attributes:
+                    self._guard_refusal(
+                        f"a start tag longer than {DEFER_FLOOR // 1024} KiB has more than "
+                        f"{self.dialect.limits.attributes} attributes"
+                    )
+            self._deferred += view[start:end]
+            if held + len(self._deferred) > limit:
+                self._too_long(limit)
+            if len(self._deferred) < held:
+                return
+            view, start, end = memoryview(bytes(self._deferred)), 0, len(self._deferred)
+            self._deferred.clear()
+        self.parser.Parse(view[start:end], False)
+        self.fed += end - start
+        if self.after_feed is not None:
+            self.after_feed(view, start, end)
+        index = self.parser.CurrentByteIndex
+        if self.fed - max(index, 0) > limit:
+            self._too_long(limit)
+        first = self.fed - (end - start)
+        if index >= first:
+            head = bytes(view[start + index - first : start + index - first + 2])
+            self._in_start_tag = head[:1] == b"<" and head[1:2] not in (b"!", b"?", b"/")
+            self._attributes_seen = 0
+
+    def _guard_refusal(self, what: str) -> None:
+        raise self.dialect.error(f"{self.dialect.subject} is not acceptable XML: line {self.line()}: {what}.")
+
+    def _too_long(self, limit: int) -> None:
+        raise self.dialect.oversize(
+            f"{self.dialect.subject} has a tag, attribute, comment or processing instruction longer than "
+            f"{limit // 1024} KiB (near line {self.line()}); only {self.dialect.payload_words} may be "
+            "that large."
+        )
 
     def _markup(self, buf: Buffer, view: memoryview, pos: int, end: int) -> int:
         """Feed expat up to just after a possible payload start tag; return where to go on."""

@@ -35,12 +35,6 @@ ENCODED_CONTENT = "ContentTransferEncoded"
 EncodedContent = Base64Text
 """What streaming learnt about one ``ContentTransferEncoded``: decoded size, or why it is not base64."""
 
-MAX_TEXT = EDXML_LIMITS.text
-"""Characters allowed in any text other than an attachment; real header fields are far below it."""
-
-MAX_DEPTH = EDXML_LIMITS.depth
-"""Nesting allowed; edXML needs about 10 levels."""
-
 
 def dialect(limits: Limits = EDXML_LIMITS) -> safexml.Dialect:
     """How edXML refusals are worded: MalformedEdxml, "The edXML ..."."""

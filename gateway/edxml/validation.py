@@ -28,6 +28,13 @@ ENTRY_SCHEMAS: dict[MessageKind, str] = {"document": "edxml-document.xsd", "stat
 MAX_LISTED = 5
 """Problems spelled out in the exception message; all of them are in ``issues``."""
 
+MAX_ISSUES = 50
+"""Problems collected at most: a document with thousands of errors is fixed a few dozen at a time, and
+locating every one of them cost seconds and hundreds of megabytes (docs/xml-hardening.md)."""
+
+_MAX_ENTRIES = 4 * MAX_ISSUES
+"""libxml2 log entries examined at most (several entries may name the same element)."""
+
 FORMATS = {
     "PromulgationDate": "yyyy/MM/dd (for example 2016/04/01)",
     "DueDate": "yyyy/MM/dd (for example 2016/04/01)",
@@ -64,11 +71,17 @@ class _Validator:
         self._schema = etree.XMLSchema(etree.parse(str(path)))
         self._lock = threading.Lock()
 
-    def errors(self, root: etree._Element) -> list[tuple[int | None, str, str]]:
+    def errors(self, root: etree._Element, limit: int = _MAX_ENTRIES) -> list[tuple[int | None, str, str]]:
+        """The first ``limit`` entries of libxml2's error log."""
         with self._lock:
             if self._schema.validate(root):
                 return []
-            return [(entry.line or None, entry.path or "", entry.message) for entry in self._schema.error_log]
+            found: list[tuple[int | None, str, str]] = []
+            for entry in self._schema.error_log:
+                found.append((entry.line or None, entry.path or "", entry.message))
+                if len(found) >= limit:
+                    break
+            return found
 
 
 @cache
@@ -77,18 +90,24 @@ def _validator(kind: MessageKind) -> _Validator:
 
 
 def schema_issues(root: etree._Element, kind: MessageKind) -> list[ValidationIssue]:
-    """All schema problems of a normalised tree, one per element, in document order."""
+    """Schema problems of a normalised tree, one per element, in document order, at most :data:`MAX_ISSUES`."""
     issues: list[ValidationIssue] = []
     seen: set[tuple[int | None, str]] = set()
+    namespaces: dict[str, str] | None = None
+    paths = PathFinder()
     for line, libxml_path, message in _validator(kind).errors(root):
-        element = _locate(root, libxml_path)
-        path = element_path(element) if element is not None else libxml_path
+        if namespaces is None:
+            namespaces = _namespaces(root)
+        element = _locate(root, libxml_path, namespaces)
+        path = paths.path(element) if element is not None else libxml_path
         if element is not None and element.sourceline:
             line = element.sourceline
         if (line, path) in seen:
             continue
         seen.add((line, path))
         issues.append(ValidationIssue(line, path, explain(message, root)))
+        if len(issues) >= MAX_ISSUES:
+            break
     return issues
 
 
@@ -106,27 +125,51 @@ def schema_invalid(issues: list[ValidationIssue], kind: MessageKind = "document"
     listed = "; ".join(str(issue) for issue in issues[:MAX_LISTED])
     more = f"; and {count - MAX_LISTED} more" if count > MAX_LISTED else ""
     noun = "problem" if count == 1 else "problems"
-    error = SchemaInvalid(
-        f"The edXML {what} does not follow QCVN 102:2016 ({count} {noun}): {listed}{more}."
-    )
+    counted = f"{count} {noun}"
+    if count >= MAX_ISSUES:
+        counted = f"at least {count} problems; only the first {MAX_ISSUES} are collected"
+    error = SchemaInvalid(f"The edXML {what} does not follow QCVN 102:2016 ({counted}): {listed}{more}.")
     error.issues = list(issues)  # type: ignore[attr-defined]
     return error
 
 
+class PathFinder:
+    """Readable element paths for many elements of one tree, each in time proportional to its depth.
+
+    The index of an element among its same-named siblings is found once per parent and name: asking
+    each element's siblings anew made locating thousands of errors quadratic.
+    """
+
+    def __init__(self) -> None:
+        self._indexes: dict[tuple[etree._Element, str], dict[etree._Element, int]] = {}
+
+    def path(self, element: etree._Element) -> str:
+        """``/edXML/edXMLEnvelope/.../To[2]/OrganId``: local names, index only among same-named siblings."""
+        steps: list[str] = []
+        node: etree._Element | None = element
+        while node is not None:
+            name = _display_name(node.tag)
+            parent = node.getparent()
+            if parent is not None:
+                same = self._same_named(parent, node.tag)
+                if len(same) > 1:
+                    name = f"{name}[{same[node]}]"
+            steps.append(name)
+            node = parent
+        return "/" + "/".join(reversed(steps))
+
+    def _same_named(self, parent: etree._Element, tag: str) -> dict[etree._Element, int]:
+        key = (parent, tag)
+        found = self._indexes.get(key)
+        if found is None:
+            found = {child: index for index, child in enumerate(parent.iterchildren(tag), start=1)}
+            self._indexes[key] = found
+        return found
+
+
 def element_path(element: etree._Element) -> str:
     """``/edXML/edXMLEnvelope/.../To[2]/OrganId``: local names, index only among same-named siblings."""
-    steps: list[str] = []
-    node: etree._Element | None = element
-    while node is not None:
-        name = _display_name(node.tag)
-        parent = node.getparent()
-        if parent is not None:
-            same = [sibling for sibling in parent if sibling.tag == node.tag]
-            if len(same) > 1:
-                name = f"{name}[{same.index(node) + 1}]"
-        steps.append(name)
-        node = parent
-    return "/" + "/".join(reversed(steps))
+    return PathFinder().path(element)
 
 
 def _display_name(tag: str) -> str:
@@ -139,15 +182,20 @@ def _display_name(tag: str) -> str:
     return f"{{{namespace}}}{name}"
 
 
-def _locate(root: etree._Element, libxml_path: str) -> etree._Element | None:
-    """Find the element libxml2 reported (its paths are ``/*/*[2]`` for default-namespace trees)."""
-    if not libxml_path:
-        return None
+def _namespaces(root: etree._Element) -> dict[str, str]:
+    """Every prefix declared in the tree, once per validation (not once per error)."""
     namespaces = {prefix: uri for prefix, uri in PREFIXES.items() if prefix}
     for element in root.iter():
         for prefix, uri in element.nsmap.items():
             if prefix and prefix not in namespaces:
                 namespaces[prefix] = uri
+    return namespaces
+
+
+def _locate(root: etree._Element, libxml_path: str, namespaces: dict[str, str]) -> etree._Element | None:
+    """Find the element libxml2 reported (its paths are ``/*/*[2]`` for default-namespace trees)."""
+    if not libxml_path:
+        return None
     try:
         found = root.getroottree().xpath(libxml_path, namespaces=namespaces)
     except etree.XPathError:

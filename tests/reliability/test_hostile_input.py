@@ -1,6 +1,7 @@
 """Hostile requests are refused with a documented SOAP fault, leak nothing, and leave the worker serving.
 
-Every case runs against one live gunicorn worker (``serve --production --workers 1``), first as
+Every case (DTD and entity tricks, deep nesting, huge and numerous attributes, 200,000 elements, bad
+encodings, truncation) runs against one live gunicorn worker (``serve --production --workers 1``), first as
 the SOAP envelope itself and then, where it makes sense, as the edXML document inside a
 ``sendDocument``. After each, the *same* worker process must still accept a normal send and list
 it as pending, and its peak RSS must stay within a few dozen MB of where it started: entity
@@ -92,6 +93,10 @@ def _laughs(levels: int = 10) -> str:
     return "".join(entities)
 
 
+def _attributes(count: int) -> bytes:
+    return b" ".join(b'a%d="v"' % index for index in range(count))
+
+
 def _with_doctype(document: bytes, subset: str, reference: str, where: bytes) -> bytes:
     """Put a DOCTYPE after the XML declaration of ``document`` and ``reference`` just after ``where``."""
     declaration, _, rest = document.partition(b"?>")
@@ -127,6 +132,11 @@ def hostile_variants(target: Target) -> dict[str, tuple[Callable[[bytes, bytes],
             lambda doc, at: doc.replace(at, at[:-1] + b' huge="' + b"A" * 20_000_000 + b'">', 1),
             "Client.MalformedEdxml",
         ),
+        "attribute-flood-40000": (
+            lambda doc, at: doc.replace(at, at[:-1] + b" " + _attributes(40_000) + b">", 1),
+            "Client.MalformedEdxml",
+        ),
+        "elements-200000": (lambda doc, at: doc.replace(at, at + b"<x/>" * 200_000, 1), "Client.MalformedEdxml"),
         "invalid-utf8": (lambda doc, at: doc.replace(at, at + b"\xc3\x28\xff\xfe", 1), "Client.MalformedEdxml"),
         "declared-utf16-lie": (
             lambda doc, at: doc.replace(b'encoding="UTF-8"', b'encoding="UTF-16"', 1),
@@ -155,6 +165,8 @@ CASES = [
     "quadratic-blowup",
     "deep-nesting-10000",
     "attribute-20MB",
+    "attribute-flood-40000",
+    "elements-200000",
     "invalid-utf8",
     "declared-utf16-lie",
     "unknown-encoding",
