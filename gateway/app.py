@@ -21,8 +21,8 @@ from sqlalchemy import text
 from gateway.config import Settings
 from gateway.exchange.service import ExchangeService
 from gateway.metrics import MetricsMiddleware, StoreCollector
-from gateway.soap.application import SoapEndpoint
-from gateway.soap.service import EdxmlGatewayService
+from gateway.soap import OPERATIONS
+from gateway.soap.endpoint import SoapEndpoint
 from gateway.store.blobs import BlobStore
 from gateway.store.database import Database
 from gateway.web import Dashboard
@@ -76,7 +76,7 @@ class Router:
         }
         self.metrics = MetricsMiddleware(
             self.dispatch,
-            EdxmlGatewayService.public_methods,
+            OPERATIONS,
             StoreCollector(gateway.db, gateway.settings.ack_overdue_hours),
         )
 

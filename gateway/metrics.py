@@ -12,17 +12,17 @@ Two kinds of numbers, kept apart on purpose:
   process answering the scrape, on a registry built for that scrape, so several workers can
   never add them up twice.
 
-The SOAP operation is read from ``SOAPAction`` when it names one, otherwise from the first bytes
-of the body as the endpoint reads them; the fault code from the fault envelope, which the gateway
-builds small (no edXML in it). Both are checked against the known names, so a client cannot make
-label values up. ``serve`` under gunicorn must call :func:`prepare_multiprocess_dir` before the
-workers start and install :func:`child_exit` as gunicorn's ``child_exit`` hook.
+The SOAP operation and the fault code are what the SOAP endpoint recorded in the WSGI environ
+(``gateway.operation``, ``gateway.fault_code``: :mod:`gateway.soap.wsgi_keys`); nothing re-reads
+request bodies or fault envelopes. Both are checked against the known names (the service's
+operations, :func:`gateway.errors.fault_codes`), so a client cannot make label values up.
+``serve`` under gunicorn must call :func:`prepare_multiprocess_dir` before the workers start and
+install :func:`child_exit` as gunicorn's ``child_exit`` hook.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
@@ -33,7 +33,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, multiproces
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 
-from gateway import errors
+from gateway.errors import fault_codes
+from gateway.soap import wsgi_keys
 from gateway.store.database import Database
 from gateway.web import queries
 
@@ -44,26 +45,10 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 TOP_QUEUES = 20
 """Agencies given their own queue-depth series; the rest only count in the total."""
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
-REQUEST_SNIFF_BYTES = 16 * 1024
-"""Enough for the envelope start and a WS-Security header; the operation element follows them."""
-FAULT_SNIFF_BYTES = 64 * 1024
 UNKNOWN = "unknown"
 OTHER = "other"
 
 ROUTE_OPERATIONS = {"/health": "health", "/metrics": "metrics", "/dashboard": "dashboard", "/": "index"}
-_BODY_CHILD = re.compile(rb"<(?:[\w.-]+:)?Body\b[^>]*>\s*<(?:[\w.-]+:)?([A-Za-z_][\w.-]*)")
-_FAULT_CODE = re.compile(rb"<faultcode(?:\s[^>]*)?>\s*(?:[\w.-]+:)?([\w.]+)\s*</faultcode>")
-
-
-def known_fault_codes() -> frozenset[str]:
-    """Every code a gateway error can carry (the README's fault table)."""
-    found: set[str] = set()
-    pending: list[type[errors.GatewayError]] = [errors.GatewayError]
-    while pending:
-        cls = pending.pop()
-        found.add(cls.code)
-        pending.extend(cls.__subclasses__())
-    return frozenset(found)
 
 
 # -- multiprocess mode ----------------------------------------------------------------------------
@@ -234,34 +219,6 @@ class Metrics:
         return registry
 
 
-class _RecordingInput:
-    """``wsgi.input`` that keeps the first bytes read, so the operation can be named afterwards."""
-
-    def __init__(self, stream: Any, keep: int = REQUEST_SNIFF_BYTES) -> None:
-        self._stream = stream
-        self._keep = keep
-        self.prefix = bytearray()
-
-    def _seen(self, data: bytes) -> bytes:
-        room = self._keep - len(self.prefix)
-        if room > 0 and data:
-            self.prefix += data[:room]
-        return data
-
-    def read(self, *args: Any) -> bytes:
-        return self._seen(self._stream.read(*args))
-
-    def readline(self, *args: Any) -> bytes:
-        return self._seen(self._stream.readline(*args))
-
-    def readlines(self, *args: Any) -> list[bytes]:
-        return [self._seen(line) for line in self._stream.readlines(*args)]
-
-    def __iter__(self) -> Iterator[bytes]:
-        for line in self._stream:
-            yield self._seen(line)
-
-
 class _Observed:
     """The response iterable, timed until the server closes it (streamed documents included)."""
 
@@ -296,70 +253,50 @@ class MetricsMiddleware:
     ) -> None:
         self.app = app
         self.operations = frozenset(operations)
-        self.fault_codes = known_fault_codes()
+        self.fault_codes = fault_codes()
         self.store = store
         self.metrics = metrics or Metrics()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/").rstrip("/") or "/"
         if path == "/metrics":
-            return self._timed(environ, start_response, "metrics", self.exposition, None)
+            return self._timed(environ, start_response, "metrics", self.exposition)
         if path == "/soap":
-            recorder = None
-            if environ.get("REQUEST_METHOD") == "POST":
-                operation = self._soap_action(environ.get("HTTP_SOAPACTION"))
-                if operation is None and environ.get("wsgi.input") is not None:
-                    recorder = _RecordingInput(environ["wsgi.input"])
-                    environ["wsgi.input"] = recorder
-            else:
-                query = environ.get("QUERY_STRING", "").lower()
-                operation = "wsdl" if query in ("wsdl", "singlewsdl") else UNKNOWN
-            return self._timed(environ, start_response, operation, self.app, recorder)
-        return self._timed(environ, start_response, ROUTE_OPERATIONS.get(path, OTHER), self.app, None)
+            query = environ.get("QUERY_STRING", "").lower()
+            wsdl = environ.get("REQUEST_METHOD", "GET") == "GET" and query in ("wsdl", "singlewsdl")
+            return self._timed(environ, start_response, "wsdl" if wsdl else None, self.app)
+        return self._timed(environ, start_response, ROUTE_OPERATIONS.get(path, OTHER), self.app)
 
-    def _soap_action(self, header: str | None) -> str | None:
-        if not header:
-            return None
-        name = re.split(r"[/#:]", header.strip().strip('"').strip())[-1]
-        return name if name in self.operations else None
-
-    def _operation_from(self, recorder: _RecordingInput | None) -> str:
-        if recorder is None:
-            return UNKNOWN
-        match = _BODY_CHILD.search(bytes(recorder.prefix))
-        name = match.group(1).decode("ascii", "replace") if match else ""
-        return name if name in self.operations else UNKNOWN
-
-    def _fault_code(self, chunks: list[bytes]) -> str:
-        body = b"".join(chunks)[:FAULT_SNIFF_BYTES]
-        match = _FAULT_CODE.search(body)
-        code = match.group(1).decode("ascii", "replace") if match else ""
-        return code if code in self.fault_codes else OTHER
+    def _labels(self, environ: dict[str, Any], route: str | None) -> tuple[str, str | None]:
+        """(operation, fault code or None) as the SOAP endpoint recorded them, limited to known values."""
+        operation = route or environ.get(wsgi_keys.OPERATION)
+        if route is None and operation not in self.operations:
+            operation = UNKNOWN
+        code = environ.get(wsgi_keys.FAULT_CODE)
+        if code is not None and code not in self.fault_codes:
+            code = OTHER
+        return str(operation), code
 
     def _timed(
-        self,
-        environ: dict[str, Any],
-        start_response: StartResponse,
-        operation: str | None,
-        app: WsgiApp,
-        recorder: _RecordingInput | None,
+        self, environ: dict[str, Any], start_response: StartResponse, route: str | None, app: WsgiApp
     ) -> Iterable[bytes]:
+        """Run ``app``; when its response is closed, count it under ``route`` (or the SOAP operation)."""
         started = time.perf_counter()
         seen: dict[str, Any] = {}
 
         def observe(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            seen["status"], seen["headers"] = status, headers
+            seen["status"] = status
             if exc_info is not None:
                 return start_response(status, headers, exc_info)
             return start_response(status, headers)
 
         def done() -> None:
-            name = operation or self._operation_from(recorder)
+            operation, code = self._labels(environ, route)
             status = str(seen.get("status", "500")).split(" ", 1)[0]
-            self.metrics.requests.labels(name, status).inc()
-            self.metrics.latency.labels(name).observe(time.perf_counter() - started)
-            if "fault" in seen:
-                self.metrics.faults.labels(name, seen["fault"]).inc()
+            self.metrics.requests.labels(operation, status).inc()
+            self.metrics.latency.labels(operation).observe(time.perf_counter() - started)
+            if code is not None:
+                self.metrics.faults.labels(operation, code).inc()
 
         try:
             result = app(environ, observe)
@@ -367,20 +304,7 @@ class MetricsMiddleware:
             seen.setdefault("status", "500")
             done()
             raise
-        if self._is_fault(seen, result):
-            chunks = list(result)
-            seen["fault"] = self._fault_code(chunks)
-            result = chunks
         return _Observed(result, done)
-
-    @staticmethod
-    def _is_fault(seen: dict[str, Any], result: Iterable[bytes]) -> bool:
-        """A SOAP fault: 500/413 with an XML body the gateway built in memory (never a stream)."""
-        status = str(seen.get("status", ""))
-        if not status.startswith(("500", "413")) or not isinstance(result, list | tuple):
-            return False
-        content_type = next((v for k, v in seen.get("headers", []) if k.lower() == "content-type"), "")
-        return "xml" in content_type.lower() and sum(len(chunk) for chunk in result) <= FAULT_SNIFF_BYTES
 
     def exposition(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """``/metrics``: the Prometheus text format (or OpenMetrics when the scraper asks for it)."""

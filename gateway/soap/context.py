@@ -1,16 +1,21 @@
-"""Per-request state the SOAP handlers need, attached to Spyne's ``ctx.udc``."""
+"""Per-request state the SOAP handlers need: built by the endpoint, handed to the binding's handlers."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
+from lxml import etree
+
+from gateway.exchange.results import Caller
 from gateway.exchange.service import ExchangeService, StagedDocument
+from gateway.soap.credentials import header_credentials
 
 
-@dataclass
+@dataclass(frozen=True)
 class OutboundFile:
-    """A file the response must carry as base64 in place of ``placeholder``."""
+    """A file the response must carry as base64 in place of the placeholder."""
 
     path: Path
     size: int
@@ -21,12 +26,26 @@ class RequestContext:
     """What one SOAP call carries besides its parameters."""
 
     exchange: ExchangeService
-    credentials: tuple[str | None, str | None]
     staged_document: StagedDocument | None
     placeholder: bytes
-    outbound: list[OutboundFile] = field(default_factory=list)
+    caller: Caller | None = None
+    outbound: OutboundFile | None = None
+
+    def authenticate(self, header: Iterable[etree._Element] | None) -> Caller:
+        """The caller, authenticated from the SOAP header's children unless that was done already.
+
+        Raises AuthenticationFailed. Called once per operation, before its handler runs.
+        """
+        if self.caller is None:
+            self.caller = self.exchange.authenticate(*header_credentials(header))
+        return self.caller
 
     def stream_file(self, path: Path, size: int) -> bytes:
-        """Register ``path`` to be streamed into the response; returns the bytes to put in its place."""
-        self.outbound.append(OutboundFile(path, size))
+        """Register ``path`` to be streamed into the response; returns the bytes to put in its place.
+
+        A response carries at most one file: the placeholder is replaced once.
+        """
+        if self.outbound is not None:
+            raise RuntimeError("a SOAP response can stream only one file")
+        self.outbound = OutboundFile(path, size)
         return self.placeholder

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from lxml import etree
 
-from gateway.soap.types import NAMESPACE
+from gateway.soap.namespaces import NAMESPACE
 
 WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
 PASSWORD_TEXT = (

@@ -7,7 +7,7 @@ import requests
 from lxml import etree
 
 from gateway.config import WSDL_DIR
-from gateway.soap.application import WSDL_LOCATION
+from gateway.soap.binding import WSDL_LOCATION
 
 SOAP = "http://schemas.xmlsoap.org/wsdl/soap/"
 
