@@ -7,6 +7,7 @@ The rest of the gateway uses what is exported here (and, outside :mod:`gateway.s
 
 from __future__ import annotations
 
+from gateway.soap.binding import compat  # first: lets Spyne import on Python 3.12+
 from gateway.soap.binding.application import (
     OPERATIONS,
     Answer,
@@ -22,6 +23,7 @@ __all__ = [
     "Answer",
     "SpyneBinding",
     "build_spyne_application",
+    "compat",
     "published_wsdl",
     "render_wsdl",
 ]
