@@ -64,8 +64,12 @@ class Router:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         assert gateway.settings.blob_dir is not None
+        settings = gateway.settings
         self.soap = SoapEndpoint(
-            gateway.exchange, gateway.settings.max_request_bytes
+            gateway.exchange,
+            settings.max_request_bytes,
+            public_url=settings.public_url,
+            trusted_proxy=settings.trusted_proxy,
         )
         self.dashboard = Dashboard(gateway.db, gateway.settings)
         self.routes: dict[str, WsgiApp] = {

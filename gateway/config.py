@@ -18,6 +18,10 @@ def _env_int(name: str, default: int) -> int:
     return default if raw in (None, "") else int(raw)
 
 
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything an operator can tune; ``from_env`` maps each field to ``GATEWAY_<FIELD>``."""
@@ -31,6 +35,16 @@ class Settings:
     ack_overdue_hours: int = 24
     trusted_certs: Path | None = None
     operator_password: str = ""
+    public_url: str = ""
+    """The endpoint address the served WSDL names; unset = the address the client used (Host)."""
+    trusted_proxy: bool = False
+    """A proxy in front sets X-Forwarded-Host/-Proto, so the WSDL address may be read from them."""
+    metrics_token: str = ""
+    """Unset = /metrics answers anyone; set = Bearer token or Basic password required."""
+    metrics_agency_labels: bool = False
+    """Per-agency queue-depth series on /metrics (they name which agencies have documents waiting)."""
+    metrics_cache_seconds: float = 5.0
+    """The store gauges are computed at most once per this many seconds per process."""
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -56,6 +70,11 @@ class Settings:
             ack_overdue_hours=_env_int("GATEWAY_ACK_OVERDUE_HOURS", 24),
             trusted_certs=Path(env["GATEWAY_TRUSTED_CERTS"]) if env.get("GATEWAY_TRUSTED_CERTS") else None,
             operator_password=env.get("GATEWAY_OPERATOR_PASSWORD", ""),
+            public_url=env.get("GATEWAY_PUBLIC_URL", ""),
+            trusted_proxy=_env_flag("GATEWAY_TRUSTED_PROXY"),
+            metrics_token=env.get("GATEWAY_METRICS_TOKEN", ""),
+            metrics_agency_labels=_env_flag("GATEWAY_METRICS_AGENCY_LABELS"),
+            metrics_cache_seconds=float(env.get("GATEWAY_METRICS_CACHE_SECONDS") or 5.0),
         )
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -13,12 +13,12 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
-from wsgiref.util import request_uri
 
 from gateway.errors import GatewayError, MalformedRequest
 from gateway.exchange.service import ExchangeService, StagedDocument
 from gateway.soap import wsgi_keys
-from gateway.soap.binding import OPERATIONS, WSDL_LOCATION, SpyneBinding
+from gateway.soap.address import BadAddress, WsdlAddresses, check_public_url, request_address
+from gateway.soap.binding import OPERATIONS, SpyneBinding
 from gateway.soap.context import RequestContext
 from gateway.soap.faults import fault_envelope, http_status, internal_error
 from gateway.soap.namespaces import NAMESPACE
@@ -37,26 +37,55 @@ StartResponse = Callable[..., Any]
 class SoapEndpoint:
     """WSGI callable for the SOAP endpoint: GET ?wsdl, POST a SOAP 1.1 request."""
 
-    def __init__(self, exchange: ExchangeService, max_request_bytes: int) -> None:
+    def __init__(
+        self,
+        exchange: ExchangeService,
+        max_request_bytes: int,
+        *,
+        public_url: str = "",
+        trusted_proxy: bool = False,
+    ) -> None:
+        """``public_url`` fixes the WSDL's address; ``trusted_proxy`` lets X-Forwarded-Host/-Proto set it.
+
+        Raises BadAddress for a ``public_url`` that is not an absolute http(s) URL.
+        """
         self.exchange = exchange
         self.max_request_bytes = max_request_bytes
         self.binding = SpyneBinding(SLIM_BODY_LIMIT)
         self.streamer = ResponseStreamer()
-        self.wsdl = self.binding.wsdl
+        self.wsdl = WsdlAddresses(self.binding.wsdl)
+        self.public_url = check_public_url(public_url) if public_url else None
+        self.trusted_proxy = trusted_proxy
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
         if method == "GET" and environ.get("QUERY_STRING", "").lower() in ("wsdl", "singlewsdl"):
-            location = request_uri(environ, include_query=False).encode()
-            body = self.wsdl.replace(WSDL_LOCATION.encode(), location)
-            start_response("200 OK", [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(body)))])
-            return [body]
+            return self._wsdl(environ, start_response)
         if method != "POST":
             error = MalformedRequest(
                 f"{method} is not a SOAP request: POST SOAP 1.1 requests here; the WSDL is at ?wsdl."
             )
             return _fault_response(environ, start_response, error, "405 Method Not Allowed", [("Allow", "GET, POST")])
         return self._call(environ, start_response)
+
+    def _wsdl(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """The published WSDL naming this gateway's address; 400 when the request cannot name it."""
+        try:
+            location = self.public_url or request_address(environ, self.trusted_proxy)
+        except BadAddress as error:
+            body = f"{error} Fix the client's or the proxy's headers, or set GATEWAY_PUBLIC_URL.\n".encode()
+            start_response(
+                "400 Bad Request",
+                [
+                    ("Content-Type", "text/plain; charset=utf-8"),
+                    ("Content-Length", str(len(body))),
+                    ("X-Content-Type-Options", "nosniff"),
+                ],
+            )
+            return [body]
+        body = self.wsdl.for_location(location)
+        start_response("200 OK", [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(body)))])
+        return [body]
 
     def _call(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         named = _operation_in_action(environ.get("HTTP_SOAPACTION"))
