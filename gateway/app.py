@@ -78,11 +78,13 @@ class Router:
             "/dashboard": self.dashboard,
             "/": self.index,
         }
-        self.metrics = MetricsMiddleware(
-            self.dispatch,
-            OPERATIONS,
-            StoreCollector(gateway.db, gateway.settings.ack_overdue_hours),
+        store = StoreCollector(
+            gateway.db,
+            settings.ack_overdue_hours,
+            agency_labels=settings.metrics_agency_labels,
+            cache_seconds=settings.metrics_cache_seconds,
         )
+        self.metrics = MetricsMiddleware(self.dispatch, OPERATIONS, store, token=settings.metrics_token)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         return self.metrics(environ, start_response)

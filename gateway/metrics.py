@@ -22,7 +22,11 @@ install :func:`child_exit` as gunicorn's ``child_exit`` hook.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
@@ -97,33 +101,69 @@ def child_exit(server: Any, worker: Any) -> None:
 
 
 class StoreCollector:
-    """Gauges read from the database at scrape time; registered only on a per-scrape registry."""
+    """Gauges read from the database, at most once per ``cache_seconds`` per process.
 
-    def __init__(self, db: Database, ack_overdue_hours: int, top_queues: int = TOP_QUEUES) -> None:
+    Registered only on a per-scrape registry. Scrapes in between get the families of the last
+    reading (``gateway_store_gauges_age_seconds`` says how old), so however many scrapers there
+    are, the store pays for one reading per interval per process; a failed reading is kept as
+    long, so an unreachable database is not asked again by every scrape. Per-agency queue depths
+    name which agencies have documents waiting, so they are produced only with ``agency_labels``.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        ack_overdue_hours: int,
+        top_queues: int = TOP_QUEUES,
+        *,
+        agency_labels: bool = False,
+        cache_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.db = db
         self.ack_overdue_hours = ack_overdue_hours
         self.top_queues = top_queues
+        self.agency_labels = agency_labels
+        self.cache_seconds = cache_seconds
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._reading: tuple[float, list[Metric]] | None = None
 
     def collect(self) -> Iterator[Metric]:
+        read_at, families = self._current()
+        yield from families
+        yield GaugeMetricFamily(
+            "gateway_store_gauges_age_seconds",
+            "Seconds since the store gauges were read (they are read at most every GATEWAY_METRICS_CACHE_SECONDS).",
+            value=max(self.clock() - read_at, 0.0),
+        )
+
+    def _current(self) -> tuple[float, list[Metric]]:
+        """The last reading if it is fresh enough, else a new one (one thread reads, the others wait)."""
+        with self._lock:
+            now = self.clock()
+            if self._reading is None or now - self._reading[0] >= self.cache_seconds:
+                self._reading = (now, self._measure())
+            return self._reading
+
+    def _measure(self) -> list[Metric]:
         started = time.perf_counter()
         up = GaugeMetricFamily("gateway_store_up", "1 if the store answered the metrics queries, else 0.")
         try:
             families = self._read(datetime.now(UTC))
         except Exception:
             up.add_metric([], 0)
-            yield up
-            return
+            return [up]
         up.add_metric([], 1)
-        yield up
-        yield from families
-        yield GaugeMetricFamily(
+        seconds = GaugeMetricFamily(
             "gateway_store_scrape_seconds", "Time spent reading the store gauges.", value=time.perf_counter() - started
         )
+        return [up, *families, seconds]
 
     def _read(self, now: datetime) -> list[Metric]:
         with self.db.transaction() as session:
             statuses = queries.copies_by_status(session)
-            queues = queries.queue_depths(session, now, self.top_queues)
+            queues = queries.queue_depths(session, now, self.top_queues if self.agency_labels else 0)
             copies_in_flight, documents_in_flight = queries.in_flight_counts(session)
             overdue = queries.overdue_documents(session, now, self.ack_overdue_hours, limit=0).total
             failed = queries.failed_deliveries(session, limit=0).total
@@ -134,16 +174,19 @@ class StoreCollector:
         )
         for status, count in sorted(statuses.items(), key=lambda item: item[0] or ""):
             copies.add_metric([status or "none"], count)
-        depth = GaugeMetricFamily(
-            "gateway_queue_depth",
-            f"Pending items (documents and status messages) of the {self.top_queues} deepest agency queues.",
-            labels=["agency"],
-        )
-        for queue in queues.deepest.items:
-            depth.add_metric([queue.code], queue.pending)
+        per_agency: list[Metric] = []
+        if self.agency_labels:
+            depth = GaugeMetricFamily(
+                "gateway_queue_depth",
+                f"Pending items (documents and status messages) of the {self.top_queues} deepest agency queues.",
+                labels=["agency"],
+            )
+            for queue in queues.deepest.items:
+                depth.add_metric([queue.code], queue.pending)
+            per_agency.append(depth)
         return [
             copies,
-            depth,
+            *per_agency,
             GaugeMetricFamily("gateway_queue_depth_total", "Pending items in all queues.", value=queues.pending),
             GaugeMetricFamily(
                 "gateway_queue_agencies", "Agencies with at least one pending item.", value=queues.deepest.total
@@ -250,8 +293,11 @@ class MetricsMiddleware:
         operations: Iterable[str],
         store: StoreCollector | None = None,
         metrics: Metrics | None = None,
+        token: str = "",
     ) -> None:
+        """``token``: when set, ``/metrics`` answers only requests that carry it (:func:`token_matches`)."""
         self.app = app
+        self.token = token
         self.operations = frozenset(operations)
         self.fault_codes = fault_codes()
         self.store = store
@@ -312,8 +358,43 @@ class MetricsMiddleware:
             body = b"GET /metrics\n"
             start_response("405 Method Not Allowed", [("Allow", "GET"), ("Content-Type", "text/plain")])
             return [body]
+        if self.token and not token_matches(environ.get("HTTP_AUTHORIZATION"), self.token):
+            body = b"/metrics needs the scrape token: Authorization: Bearer <token>, or Basic with it as password.\n"
+            start_response(
+                "401 Unauthorized",
+                [
+                    ("WWW-Authenticate", 'Bearer realm="metrics"'),
+                    ("WWW-Authenticate", 'Basic realm="metrics", charset="UTF-8"'),
+                    ("Content-Type", "text/plain; charset=utf-8"),
+                    ("Content-Length", str(len(body))),
+                ],
+            )
+            return [body]
         encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT"))
         body = encoder(self.metrics.scrape_registry(self.store))
         headers = [("Content-Type", content_type), ("Content-Length", str(len(body))), ("Cache-Control", "no-store")]
         start_response("200 OK", headers)
         return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
+
+
+def token_matches(authorization: str | None, token: str) -> bool:
+    """True when ``Authorization`` carries ``token`` as a Bearer token or as a Basic password (any user).
+
+    Prometheus' ``scrape_config`` can send either (``authorization``/``bearer_token_file`` or
+    ``basic_auth``). Compared in constant time, so the comparison does not tell how much matched.
+    """
+    scheme, _, credentials = (authorization or "").strip().partition(" ")
+    try:
+        raw = credentials.strip().encode("latin-1")  # WSGI hands header bytes over as latin-1 text
+    except UnicodeEncodeError:
+        return False
+    if scheme.lower() == "bearer":
+        offered = raw
+    elif scheme.lower() == "basic":
+        try:
+            offered = base64.b64decode(raw, validate=True).partition(b":")[2]
+        except binascii.Error:
+            return False
+    else:
+        return False
+    return hmac.compare_digest(offered, token.encode("utf-8"))
