@@ -21,8 +21,8 @@ from sqlalchemy import text
 from gateway.config import Settings
 from gateway.exchange.service import ExchangeService
 from gateway.metrics import MetricsMiddleware, StoreCollector
-from gateway.soap.application import SoapEndpoint
-from gateway.soap.service import EdxmlGatewayService
+from gateway.soap import OPERATIONS
+from gateway.soap.endpoint import SoapEndpoint
 from gateway.store.blobs import BlobStore
 from gateway.store.database import Database
 from gateway.web import Dashboard
@@ -64,8 +64,12 @@ class Router:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         assert gateway.settings.blob_dir is not None
+        settings = gateway.settings
         self.soap = SoapEndpoint(
-            gateway.exchange, gateway.settings.max_request_bytes
+            gateway.exchange,
+            settings.max_request_bytes,
+            public_url=settings.public_url,
+            trusted_proxy=settings.trusted_proxy,
         )
         self.dashboard = Dashboard(gateway.db, gateway.settings)
         self.routes: dict[str, WsgiApp] = {
@@ -74,11 +78,13 @@ class Router:
             "/dashboard": self.dashboard,
             "/": self.index,
         }
-        self.metrics = MetricsMiddleware(
-            self.dispatch,
-            EdxmlGatewayService.public_methods,
-            StoreCollector(gateway.db, gateway.settings.ack_overdue_hours),
+        store = StoreCollector(
+            gateway.db,
+            settings.ack_overdue_hours,
+            agency_labels=settings.metrics_agency_labels,
+            cache_seconds=settings.metrics_cache_seconds,
         )
+        self.metrics = MetricsMiddleware(self.dispatch, OPERATIONS, store, token=settings.metrics_token)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         return self.metrics(environ, start_response)

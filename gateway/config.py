@@ -69,6 +69,16 @@ class Settings:
     operator_password: str = setting("", secret=True)
     wsse_window_seconds: int = 300
     """How far a WS-Security Created may be from the gateway's clock, either way; nonces are kept as long."""
+    public_url: str = setting("", kind="url")
+    """The endpoint address the served WSDL names; unset = the address the client used (Host)."""
+    trusted_proxy: bool = False
+    """A proxy in front sets X-Forwarded-Host/-Proto, so the WSDL address may be read from them."""
+    metrics_token: str = setting("", secret=True)
+    """Unset = /metrics answers anyone; set = Bearer token or Basic password required."""
+    metrics_agency_labels: bool = False
+    """Per-agency queue-depth series on /metrics (they name which agencies have documents waiting)."""
+    metrics_cache_seconds: float = setting(5.0, minimum=0)
+    """The store gauges are computed at most once per this many seconds per process."""
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))

@@ -12,17 +12,21 @@ Two kinds of numbers, kept apart on purpose:
   process answering the scrape, on a registry built for that scrape, so several workers can
   never add them up twice.
 
-The SOAP operation is read from ``SOAPAction`` when it names one, otherwise from the first bytes
-of the body as the endpoint reads them; the fault code from the fault envelope, which the gateway
-builds small (no edXML in it). Both are checked against the known names, so a client cannot make
-label values up. ``serve`` under gunicorn must call :func:`prepare_multiprocess_dir` before the
-workers start and install :func:`child_exit` as gunicorn's ``child_exit`` hook.
+The SOAP operation and the fault code are what the SOAP endpoint recorded in the WSGI environ
+(``gateway.operation``, ``gateway.fault_code``: :mod:`gateway.soap.wsgi_keys`); nothing re-reads
+request bodies or fault envelopes. Both are checked against the known names (the service's
+operations, :func:`gateway.errors.fault_codes`), so a client cannot make label values up.
+``serve`` under gunicorn must call :func:`prepare_multiprocess_dir` before the workers start and
+install :func:`child_exit` as gunicorn's ``child_exit`` hook.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
 import os
-import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
@@ -33,7 +37,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, multiproces
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 
-from gateway import errors
+from gateway.errors import fault_codes
+from gateway.soap import wsgi_keys
 from gateway.store.database import Database
 from gateway.web import queries
 
@@ -44,26 +49,10 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 TOP_QUEUES = 20
 """Agencies given their own queue-depth series; the rest only count in the total."""
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
-REQUEST_SNIFF_BYTES = 16 * 1024
-"""Enough for the envelope start and a WS-Security header; the operation element follows them."""
-FAULT_SNIFF_BYTES = 64 * 1024
 UNKNOWN = "unknown"
 OTHER = "other"
 
 ROUTE_OPERATIONS = {"/health": "health", "/metrics": "metrics", "/dashboard": "dashboard", "/": "index"}
-_BODY_CHILD = re.compile(rb"<(?:[\w.-]+:)?Body\b[^>]*>\s*<(?:[\w.-]+:)?([A-Za-z_][\w.-]*)")
-_FAULT_CODE = re.compile(rb"<faultcode(?:\s[^>]*)?>\s*(?:[\w.-]+:)?([\w.]+)\s*</faultcode>")
-
-
-def known_fault_codes() -> frozenset[str]:
-    """Every code a gateway error can carry (the README's fault table)."""
-    found: set[str] = set()
-    pending: list[type[errors.GatewayError]] = [errors.GatewayError]
-    while pending:
-        cls = pending.pop()
-        found.add(cls.code)
-        pending.extend(cls.__subclasses__())
-    return frozenset(found)
 
 
 # -- multiprocess mode ----------------------------------------------------------------------------
@@ -112,33 +101,69 @@ def child_exit(server: Any, worker: Any) -> None:
 
 
 class StoreCollector:
-    """Gauges read from the database at scrape time; registered only on a per-scrape registry."""
+    """Gauges read from the database, at most once per ``cache_seconds`` per process.
 
-    def __init__(self, db: Database, ack_overdue_hours: int, top_queues: int = TOP_QUEUES) -> None:
+    Registered only on a per-scrape registry. Scrapes in between get the families of the last
+    reading (``gateway_store_gauges_age_seconds`` says how old), so however many scrapers there
+    are, the store pays for one reading per interval per process; a failed reading is kept as
+    long, so an unreachable database is not asked again by every scrape. Per-agency queue depths
+    name which agencies have documents waiting, so they are produced only with ``agency_labels``.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        ack_overdue_hours: int,
+        top_queues: int = TOP_QUEUES,
+        *,
+        agency_labels: bool = False,
+        cache_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.db = db
         self.ack_overdue_hours = ack_overdue_hours
         self.top_queues = top_queues
+        self.agency_labels = agency_labels
+        self.cache_seconds = cache_seconds
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._reading: tuple[float, list[Metric]] | None = None
 
     def collect(self) -> Iterator[Metric]:
+        read_at, families = self._current()
+        yield from families
+        yield GaugeMetricFamily(
+            "gateway_store_gauges_age_seconds",
+            "Seconds since the store gauges were read (they are read at most every GATEWAY_METRICS_CACHE_SECONDS).",
+            value=max(self.clock() - read_at, 0.0),
+        )
+
+    def _current(self) -> tuple[float, list[Metric]]:
+        """The last reading if it is fresh enough, else a new one (one thread reads, the others wait)."""
+        with self._lock:
+            now = self.clock()
+            if self._reading is None or now - self._reading[0] >= self.cache_seconds:
+                self._reading = (now, self._measure())
+            return self._reading
+
+    def _measure(self) -> list[Metric]:
         started = time.perf_counter()
         up = GaugeMetricFamily("gateway_store_up", "1 if the store answered the metrics queries, else 0.")
         try:
             families = self._read(datetime.now(UTC))
         except Exception:
             up.add_metric([], 0)
-            yield up
-            return
+            return [up]
         up.add_metric([], 1)
-        yield up
-        yield from families
-        yield GaugeMetricFamily(
+        seconds = GaugeMetricFamily(
             "gateway_store_scrape_seconds", "Time spent reading the store gauges.", value=time.perf_counter() - started
         )
+        return [up, *families, seconds]
 
     def _read(self, now: datetime) -> list[Metric]:
         with self.db.transaction() as session:
             statuses = queries.copies_by_status(session)
-            queues = queries.queue_depths(session, now, self.top_queues)
+            queues = queries.queue_depths(session, now, self.top_queues if self.agency_labels else 0)
             copies_in_flight, documents_in_flight = queries.in_flight_counts(session)
             overdue = queries.overdue_documents(session, now, self.ack_overdue_hours, limit=0).total
             failed = queries.failed_deliveries(session, limit=0).total
@@ -149,16 +174,19 @@ class StoreCollector:
         )
         for status, count in sorted(statuses.items(), key=lambda item: item[0] or ""):
             copies.add_metric([status or "none"], count)
-        depth = GaugeMetricFamily(
-            "gateway_queue_depth",
-            f"Pending items (documents and status messages) of the {self.top_queues} deepest agency queues.",
-            labels=["agency"],
-        )
-        for queue in queues.deepest.items:
-            depth.add_metric([queue.code], queue.pending)
+        per_agency: list[Metric] = []
+        if self.agency_labels:
+            depth = GaugeMetricFamily(
+                "gateway_queue_depth",
+                f"Pending items (documents and status messages) of the {self.top_queues} deepest agency queues.",
+                labels=["agency"],
+            )
+            for queue in queues.deepest.items:
+                depth.add_metric([queue.code], queue.pending)
+            per_agency.append(depth)
         return [
             copies,
-            depth,
+            *per_agency,
             GaugeMetricFamily("gateway_queue_depth_total", "Pending items in all queues.", value=queues.pending),
             GaugeMetricFamily(
                 "gateway_queue_agencies", "Agencies with at least one pending item.", value=queues.deepest.total
@@ -234,34 +262,6 @@ class Metrics:
         return registry
 
 
-class _RecordingInput:
-    """``wsgi.input`` that keeps the first bytes read, so the operation can be named afterwards."""
-
-    def __init__(self, stream: Any, keep: int = REQUEST_SNIFF_BYTES) -> None:
-        self._stream = stream
-        self._keep = keep
-        self.prefix = bytearray()
-
-    def _seen(self, data: bytes) -> bytes:
-        room = self._keep - len(self.prefix)
-        if room > 0 and data:
-            self.prefix += data[:room]
-        return data
-
-    def read(self, *args: Any) -> bytes:
-        return self._seen(self._stream.read(*args))
-
-    def readline(self, *args: Any) -> bytes:
-        return self._seen(self._stream.readline(*args))
-
-    def readlines(self, *args: Any) -> list[bytes]:
-        return [self._seen(line) for line in self._stream.readlines(*args)]
-
-    def __iter__(self) -> Iterator[bytes]:
-        for line in self._stream:
-            yield self._seen(line)
-
-
 class _Observed:
     """The response iterable, timed until the server closes it (streamed documents included)."""
 
@@ -293,73 +293,56 @@ class MetricsMiddleware:
         operations: Iterable[str],
         store: StoreCollector | None = None,
         metrics: Metrics | None = None,
+        token: str = "",
     ) -> None:
+        """``token``: when set, ``/metrics`` answers only requests that carry it (:func:`token_matches`)."""
         self.app = app
+        self.token = token
         self.operations = frozenset(operations)
-        self.fault_codes = known_fault_codes()
+        self.fault_codes = fault_codes()
         self.store = store
         self.metrics = metrics or Metrics()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/").rstrip("/") or "/"
         if path == "/metrics":
-            return self._timed(environ, start_response, "metrics", self.exposition, None)
+            return self._timed(environ, start_response, "metrics", self.exposition)
         if path == "/soap":
-            recorder = None
-            if environ.get("REQUEST_METHOD") == "POST":
-                operation = self._soap_action(environ.get("HTTP_SOAPACTION"))
-                if operation is None and environ.get("wsgi.input") is not None:
-                    recorder = _RecordingInput(environ["wsgi.input"])
-                    environ["wsgi.input"] = recorder
-            else:
-                query = environ.get("QUERY_STRING", "").lower()
-                operation = "wsdl" if query in ("wsdl", "singlewsdl") else UNKNOWN
-            return self._timed(environ, start_response, operation, self.app, recorder)
-        return self._timed(environ, start_response, ROUTE_OPERATIONS.get(path, OTHER), self.app, None)
+            query = environ.get("QUERY_STRING", "").lower()
+            wsdl = environ.get("REQUEST_METHOD", "GET") == "GET" and query in ("wsdl", "singlewsdl")
+            return self._timed(environ, start_response, "wsdl" if wsdl else None, self.app)
+        return self._timed(environ, start_response, ROUTE_OPERATIONS.get(path, OTHER), self.app)
 
-    def _soap_action(self, header: str | None) -> str | None:
-        if not header:
-            return None
-        name = re.split(r"[/#:]", header.strip().strip('"').strip())[-1]
-        return name if name in self.operations else None
-
-    def _operation_from(self, recorder: _RecordingInput | None) -> str:
-        if recorder is None:
-            return UNKNOWN
-        match = _BODY_CHILD.search(bytes(recorder.prefix))
-        name = match.group(1).decode("ascii", "replace") if match else ""
-        return name if name in self.operations else UNKNOWN
-
-    def _fault_code(self, chunks: list[bytes]) -> str:
-        body = b"".join(chunks)[:FAULT_SNIFF_BYTES]
-        match = _FAULT_CODE.search(body)
-        code = match.group(1).decode("ascii", "replace") if match else ""
-        return code if code in self.fault_codes else OTHER
+    def _labels(self, environ: dict[str, Any], route: str | None) -> tuple[str, str | None]:
+        """(operation, fault code or None) as the SOAP endpoint recorded them, limited to known values."""
+        operation = route or environ.get(wsgi_keys.OPERATION)
+        if route is None and operation not in self.operations:
+            operation = UNKNOWN
+        code = environ.get(wsgi_keys.FAULT_CODE)
+        if code is not None and code not in self.fault_codes:
+            code = OTHER
+        return str(operation), code
 
     def _timed(
-        self,
-        environ: dict[str, Any],
-        start_response: StartResponse,
-        operation: str | None,
-        app: WsgiApp,
-        recorder: _RecordingInput | None,
+        self, environ: dict[str, Any], start_response: StartResponse, route: str | None, app: WsgiApp
     ) -> Iterable[bytes]:
+        """Run ``app``; when its response is closed, count it under ``route`` (or the SOAP operation)."""
         started = time.perf_counter()
         seen: dict[str, Any] = {}
 
         def observe(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            seen["status"], seen["headers"] = status, headers
+            seen["status"] = status
             if exc_info is not None:
                 return start_response(status, headers, exc_info)
             return start_response(status, headers)
 
         def done() -> None:
-            name = operation or self._operation_from(recorder)
+            operation, code = self._labels(environ, route)
             status = str(seen.get("status", "500")).split(" ", 1)[0]
-            self.metrics.requests.labels(name, status).inc()
-            self.metrics.latency.labels(name).observe(time.perf_counter() - started)
-            if "fault" in seen:
-                self.metrics.faults.labels(name, seen["fault"]).inc()
+            self.metrics.requests.labels(operation, status).inc()
+            self.metrics.latency.labels(operation).observe(time.perf_counter() - started)
+            if code is not None:
+                self.metrics.faults.labels(operation, code).inc()
 
         try:
             result = app(environ, observe)
@@ -367,20 +350,7 @@ class MetricsMiddleware:
             seen.setdefault("status", "500")
             done()
             raise
-        if self._is_fault(seen, result):
-            chunks = list(result)
-            seen["fault"] = self._fault_code(chunks)
-            result = chunks
         return _Observed(result, done)
-
-    @staticmethod
-    def _is_fault(seen: dict[str, Any], result: Iterable[bytes]) -> bool:
-        """A SOAP fault: 500/413 with an XML body the gateway built in memory (never a stream)."""
-        status = str(seen.get("status", ""))
-        if not status.startswith(("500", "413")) or not isinstance(result, list | tuple):
-            return False
-        content_type = next((v for k, v in seen.get("headers", []) if k.lower() == "content-type"), "")
-        return "xml" in content_type.lower() and sum(len(chunk) for chunk in result) <= FAULT_SNIFF_BYTES
 
     def exposition(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """``/metrics``: the Prometheus text format (or OpenMetrics when the scraper asks for it)."""
@@ -388,8 +358,43 @@ class MetricsMiddleware:
             body = b"GET /metrics\n"
             start_response("405 Method Not Allowed", [("Allow", "GET"), ("Content-Type", "text/plain")])
             return [body]
+        if self.token and not token_matches(environ.get("HTTP_AUTHORIZATION"), self.token):
+            body = b"/metrics needs the scrape token: Authorization: Bearer <token>, or Basic with it as password.\n"
+            start_response(
+                "401 Unauthorized",
+                [
+                    ("WWW-Authenticate", 'Bearer realm="metrics"'),
+                    ("WWW-Authenticate", 'Basic realm="metrics", charset="UTF-8"'),
+                    ("Content-Type", "text/plain; charset=utf-8"),
+                    ("Content-Length", str(len(body))),
+                ],
+            )
+            return [body]
         encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT"))
         body = encoder(self.metrics.scrape_registry(self.store))
         headers = [("Content-Type", content_type), ("Content-Length", str(len(body))), ("Cache-Control", "no-store")]
         start_response("200 OK", headers)
         return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
+
+
+def token_matches(authorization: str | None, token: str) -> bool:
+    """True when ``Authorization`` carries ``token`` as a Bearer token or as a Basic password (any user).
+
+    Prometheus' ``scrape_config`` can send either (``authorization``/``bearer_token_file`` or
+    ``basic_auth``). Compared in constant time, so the comparison does not tell how much matched.
+    """
+    scheme, _, credentials = (authorization or "").strip().partition(" ")
+    try:
+        raw = credentials.strip().encode("latin-1")  # WSGI hands header bytes over as latin-1 text
+    except UnicodeEncodeError:
+        return False
+    if scheme.lower() == "bearer":
+        offered = raw
+    elif scheme.lower() == "basic":
+        try:
+            offered = base64.b64decode(raw, validate=True).partition(b":")[2]
+        except binascii.Error:
+            return False
+    else:
+        return False
+    return hmac.compare_digest(offered, token.encode("utf-8"))

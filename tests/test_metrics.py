@@ -7,6 +7,7 @@ and checks the counters are summed over both and the store gauges are not.
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import subprocess
@@ -22,6 +23,7 @@ import pytest
 import zeep.exceptions
 from prometheus_client import CollectorRegistry, multiprocess, values
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import event
 from web.web_support import (
     CAO_BANG,
     NGHE_AN,
@@ -89,8 +91,23 @@ def _envelope(code: str, operation: str, inner: str = "") -> bytes:
 
 @pytest.fixture
 def live(tmp_path: Path, db_url: str) -> Iterator[Live]:
-    settings = Settings(data_dir=tmp_path / "var", database_url=db_url, lease_seconds=60, ack_overdue_hours=0)
+    """A gateway whose /metrics names agencies and reads the store on every scrape."""
+    settings = Settings(
+        data_dir=tmp_path / "var",
+        database_url=db_url,
+        lease_seconds=60,
+        ack_overdue_hours=0,
+        metrics_agency_labels=True,
+        metrics_cache_seconds=0,
+    )
     with serving(settings) as gateway:
+        yield gateway
+
+
+@pytest.fixture
+def default_live(tmp_path: Path, sqlite_url: str) -> Iterator[Live]:
+    """A gateway with the default metrics settings (no agency labels, 5 s store cache, no token)."""
+    with serving(Settings(data_dir=tmp_path / "var", database_url=sqlite_url)) as gateway:
         yield gateway
 
 
@@ -163,7 +180,8 @@ def test_store_gauges_are_what_the_store_holds(live: Live) -> None:
 
 def test_only_the_deepest_queues_get_their_own_series(live: Live) -> None:
     scripted_exchange(live)
-    families = {f.name: f for f in StoreCollector(live.db, ack_overdue_hours=0, top_queues=1).collect()}
+    collector = StoreCollector(live.db, ack_overdue_hours=0, top_queues=1, agency_labels=True)
+    families = {f.name: f for f in collector.collect()}
     assert [(s.labels, s.value) for s in families["gateway_queue_depth"].samples] == [({"agency": VPCP}, 2)]
     assert families["gateway_queue_depth_total"].samples[0].value == 3
 
@@ -174,7 +192,85 @@ def test_an_unreachable_store_is_reported_not_raised(tmp_path: Path) -> None:
         families = list(StoreCollector(db, ack_overdue_hours=24).collect())
     finally:
         db.dispose()
-    assert [(f.name, f.samples[0].value) for f in families] == [("gateway_store_up", 0)]
+    assert [(f.name, f.samples[0].value) for f in families][:1] == [("gateway_store_up", 0)]
+    assert [f.name for f in families] == ["gateway_store_up", "gateway_store_gauges_age_seconds"]
+
+
+# -- who may scrape, what it shows, what it costs -------------------------------------------------
+
+
+def test_by_default_no_agency_is_named(default_live: Live) -> None:
+    scripted_exchange(default_live)
+    response = http_get(f"{default_live.base}/metrics")
+    samples = _samples(response.text)
+    assert _value(samples, "gateway_queue_depth_total") == 3
+    assert not [name for name, _ in samples if name == "gateway_queue_depth"]
+    for code in (VPCP, NGHE_AN, CAO_BANG):
+        assert code not in response.text, f"{code} appears in /metrics"
+
+
+def _authorization(base: str, value: str | None) -> int:
+    """The status of a scrape sending ``value`` as Authorization (sent as UTF-8 bytes)."""
+    request = urllib.request.Request(f"{base}/metrics")
+    if value is not None:
+        request.add_header("Authorization", value.encode().decode("latin-1"))
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert "gateway_http_requests_total" in response.read().decode()
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        if error.code == 401:
+            challenges = error.headers.get_all("WWW-Authenticate")
+            assert {c.split()[0] for c in challenges} == {"Bearer", "Basic"}, challenges
+        error.read()
+        return int(error.code)
+
+
+def test_a_metrics_token_is_required_when_set(tmp_path: Path, sqlite_url: str) -> None:
+    settings = Settings(data_dir=tmp_path / "var", database_url=sqlite_url, metrics_token="scrape-Tôken-42")
+    with serving(settings) as live:
+        def basic(user: str, password: str) -> str:
+            return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+        base = live.base
+        assert _authorization(base, None) == 401
+        assert _authorization(base, "Bearer scrape-Tôken-4") == 401
+        assert _authorization(base, "Bearer scrape-Tôken-42x") == 401
+        assert _authorization(base, basic("prometheus", "wrong")) == 401
+        assert _authorization(base, "Basic not-base64!") == 401
+        assert _authorization(base, "Digest scrape-Tôken-42") == 401
+        assert _authorization(base, "Bearer scrape-Tôken-42") == 200
+        assert _authorization(base, basic("prometheus", "scrape-Tôken-42")) == 200
+        assert _authorization(base, basic("", "scrape-Tôken-42")) == 200, "any user name"
+        assert http_get(f"{live.base}/health").status == 200, "only /metrics is behind the token"
+
+
+def test_rapid_scrapes_read_the_store_once_per_interval(tmp_path: Path, sqlite_url: str) -> None:
+    settings = Settings(data_dir=tmp_path / "var", database_url=sqlite_url, metrics_cache_seconds=60)
+    with serving(settings) as live:
+        scripted_exchange(live)
+        statements: list[str] = []
+        engine = live.app.gateway.db.engine
+        listener = lambda *args: statements.append(args[2])  # noqa: E731
+        event.listen(engine, "before_cursor_execute", listener)
+        try:
+            first = _scrape(live.base)
+            one_reading = len(statements)
+            assert one_reading > 0, "the first scrape reads the store"
+            for _ in range(20):
+                again = _scrape(live.base)
+            assert len(statements) == one_reading, "20 more scrapes within the interval ran no statement"
+            assert _value(again, "gateway_queue_depth_total") == _value(first, "gateway_queue_depth_total") == 3
+
+            store = live.app.metrics.store
+            assert store is not None
+            real_clock = store.clock
+            store.clock = lambda: real_clock() + 61
+            later = _scrape(live.base)
+            assert len(statements) == 2 * one_reading, "past the interval the store is read again, once"
+            assert _value(later, "gateway_store_gauges_age_seconds") < 61, "a new reading, not the one of 61 s ago"
+        finally:
+            event.remove(engine, "before_cursor_execute", listener)
 
 
 # -- multiprocess mode ----------------------------------------------------------------------------

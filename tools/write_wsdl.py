@@ -1,6 +1,6 @@
 """Regenerate the published contract wsdl/edxml-gateway.wsdl from the SOAP service definition.
 
-Run after any change to gateway/soap/types.py or gateway/soap/service.py, review the diff
+Run after any change to gateway/soap/binding/types.py or gateway/soap/binding/service.py, review the diff
 (it is what every agency's stub generator sees), and commit it with the change:
 
     .venv/bin/python tools/write_wsdl.py
@@ -9,13 +9,13 @@ Run after any change to gateway/soap/types.py or gateway/soap/service.py, review
 from __future__ import annotations
 
 from gateway.config import WSDL_DIR
-from gateway.soap.application import build_spyne_application, render_wsdl
+from gateway.soap.binding import published_wsdl
 
 PUBLISHED = WSDL_DIR / "edxml-gateway.wsdl"
 
 
 def main() -> None:
-    PUBLISHED.write_bytes(render_wsdl(build_spyne_application()))
+    PUBLISHED.write_bytes(published_wsdl())
     print(f"wrote {PUBLISHED}")
 
 

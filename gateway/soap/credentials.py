@@ -19,7 +19,7 @@ from typing import Literal
 from gateway.errors import AuthenticationFailed
 from gateway.exchange.results import Caller
 from gateway.exchange.service import ExchangeService
-from gateway.soap.types import NAMESPACE
+from gateway.soap.namespaces import NAMESPACE
 
 WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
 WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"

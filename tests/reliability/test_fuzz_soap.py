@@ -31,7 +31,7 @@ from reliability_support import (
 from gateway.app import Router, create_app
 from gateway.config import Settings
 from gateway.errors import GatewayError
-from gateway.soap.application import PAYLOADS
+from gateway.soap.endpoint import PAYLOADS
 from gateway.soap.streaming import stage_request
 
 FRAGMENTS = [

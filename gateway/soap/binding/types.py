@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from spyne import Array, Boolean, ByteArray, ComplexModel, Date, DateTime, Fault, Integer32, Long, Unicode
 
-NAMESPACE = "urn:edxml-gateway:soap:v1"
+from gateway.soap.namespaces import NAMESPACE
 
 Required = Unicode(min_occurs=1, nillable=False)
 Optional = Unicode(min_occurs=0, nillable=False)

@@ -1,8 +1,9 @@
 """The SOAP operations: authenticate, call the exchange service, map results to wire types.
 
 No rules live here; every decision is the exchange service's. Handlers read the per-request
-context (``ctx.udc``) that :mod:`gateway.soap.application` attaches: the exchange service, the
-credentials found in the SOAP header, and the streaming hooks for large edXML payloads.
+context (``ctx.udc``, a :class:`~gateway.soap.context.RequestContext` the endpoint builds): the
+exchange service, the caller (authenticated before any handler runs), the staged edXML payload
+and the streaming hook for large edXML responses.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from spyne import Array, Boolean, ByteArray, Integer32, ServiceBase, rpc
 from gateway.edxml.model import StaffInfo as StaffInfoModel
 from gateway.errors import AuthenticationFailed, MalformedRequest
 from gateway.exchange.results import Caller
-from gateway.soap import types as t
+from gateway.soap.binding import types as t
 from gateway.soap.context import RequestContext
 
 Required = t.Required
@@ -166,7 +167,6 @@ class EdxmlGatewayService(ServiceBase):
     def getAgencies(ctx: Any, parentCode: str | None) -> list[t.Agency]:
         """The agency directory, or the direct children of ``parentCode``."""
         context = _request(ctx)
-        _caller(ctx)
         return [
             t.Agency(code=a.code, name=a.name, level=a.level, parentCode=a.parent_code, active=a.active)
             for a in context.exchange.agencies(parentCode)

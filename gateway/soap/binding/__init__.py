@@ -1,0 +1,29 @@
+"""The only code that imports Spyne: wire types, the service with its operations, Spyne's
+Application/Soap11/WSGI subclasses and WSDL rendering.
+
+The rest of the gateway uses what is exported here (and, outside :mod:`gateway.soap`, only
+``gateway.soap.OPERATIONS``), so replacing Spyne means replacing this subpackage alone.
+"""
+
+from __future__ import annotations
+
+from gateway.soap.binding import compat  # first: lets Spyne import on Python 3.12+
+from gateway.soap.binding.application import (
+    OPERATIONS,
+    Answer,
+    SpyneBinding,
+    build_spyne_application,
+    published_wsdl,
+)
+from gateway.soap.binding.wsdl import WSDL_LOCATION, render_wsdl
+
+__all__ = [
+    "OPERATIONS",
+    "WSDL_LOCATION",
+    "Answer",
+    "SpyneBinding",
+    "build_spyne_application",
+    "compat",
+    "published_wsdl",
+    "render_wsdl",
+]
