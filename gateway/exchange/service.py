@@ -11,13 +11,14 @@ A crash therefore leaves at worst an unreferenced blob, never a row pointing at 
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import bindparam, insert, or_, select
+from sqlalchemy import Row, bindparam, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -27,6 +28,7 @@ from gateway.edxml.model import DocumentMessage, Organization, ResponseFor, Staf
 from gateway.edxml.signature import verify_signature
 from gateway.errors import (
     AuthenticationFailed,
+    DocumentIdConflict,
     Forbidden,
     IllegalTransition,
     InvalidStatus,
@@ -48,7 +50,7 @@ from gateway.exchange.results import (
     StatusReceipt,
 )
 from gateway.store import audit, queue
-from gateway.store.blobs import BlobStore
+from gateway.store.blobs import CHUNK_SIZE, BlobStore
 from gateway.store.database import Database
 from gateway.store.models import Agency, Credential, Delivery, Document, Recipient, StatusEvent
 
@@ -66,7 +68,7 @@ _LIVE_CREDENTIALS = (
         or_(Credential.expires_at.is_(None), Credential.expires_at > bindparam("now")),
     )
 )
-_SENT_DOCUMENT = select(Document.id, Document.signer).where(
+_SENT_DOCUMENT = select(Document.id, Document.signer, Document.blob_sha256, Document.created_at).where(
     Document.sender_id == bindparam("sender_id"), Document.edxml_document_id == bindparam("edxml_id")
 )
 _ACTIVE_AGENCIES = select(Agency.code, Agency.id).where(
@@ -140,8 +142,10 @@ class ExchangeService:
     def send_document(self, caller: Caller, staged: StagedDocument) -> SendReceipt:
         """Validate the staged edXML file, store it once, and queue it for every addressee.
 
-        The staged file becomes the stored blob without being copied. Resending the same
-        (sender, DocumentId) returns the first receipt and stores nothing.
+        The staged file becomes the stored blob without being copied. Resending the same bytes
+        under the same (sender, DocumentId) returns the first receipt and stores nothing; other
+        bytes under a DocumentId already used are refused (DocumentIdConflict), since answering
+        "duplicate" would silently drop the new document and any recipient it adds.
         """
         message = read_document(staged.temp_path)
         if message.sender.organ_id != caller.code:
@@ -151,9 +155,10 @@ class ExchangeService:
             )
         edxml_id = message.document_id or _conventional_document_id(message)
         with self.db.transaction(readonly=True) as session:
-            existing = _existing_receipt(session, caller, edxml_id)
-            if existing is not None:
-                return existing
+            sent = session.execute(_SENT_DOCUMENT, {"sender_id": caller.agency_id, "edxml_id": edxml_id}).first()
+            if sent is not None:
+                _refuse_other_content(sent, edxml_id, _file_sha256(staged.temp_path), staged)
+                return _receipt_of(session, sent, edxml_id)
             signer = self._check_signature(caller, message.signed, staged.temp_path)
             recipients = _resolve_recipients(session, message)
             original = self._superseded_document(session, caller, message)
@@ -166,11 +171,17 @@ class ExchangeService:
                     session, caller, message, edxml_id, sha256, size, recipients, original, signer
                 )
         except IntegrityError:
+            # A concurrent send with the same (sender, DocumentId) committed first. The staged file
+            # is already stored under its sha256: with the same bytes it is that document's blob;
+            # with other bytes it stays unreferenced, like the blob of a send cut short by a crash.
             with self.db.transaction(readonly=True) as session:
-                existing = _existing_receipt(session, caller, edxml_id)
-            if existing is None:
-                raise
-            return existing
+                sent = session.execute(
+                    _SENT_DOCUMENT, {"sender_id": caller.agency_id, "edxml_id": edxml_id}
+                ).first()
+                if sent is None:
+                    raise
+                _refuse_other_content(sent, edxml_id, sha256, staged)
+                return _receipt_of(session, sent, edxml_id)
 
     def _check_signature(self, caller: Caller, signed: bool, staged: Path) -> str | None:
         """The verified signer, or None for an unsigned document the sender may send unsigned.
@@ -580,15 +591,37 @@ class ExchangeService:
         return (session.get_one(Agency, target_id).code,)
 
 
-def _existing_receipt(session: Session, caller: Caller, edxml_id: str) -> SendReceipt | None:
-    """The receipt of the caller's earlier document with this DocumentId, if it sent one.
+def _file_sha256(path: Path) -> str:
+    """The sha256 of a staged file. Only a resend pays for this second read: a new document's hash is
+    computed as it is written."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK_SIZE):
+            digest.update(chunk)
+    return digest.hexdigest()
 
-    Asked on every send, so it selects two columns rather than loading a Document.
+
+def _refuse_other_content(sent: Row[Any], edxml_id: str, staged_sha256: str, staged: StagedDocument) -> None:
+    """Let a resend of the same bytes through; refuse other bytes under a DocumentId already used.
+
+    Either way the staged file is not stored again (``discard`` leaves an already committed blob alone).
     """
-    found = session.execute(_SENT_DOCUMENT, {"sender_id": caller.agency_id, "edxml_id": edxml_id}).first()
-    if found is None:
-        return None
-    document_id, signer = found
+    document_id, _signer, stored_sha256, sent_at = sent
+    staged.discard()
+    if staged_sha256 == stored_sha256:
+        return
+    when = sent_at.astimezone(VIETNAM_TIME).strftime("%d/%m/%Y %H:%M:%S")
+    raise DocumentIdConflict(
+        f"DocumentId '{edxml_id}' was already used by your agency for another document: gateway id "
+        f"{document_id}, sent {when} Vietnam time (UTC+7), with different content. Nothing was sent. Give "
+        "this document its own DocumentId; to update or replace the earlier one, send it with "
+        "Bussiness/BussinessDocType 2 or 3 and the earlier DocumentId in Bussiness/DocumentId."
+    )
+
+
+def _receipt_of(session: Session, sent: Row[Any], edxml_id: str) -> SendReceipt:
+    """The first receipt again, for a resend of the same document."""
+    document_id, signer, _sha256, _sent_at = sent
     codes = session.scalars(
         select(Agency.code)
         .join(Recipient, Recipient.agency_id == Agency.id)
