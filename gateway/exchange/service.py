@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,22 +23,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.config import Settings
-from gateway.edxml import read_document, status_bytes
-from gateway.edxml.model import DocumentMessage, Organization, ResponseFor, StaffInfo, StatusMessage
+from gateway.edxml import read_document
+from gateway.edxml.model import DocumentMessage, StaffInfo
 from gateway.edxml.signature import verify_signature
 from gateway.errors import (
     AuthenticationFailed,
     DocumentIdConflict,
-    Forbidden,
-    IllegalTransition,
-    InvalidStatus,
     NotFound,
     SenderMismatch,
     ServerError,
     SignatureRequired,
     UnknownRecipient,
 )
-from gateway.exchange import workflow
 from gateway.exchange.credentials import secret_matches
 from gateway.exchange.results import (
     AgencyView,
@@ -49,10 +45,12 @@ from gateway.exchange.results import (
     StatusEntry,
     StatusReceipt,
 )
+from gateway.exchange.statuses import VIETNAM_TIME, Party, Statuses, subject_of
+from gateway.exchange.workflow import Status
 from gateway.store import audit, queue
 from gateway.store.blobs import CHUNK_SIZE, BlobStore
 from gateway.store.database import Database
-from gateway.store.models import Agency, Credential, Delivery, Document, Recipient, StatusEvent
+from gateway.store.models import Agency, Credential, Delivery, Document, Recipient
 
 Clock = Callable[[], datetime]
 
@@ -88,8 +86,7 @@ class StagedDocument(Protocol):
     def commit(self) -> tuple[str, int]: ...
 
     def discard(self) -> None: ...
-VIETNAM_TIME = timezone(timedelta(hours=7), "ICT")
-"""edXML timestamps carry no zone; QCVN 102 senders write Vietnam local time (UTC+7, no DST)."""
+
 
 
 def utc_now() -> datetime:
@@ -104,6 +101,7 @@ class ExchangeService:
         self.blobs = blobs
         self.settings = settings
         self.clock = clock
+        self.statuses = Statuses(db, blobs, lambda: self.clock())
 
     # -- identity ---------------------------------------------------------------------------
 
@@ -124,7 +122,7 @@ class ExchangeService:
         raise refusal
 
     def agencies(self, parent_code: str | None = None) -> list[AgencyView]:
-        """The directory (optionally one agency's direct children), ordered by code."""
+        """The directory (optionally one agency's direct children), ordered by level, then code."""
         with self.db.transaction(readonly=True) as session:
             query = select(Agency).order_by(Agency.level, Agency.code)
             if parent_code:
@@ -286,7 +284,7 @@ class ExchangeService:
         if original is not None:
             if message.business.doc_type == 1:
                 original.recalled_at = now
-            self._request_take_back(session, original, {agency_id for agency_id, _ in recipients}, now, notice=None)
+            self.statuses.take_back(session, original, {agency_id for agency_id, _ in recipients}, now, notice=None)
         return SendReceipt(document_id, edxml_id, codes, duplicate=False, signer=signer)
 
     # -- receiving --------------------------------------------------------------------------
@@ -341,9 +339,20 @@ class ExchangeService:
             document = delivery.document
             if delivery.kind == queue.KIND_DOCUMENT:
                 sha256, size = document.blob_sha256, document.size
-                recipient = _recipient_row(session, document.id, caller.agency_id, lock=True)
+                recipient = session.scalar(
+                    select(Recipient)
+                    .where(Recipient.document_id == document.id, Recipient.agency_id == caller.agency_id)
+                    .with_for_update()
+                )
                 if recipient is not None and recipient.status is None:
-                    self._record_status(session, document, recipient, caller.agency_id, "01", None, None, now)
+                    recipient.status, recipient.status_at = Status.ARRIVED, now
+                    subject = subject_of(session, document.id)
+                    assert subject is not None
+                    me = Party.of(caller)
+                    self.statuses.record(
+                        session, subject, about=me, reporter=me, code=Status.ARRIVED, description=None,
+                        staff=None, now=now,
+                    )
             else:
                 event = delivery.status_event
                 assert event is not None and event.blob_sha256 is not None
@@ -386,7 +395,7 @@ class ExchangeService:
             raise _withdrawn(item_id)
         return delivery
 
-    # -- status -----------------------------------------------------------------------------
+    # -- status (gateway.exchange.statuses) --------------------------------------------------
 
     def update_status(
         self,
@@ -396,199 +405,12 @@ class ExchangeService:
         description: str | None = None,
         staff: StaffInfo | None = None,
     ) -> StatusReceipt:
-        """Record a status the caller reports about a document, and queue its status message.
-
-        Recipients report 01-06 about their copy and answer a take-back request with 15/16;
-        the sender reports 13 to recall the document from every recipient.
-        """
-        code = (code or "").strip()
-        workflow.check_known(code)
-        description = (description or "").strip() or None
-        if code in ("02", "16") and not description:
-            raise InvalidStatus(f"Status {code} ({workflow.status_name(code)}) needs the reason in description.")
-        now = self.clock()
-        with self.db.transaction() as session:
-            document = session.get(Document, document_id)
-            if document is None:
-                raise _document_not_found(document_id)
-            recipient = _recipient_row(session, document.id, caller.agency_id, lock=True)
-            if code == workflow.RECALL_REQUEST:
-                if document.sender_id != caller.agency_id:
-                    if recipient is None:
-                        raise _document_not_found(document_id)
-                    raise Forbidden(
-                        "Only the sender of a document can recall it (13); as a recipient, answer a recall "
-                        "with 15 (agreed) or 16 (refused)."
-                    )
-                document.recalled_at = now
-                notified = self._request_take_back(
-                    session, document, None, now, notice=(description, staff)
-                )
-                return StatusReceipt(document.id, caller.code, code, now, notified)
-            if recipient is None:
-                if document.sender_id == caller.agency_id:
-                    raise Forbidden(
-                        "You sent this document; recipients report its processing status. "
-                        "To take it back, report 13 (recall)."
-                    )
-                raise _document_not_found(document_id)
-            if code in workflow.RECALL_ANSWERS:
-                if recipient.recall_state != workflow.RECALL_REQUEST:
-                    raise IllegalTransition(
-                        f"Status {code} answers a recall, update or replacement request, and none is "
-                        "pending for your copy of this document."
-                    )
-                recipient.recall_state = code
-            else:
-                workflow.check_recipient_transition(recipient.status, code, recipient.recall_state == "15")
-            notified = self._record_status(
-                session, document, recipient, caller.agency_id, code, description, staff, now
-            )
-            return StatusReceipt(document.id, caller.code, code, now, notified)
+        """Record a status the caller reports about a document (see :meth:`Statuses.update`)."""
+        return self.statuses.update(caller, document_id, code, description, staff)
 
     def history(self, caller: Caller, document_id: str) -> list[StatusEntry]:
         """Every status of a document: all recipients for its sender, its own copy for a recipient."""
-        with self.db.transaction(readonly=True) as session:
-            document = session.get(Document, document_id)
-            if document is None:
-                raise _document_not_found(document_id)
-            query = select(StatusEvent).where(StatusEvent.document_id == document.id)
-            if document.sender_id != caller.agency_id:
-                if _recipient_row(session, document.id, caller.agency_id) is None:
-                    raise _document_not_found(document_id)
-                query = query.where(StatusEvent.recipient_agency_id == caller.agency_id)
-            events = session.scalars(query.order_by(StatusEvent.reported_at, StatusEvent.id))
-            return [
-                StatusEntry(
-                    document_id=document.id,
-                    recipient_code=e.recipient_agency.code,
-                    recipient_name=e.recipient_agency.name,
-                    status_code=e.code,
-                    status_name=workflow.status_name(e.code),
-                    description=e.description,
-                    staff_department=e.staff_department,
-                    staff_name=e.staff_name,
-                    reporter_code=e.reporter_agency.code,
-                    reported_at=e.reported_at,
-                )
-                for e in events
-            ]
-
-    def _request_take_back(
-        self,
-        session: Session,
-        original: Document,
-        agency_ids: set[int] | None,
-        now: datetime,
-        notice: tuple[str | None, StaffInfo | None] | None,
-    ) -> tuple[str, ...]:
-        """Recall (13) or supersede (BussinessDocType 1/2/3) ``original`` for some or all recipients.
-
-        Copies never fetched are withdrawn from the queue and answered 15 by the gateway itself;
-        fetched copies await the recipient's 15/16. With ``notice`` set (a 13 from the sender),
-        each of those recipients also gets a status-13 message in its queue.
-        """
-        notified: list[str] = []
-        unfetched = {
-            d.agency_id
-            for d in queue.withdraw(
-                session,
-                original.id,
-                [r.agency_id for r in original.recipients if agency_ids is None or r.agency_id in agency_ids],
-                now,
-            )
-        }
-        for recipient in original.recipients:
-            if agency_ids is not None and recipient.agency_id not in agency_ids:
-                continue
-            if recipient.status == "02" or recipient.recall_state == "15":
-                continue
-            if recipient.agency_id in unfetched:
-                recipient.recall_state = "15"
-                self._record_status(
-                    session, original, recipient, recipient.agency_id, "15",
-                    "Withdrawn by the gateway before the recipient fetched it.", None, now,
-                )
-                continue
-            recipient.recall_state = workflow.RECALL_REQUEST
-            if notice is not None:
-                description, staff = notice
-                self._record_status(
-                    session, original, recipient, original.sender_id, "13", description, staff, now,
-                    notify_agency_id=recipient.agency_id,
-                )
-                notified.append(recipient.agency.code)
-        audit.append(
-            session,
-            actor=original.sender.code,
-            action="take_back",
-            document_id=original.id,
-            detail={"withdrawn_unfetched": sorted(unfetched), "asked": notified},
-            at=now,
-        )
-        return tuple(notified)
-
-    def _record_status(
-        self,
-        session: Session,
-        document: Document,
-        recipient: Recipient,
-        reporter_id: int,
-        code: str,
-        description: str | None,
-        staff: StaffInfo | None,
-        now: datetime,
-        notify_agency_id: int | None = None,
-    ) -> tuple[str, ...]:
-        """Build, validate and store the status message, record the event, queue it for one agency.
-
-        By default the message goes to the document's sender (a recipient reporting); a recall
-        notice (13) goes to the recipient instead.
-        """
-        reporter = session.get_one(Agency, reporter_id)
-        message = StatusMessage(
-            sender=Organization(reporter.code, reporter.name),
-            response_for=ResponseFor(
-                organ_id=document.sender.code,
-                code=f"{document.code_number}/{document.code_notation}",
-                document_id=document.edxml_document_id,
-                promulgation_date=document.promulgation_date,
-            ),
-            status_code=code,
-            timestamp=now.astimezone(VIETNAM_TIME).replace(microsecond=0),
-            staff=staff,
-            description=description,
-        )
-        sha256, _ = self.blobs.put_bytes(status_bytes(message))
-        event = StatusEvent(
-            document_id=document.id,
-            recipient_agency_id=recipient.agency_id,
-            reporter_agency_id=reporter_id,
-            code=code,
-            description=description,
-            staff_department=staff.department if staff else None,
-            staff_name=staff.staff if staff else None,
-            staff_email=staff.email if staff else None,
-            staff_mobile=staff.mobile if staff else None,
-            reported_at=now,
-            blob_sha256=sha256,
-        )
-        session.add(event)
-        if code in workflow.PROCESSING_CODES:
-            recipient.status = code
-            recipient.status_at = now
-        session.flush()
-        target_id = notify_agency_id if notify_agency_id is not None else document.sender_id
-        queue.enqueue(session, target_id, queue.KIND_STATUS, document.id, status_event_id=event.id, now=now)
-        audit.append(
-            session,
-            actor=reporter.code,
-            action="status",
-            document_id=document.id,
-            detail={"code": code, "recipient": recipient.agency.code, "sha256": sha256},
-            at=now,
-        )
-        return (session.get_one(Agency, target_id).code,)
+        return self.statuses.history(caller, document_id)
 
 
 def _file_sha256(path: Path) -> str:
@@ -650,19 +472,5 @@ def _resolve_recipients(session: Session, message: DocumentMessage) -> list[tupl
     return [(active[c], c) for c in codes]
 
 
-def _recipient_row(session: Session, document_id: str, agency_id: int, lock: bool = False) -> Recipient | None:
-    query = select(Recipient).where(Recipient.document_id == document_id, Recipient.agency_id == agency_id)
-    if lock:
-        query = query.with_for_update()
-    return session.scalar(query)
-
-
 def _withdrawn(item_id: str) -> NotFound:
     return NotFound(f"Item '{item_id}' was withdrawn by its sender (recalled or replaced) before you fetched it.")
-
-
-def _document_not_found(document_id: str) -> NotFound:
-    return NotFound(
-        f"No document '{document_id}' was sent by or to your agency. Use the documentId from sendDocument "
-        "or getPendingDocuments."
-    )

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, insert, or_, select
+from sqlalchemy import insert, or_, select
 from sqlalchemy.orm import Session
 
 from gateway.store.models import Delivery
@@ -83,6 +83,25 @@ def enqueue_many(session: Session, agency_ids: Sequence[int], kind: str, documen
             for agency_id in agency_ids
         ],
     )
+
+
+def enqueue_status(session: Session, agency_id: int, document_id: str, status_event_id: int, now: datetime) -> str:
+    """Queue a status message for one agency with a plain INSERT (no entity); return the item id."""
+    item_id = str(uuid.uuid4())
+    session.execute(
+        insert(Delivery.__table__),
+        {
+            "id": item_id,
+            "agency_id": agency_id,
+            "kind": KIND_STATUS,
+            "document_id": document_id,
+            "status_event_id": status_event_id,
+            "state": PENDING,
+            "attempts": 0,
+            "created_at": _require_aware(now),
+        },
+    )
+    return item_id
 
 
 def lease_pending(
@@ -190,11 +209,3 @@ def withdraw(session: Session, document_id: str, agency_ids: Iterable[int], now:
         item.lease_until = None
     session.flush()
     return items
-
-
-def pending_counts(session: Session) -> dict[int, int]:
-    """Number of pending items per agency (leased or not), for monitoring."""
-    rows = session.execute(
-        select(Delivery.agency_id, func.count()).where(Delivery.state == PENDING).group_by(Delivery.agency_id)
-    )
-    return {agency_id: count for agency_id, count in rows}

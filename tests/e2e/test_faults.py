@@ -225,17 +225,18 @@ def test_illegal_transitions(client_for, live_gateway) -> None:
     early = fault_of(nghe_an.service.updateStatus, documentId=document_id, statusCode="04")
     assert code_of(early) == "Client.IllegalTransition" and "getDocument" in early.message
     nghe_an.service.getDocument(itemId=nghe_an.service.getPendingDocuments()[0].itemId)
+    nghe_an.service.updateStatus(documentId=document_id, statusCode="03", description="Đã vào sổ")
+    reject = fault_of(nghe_an.service.updateStatus, documentId=document_id, statusCode="02", description="x")
+    assert code_of(reject) == "Client.IllegalTransition" and "before it is accepted" in reject.message
     nghe_an.service.updateStatus(documentId=document_id, statusCode="06", description="Hoàn thành")
     back = fault_of(nghe_an.service.updateStatus, documentId=document_id, statusCode="04")
     assert code_of(back) == "Client.IllegalTransition" and "06" in back.message
-    reject = fault_of(nghe_an.service.updateStatus, documentId=document_id, statusCode="02", description="x")
-    assert code_of(reject) == "Client.IllegalTransition"
     unknown = fault_of(nghe_an.service.updateStatus, documentId=document_id, statusCode="99")
     assert code_of(unknown) == "Client.InvalidStatus" and "01" in unknown.message
     reasonless = fault_of(nghe_an.service.updateStatus, documentId=document_id, statusCode="16")
     assert code_of(reasonless) == "Client.InvalidStatus"
     history = [e.statusCode for e in vpcp.service.getStatusHistory(documentId=document_id)]
-    assert history == ["01", "06"], "refused updates leave no trace in the history"
+    assert history == ["01", "03", "06"], "refused updates leave no trace in the history"
 
 
 def test_rejection_ends_the_workflow(client_for, live_gateway) -> None:

@@ -19,7 +19,7 @@ from gateway.store.models import Agency, AuditEntry, Base, Document
 
 MakeAgency = Callable[..., Agency]
 MakeDocument = Callable[..., Document]
-HEAD = "0002"
+HEAD = "0003_exchange"
 
 
 def test_migration_matches_models(database: Database) -> None:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
+from support.queue_counts import pending_counts
 
 from gateway.store import queue
 from gateway.store.database import Database
@@ -83,7 +84,7 @@ def test_acknowledged_items_leave_the_queue_and_ack_is_idempotent(
     later = NOW + timedelta(hours=1)
     with database.transaction() as session:
         assert [d.id for d in queue.lease_pending(session, recipient, 10, LEASE, later)] == ids[1:]
-        assert queue.pending_counts(session) == {recipient: 1}
+        assert pending_counts(session) == {recipient: 1}
 
 
 def test_get_for_agency_hides_other_agencies_items(
@@ -119,7 +120,7 @@ def test_withdraw_takes_back_only_unfetched_document_items(
         states = {d.id: d.state for d in session.scalars(select(Delivery))}
         assert states == {for_a.id: queue.WITHDRAWN, for_b.id: queue.PENDING, for_c.id: queue.PENDING}
         assert queue.lease_pending(session, a.id, 10, LEASE, NOW + timedelta(hours=1)) == []
-        assert queue.pending_counts(session) == {b.id: 1, c.id: 1}
+        assert pending_counts(session) == {b.id: 1, c.id: 1}
         withdrawn_item = session.get(Delivery, for_a.id)
         assert withdrawn_item is not None
         queue.mark_fetched(session, withdrawn_item, NOW + timedelta(hours=1))
@@ -192,7 +193,7 @@ def test_concurrent_leasing_hands_out_each_item_once(
         thread.join()
     assert errors == []
     with database.transaction() as session:
-        assert queue.pending_counts(session) == {}
+        assert pending_counts(session) == {}
         assert queue.lease_pending(session, recipient, total, LEASE, NOW + timedelta(days=1)) == []
         assert {d.state for d in session.scalars(select(Delivery))} == {queue.ACKED}
 
