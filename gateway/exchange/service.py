@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Row, bindparam, insert, or_, select
+from sqlalchemy import Row, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from gateway.config import Settings
 from gateway.edxml import read_document
@@ -45,12 +45,12 @@ from gateway.exchange.results import (
     StatusEntry,
     StatusReceipt,
 )
-from gateway.exchange.statuses import VIETNAM_TIME, Party, Statuses, subject_of
+from gateway.exchange.statuses import SUBJECT, VIETNAM_TIME, Party, Statuses, Subject
 from gateway.exchange.workflow import Status
 from gateway.store import audit, queue
 from gateway.store.blobs import CHUNK_SIZE, BlobStore
 from gateway.store.database import Database
-from gateway.store.models import Agency, Credential, Delivery, Document, Recipient
+from gateway.store.models import Agency, Credential, Delivery, Document, Recipient, StatusEvent, UTCDateTime
 
 Clock = Callable[[], datetime]
 
@@ -72,6 +72,56 @@ _SENT_DOCUMENT = select(Document.id, Document.signer, Document.blob_sha256, Docu
 _ACTIVE_AGENCIES = select(Agency.code, Agency.id).where(
     Agency.code.in_(bindparam("codes", expanding=True)), Agency.active.is_(True)
 )
+
+_Sender, _Reporter = aliased(Agency), aliased(Agency)
+_PENDING_VIEWS = (
+    select(
+        Delivery.id.label("item_id"),
+        Delivery.kind,
+        Delivery.created_at,
+        Delivery.lease_until,
+        Delivery.attempts,
+        Document.id.label("document_id"),
+        Document.edxml_document_id,
+        _Sender.code.label("sender_code"),
+        _Sender.name.label("sender_name"),
+        Document.code_number,
+        Document.code_notation,
+        Document.subject,
+        Document.promulgation_date,
+        Document.due_date,
+        Document.priority,
+        Document.business_type,
+        Document.size,
+        Document.signer,
+        StatusEvent.code.label("status_code"),
+        StatusEvent.blob_sha256.label("event_sha256"),
+        StatusEvent.blob_size.label("event_size"),
+        _Reporter.code.label("status_from"),
+    )
+    .join(Document, Document.id == Delivery.document_id)
+    .join(_Sender, _Sender.id == Document.sender_id)
+    .outerjoin(StatusEvent, StatusEvent.id == Delivery.status_event_id)
+    .outerjoin(_Reporter, _Reporter.id == StatusEvent.reporter_agency_id)
+    .where(Delivery.id.in_(bindparam("ids", expanding=True)))
+)
+"""Everything a poll lists about its leased items, in one query for any number of them."""
+
+_DOCUMENT_TO_FETCH = SUBJECT.add_columns(Document.blob_sha256, Document.size)
+"""A fetched document's file, and what its 01 status message says about it."""
+_RECIPIENTS = Recipient.__table__
+_ARRIVED = (
+    update(_RECIPIENTS)
+    .where(
+        _RECIPIENTS.c.document_id == bindparam("copy_of"),
+        _RECIPIENTS.c.agency_id == bindparam("held_by"),
+        _RECIPIENTS.c.status.is_(None),
+    )
+    .values(status=Status.ARRIVED.value, status_at=bindparam("arrived_at", type_=UTCDateTime()))
+    .returning(_RECIPIENTS.c.id)
+)
+"""Record 01 on the first fetch of a copy; atomic, so two concurrent first fetches record it once."""
+_EVENT_BLOB = select(StatusEvent.blob_sha256, StatusEvent.blob_size).where(StatusEvent.id == bindparam("event_id"))
 
 
 class StagedDocument(Protocol):
@@ -290,110 +340,130 @@ class ExchangeService:
     # -- receiving --------------------------------------------------------------------------
 
     def pending(self, caller: Caller, limit: int | None = None) -> list[PendingItem]:
-        """Lease up to ``limit`` waiting items; they stay hidden from other pulls until the lease ends."""
+        """Lease up to ``limit`` waiting items; they stay hidden from other pulls until the lease ends.
+
+        Most polls find nothing, so a poll first asks, without any lock, whether anything is
+        available; only then does it take the write transaction that leases. Leasing and loading
+        the listed items cost two statements whatever their number.
+        """
         cap = self.settings.max_pending_items
         limit = cap if not limit or limit <= 0 else min(limit, cap)
         now = self.clock()
+        with self.db.transaction(readonly=True) as session:
+            if not queue.has_available(session, caller.agency_id, now):
+                return []
         with self.db.transaction() as session:
             leased = queue.lease_pending(session, caller.agency_id, limit, self.settings.lease_seconds, now)
-            return [self._pending_view(d) for d in leased]
+            if not leased:
+                return []
+            rows = session.execute(_PENDING_VIEWS, {"ids": [d.id for d in leased]})
+            views = {row.item_id: row for row in rows}
+        return [self._pending_view(views[d.id]) for d in leased]
 
-    def _pending_view(self, delivery: Delivery) -> PendingItem:
-        document = delivery.document
-        event = delivery.status_event
-        assert delivery.lease_until is not None
-        if event is not None and event.blob_sha256 is not None:
-            size = self.blobs.size(event.blob_sha256)
-        else:
-            size = document.size
+    def _pending_view(self, row: Row[Any]) -> PendingItem:
+        size = row.size
+        if row.event_sha256 is not None:
+            # Status messages are sized when stored (migration 0003); older rows may lack it.
+            size = row.event_size if row.event_size is not None else self.blobs.size(row.event_sha256)
         return PendingItem(
-            item_id=delivery.id,
-            kind=delivery.kind,
-            document_id=document.id,
-            edxml_document_id=document.edxml_document_id,
-            sender_code=document.sender.code,
-            sender_name=document.sender.name,
-            code=f"{document.code_number}/{document.code_notation}",
-            subject=document.subject,
-            promulgation_date=document.promulgation_date,
-            due_date=document.due_date,
-            priority=document.priority,
-            business_type=document.business_type,
-            status_code=event.code if event else None,
-            status_from=event.reporter_agency.code if event else None,
+            item_id=row.item_id,
+            kind=row.kind,
+            document_id=row.document_id,
+            edxml_document_id=row.edxml_document_id,
+            sender_code=row.sender_code,
+            sender_name=row.sender_name,
+            code=f"{row.code_number}/{row.code_notation}",
+            subject=row.subject,
+            promulgation_date=row.promulgation_date,
+            due_date=row.due_date,
+            priority=row.priority,
+            business_type=row.business_type,
+            status_code=row.status_code,
+            status_from=row.status_from,
             size=size,
-            queued_at=delivery.created_at,
-            lease_expires_at=delivery.lease_until,
-            attempts=delivery.attempts,
-            signer=document.signer,
+            queued_at=row.created_at,
+            lease_expires_at=row.lease_until,
+            attempts=row.attempts,
+            signer=row.signer,
         )
 
     def fetch(self, caller: Caller, item_id: str) -> FetchedItem:
-        """Locate an item's edXML file; the first fetch of a document records 01 (arrived)."""
+        """Locate an item's edXML file; the first fetch of a document records 01 (arrived).
+
+        One UPDATE marks and reads the item, one SELECT finds its file; the first fetch of a
+        document adds the 01: a conditional UPDATE of the copy and the status message's rows.
+        """
         now = self.clock()
         with self.db.transaction() as session:
-            delivery = self._own_delivery(session, caller, item_id)
-            queue.mark_fetched(session, delivery, now)
-            if delivery.state == queue.WITHDRAWN:
+            item = queue.fetch_item(session, item_id, caller.agency_id, now)
+            if item is None:
+                raise _not_addressed(caller, item_id)
+            if item.state == queue.WITHDRAWN:
                 raise _withdrawn(item_id)
-            document = delivery.document
-            if delivery.kind == queue.KIND_DOCUMENT:
-                sha256, size = document.blob_sha256, document.size
-                recipient = session.scalar(
-                    select(Recipient)
-                    .where(Recipient.document_id == document.id, Recipient.agency_id == caller.agency_id)
-                    .with_for_update()
-                )
-                if recipient is not None and recipient.status is None:
-                    recipient.status, recipient.status_at = Status.ARRIVED, now
-                    subject = subject_of(session, document.id)
-                    assert subject is not None
+            if item.kind == queue.KIND_DOCUMENT:
+                row = session.execute(_DOCUMENT_TO_FETCH, {"document_id": item.document_id}).one()
+                sha256, size = row.blob_sha256, row.size
+                arrived = session.execute(
+                    _ARRIVED, {"copy_of": item.document_id, "held_by": caller.agency_id, "arrived_at": now}
+                ).first()
+                if arrived is not None:
                     me = Party.of(caller)
                     self.statuses.record(
-                        session, subject, about=me, reporter=me, code=Status.ARRIVED, description=None,
+                        session, Subject.of(row), about=me, reporter=me, code=Status.ARRIVED, description=None,
                         staff=None, now=now,
                     )
             else:
-                event = delivery.status_event
-                assert event is not None and event.blob_sha256 is not None
+                event = session.execute(_EVENT_BLOB, {"event_id": item.status_event_id}).one()
                 sha256 = event.blob_sha256
-                size = self.blobs.size(sha256)
+                size = event.blob_size if event.blob_size is not None else self.blobs.size(sha256)
             audit.append(
                 session,
                 actor=caller.code,
                 action="fetch",
-                document_id=document.id,
-                detail={"item_id": delivery.id, "kind": delivery.kind, "sha256": sha256},
+                document_id=item.document_id,
+                detail={"item_id": item.id, "kind": item.kind, "sha256": sha256},
                 at=now,
             )
-            return FetchedItem(delivery.id, delivery.kind, document.id, sha256, size, self.blobs.path(sha256))
+            return FetchedItem(item.id, item.kind, item.document_id, sha256, size, self.blobs.path(sha256))
 
     def acknowledge(self, caller: Caller, item_id: str) -> None:
         """Take an item off the caller's pending list for good (idempotent)."""
+        self.acknowledge_many(caller, [item_id])
+
+    def acknowledge_many(self, caller: Caller, item_ids: Sequence[str]) -> int:
+        """Take several of the caller's items off its pending list at once; return how many were pending.
+
+        All or nothing: an id that is not the caller's item (or was withdrawn) is refused with
+        NotFound naming the first such id, and nothing is acknowledged. Acknowledging an item
+        again changes nothing. One UPDATE for all the items when each is the caller's and pending.
+        """
+        wanted = list(dict.fromkeys(item_ids))
+        if not wanted:
+            return 0
         now = self.clock()
         with self.db.transaction() as session:
-            delivery = self._own_delivery(session, caller, item_id)
-            if delivery.state == queue.ACKED:
-                return
-            queue.acknowledge(session, delivery, now)
-            audit.append(
-                session,
-                actor=caller.code,
-                action="ack",
-                document_id=delivery.document_id,
-                detail={"item_id": delivery.id, "kind": delivery.kind},
-                at=now,
-            )
-
-    def _own_delivery(self, session: Session, caller: Caller, item_id: str) -> Delivery:
-        delivery = queue.get_for_agency(session, item_id, caller.agency_id)
-        if delivery is None:
-            raise NotFound(
-                f"No item '{item_id}' is addressed to {caller.code}. Use an itemId from getPendingDocuments."
-            )
-        if delivery.state == queue.WITHDRAWN:
-            raise _withdrawn(item_id)
-        return delivery
+            acked = queue.acknowledge_items(session, wanted, caller.agency_id, now)
+            if len(acked) < len(wanted):
+                done = {item.id for item in acked}
+                known = queue.states(session, [i for i in wanted if i not in done], caller.agency_id)
+                for item_id in wanted:
+                    if item_id in done:
+                        continue
+                    state = known.get(item_id)
+                    if state is None:
+                        raise _not_addressed(caller, item_id)
+                    if state == queue.WITHDRAWN:
+                        raise _withdrawn(item_id)
+            for item in acked:
+                audit.append(
+                    session,
+                    actor=caller.code,
+                    action="ack",
+                    document_id=item.document_id,
+                    detail={"item_id": item.id, "kind": item.kind},
+                    at=now,
+                )
+            return len(acked)
 
     # -- status (gateway.exchange.statuses) --------------------------------------------------
 
@@ -470,6 +540,10 @@ def _resolve_recipients(session: Session, message: DocumentMessage) -> list[tupl
             "Check the codes with getAgencies; nothing was sent."
         )
     return [(active[c], c) for c in codes]
+
+
+def _not_addressed(caller: Caller, item_id: str) -> NotFound:
+    return NotFound(f"No item '{item_id}' is addressed to {caller.code}. Use an itemId from getPendingDocuments.")
 
 
 def _withdrawn(item_id: str) -> NotFound:

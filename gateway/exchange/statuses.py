@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from typing import Any
 
 from sqlalchemy import Row, bindparam, insert, select
 from sqlalchemy.orm import Session, aliased
@@ -31,7 +32,7 @@ VIETNAM_TIME = timezone(timedelta(hours=7), "ICT")
 
 _EVENTS = StatusEvent.__table__
 _Sender = aliased(Agency)
-_SUBJECT = (
+SUBJECT = (
     select(
         Document.id,
         Document.sender_id,
@@ -45,6 +46,7 @@ _SUBJECT = (
     .join(_Sender, _Sender.id == Document.sender_id)
     .where(Document.id == bindparam("document_id"))
 )
+"""A status message's :class:`Subject` (its first eight columns; callers may add columns after them)."""
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,8 @@ class Subject:
         return self.sender.agency_id
 
     @classmethod
-    def of(cls, row: Row[tuple[str, int, str, str, str, str, str, date]]) -> Subject:
-        document_id, sender_id, sender_code, sender_name, number, notation, edxml_id, promulgated = row
+    def of(cls, row: Row[Any]) -> Subject:
+        document_id, sender_id, sender_code, sender_name, number, notation, edxml_id, promulgated = row[:8]
         return cls(
             document_id, Party(sender_id, sender_code, sender_name), f"{number}/{notation}", edxml_id, promulgated
         )
@@ -84,7 +86,7 @@ class Subject:
 
 def subject_of(session: Session, document_id: str) -> Subject | None:
     """The document a status is about, in one query (its sender's code included)."""
-    row = session.execute(_SUBJECT, {"document_id": document_id}).first()
+    row = session.execute(SUBJECT, {"document_id": document_id}).first()
     return Subject.of(row) if row is not None else None
 
 
@@ -202,9 +204,10 @@ class Statuses:
             .join(Agency, Agency.id == Recipient.agency_id)
             .where(Recipient.document_id == original.id)
             .order_by(Recipient.id)
-            .with_for_update(of=Recipient)
         ).all()
         concerned = [(r, code, name) for r, code, name in rows if agency_ids is None or r.agency_id in agency_ids]
+        # Rows are locked in the order a fetch locks them, queue item first, then the copy (its 01):
+        # the copies are read unlocked here and only written (locked) after the withdrawal.
         withdrawn = queue.withdraw(session, original.id, [r.agency_id for r, _, _ in concerned], now)
         unfetched = {d.agency_id for d in withdrawn}
         notified: list[str] = []
