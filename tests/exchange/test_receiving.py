@@ -86,3 +86,15 @@ def test_a_withdrawn_item_cannot_be_fetched_or_acknowledged(service, callers: Ca
     with service.db.transaction(readonly=True) as session:
         assert session.scalar(select(Delivery.fetched_at).where(Delivery.id == item.item_id)) is None
     assert states(service)[item.item_id] == queue.WITHDRAWN
+
+
+def test_a_status_message_stored_before_migration_0003_is_sized_from_its_file(service, callers: Callers) -> None:
+    send(service, callers, "1")
+    service.fetch(callers.recipient, service.pending(callers.recipient)[0].item_id)
+    with service.db.transaction() as session:
+        event = session.scalars(select(StatusEvent)).one()
+        stored_size, event.blob_size = event.blob_size, None
+    assert stored_size == service.blobs.size(event.blob_sha256)
+    item = service.pending(callers.sender)[0]
+    assert item.size == stored_size
+    assert service.fetch(callers.sender, item.item_id).size == stored_size
