@@ -109,6 +109,12 @@ class SignatureRequired(ClientError):
     code = "Client.SignatureRequired"
 
 
+class DocumentIdConflict(ClientError):
+    """The sender already sent a different document under this DocumentId: a resend must be the same bytes."""
+
+    code = "Client.DocumentIdConflict"
+
+
 class ServerError(GatewayError):
     """The gateway could not complete the request; the client may retry later."""
 

@@ -24,6 +24,7 @@ import zeep.exceptions
 from prometheus_client import CollectorRegistry, multiprocess, values
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import event
+from support.queue_counts import pending_counts
 from web.web_support import (
     CAO_BANG,
     NGHE_AN,
@@ -43,7 +44,6 @@ from gateway import metrics as gateway_metrics
 from gateway.config import Settings
 from gateway.metrics import StoreCollector, prepare_multiprocess_dir
 from gateway.store.database import Database
-from gateway.store.queue import pending_counts
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

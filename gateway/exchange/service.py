@@ -11,32 +11,30 @@ A crash therefore leaves at worst an unreferenced blob, never a row pointing at 
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import bindparam, insert, or_, select
+from sqlalchemy import Row, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from gateway.config import Settings
-from gateway.edxml import read_document, status_bytes
-from gateway.edxml.model import DocumentMessage, Organization, ResponseFor, StaffInfo, StatusMessage
+from gateway.edxml import read_document
+from gateway.edxml.model import DocumentMessage, StaffInfo
 from gateway.edxml.signature import verify_signature
 from gateway.errors import (
     AuthenticationFailed,
-    Forbidden,
-    IllegalTransition,
-    InvalidStatus,
+    DocumentIdConflict,
     NotFound,
     SenderMismatch,
     ServerError,
     SignatureRequired,
     UnknownRecipient,
 )
-from gateway.exchange import workflow
 from gateway.exchange.credentials import secret_matches
 from gateway.exchange.results import (
     AgencyView,
@@ -47,10 +45,12 @@ from gateway.exchange.results import (
     StatusEntry,
     StatusReceipt,
 )
+from gateway.exchange.statuses import SUBJECT, VIETNAM_TIME, Party, Statuses, Subject
+from gateway.exchange.workflow import Status
 from gateway.store import audit, nonces, queue
-from gateway.store.blobs import BlobStore
+from gateway.store.blobs import CHUNK_SIZE, BlobStore
 from gateway.store.database import Database
-from gateway.store.models import Agency, Credential, Delivery, Document, Recipient, StatusEvent
+from gateway.store.models import Agency, Credential, Delivery, Document, Recipient, StatusEvent, UTCDateTime
 
 Clock = Callable[[], datetime]
 
@@ -66,12 +66,62 @@ _LIVE_CREDENTIALS = (
         or_(Credential.expires_at.is_(None), Credential.expires_at > bindparam("now")),
     )
 )
-_SENT_DOCUMENT = select(Document.id, Document.signer).where(
+_SENT_DOCUMENT = select(Document.id, Document.signer, Document.blob_sha256, Document.created_at).where(
     Document.sender_id == bindparam("sender_id"), Document.edxml_document_id == bindparam("edxml_id")
 )
 _ACTIVE_AGENCIES = select(Agency.code, Agency.id).where(
     Agency.code.in_(bindparam("codes", expanding=True)), Agency.active.is_(True)
 )
+
+_Sender, _Reporter = aliased(Agency), aliased(Agency)
+_PENDING_VIEWS = (
+    select(
+        Delivery.id.label("item_id"),
+        Delivery.kind,
+        Delivery.created_at,
+        Delivery.lease_until,
+        Delivery.attempts,
+        Document.id.label("document_id"),
+        Document.edxml_document_id,
+        _Sender.code.label("sender_code"),
+        _Sender.name.label("sender_name"),
+        Document.code_number,
+        Document.code_notation,
+        Document.subject,
+        Document.promulgation_date,
+        Document.due_date,
+        Document.priority,
+        Document.business_type,
+        Document.size,
+        Document.signer,
+        StatusEvent.code.label("status_code"),
+        StatusEvent.blob_sha256.label("event_sha256"),
+        StatusEvent.blob_size.label("event_size"),
+        _Reporter.code.label("status_from"),
+    )
+    .join(Document, Document.id == Delivery.document_id)
+    .join(_Sender, _Sender.id == Document.sender_id)
+    .outerjoin(StatusEvent, StatusEvent.id == Delivery.status_event_id)
+    .outerjoin(_Reporter, _Reporter.id == StatusEvent.reporter_agency_id)
+    .where(Delivery.id.in_(bindparam("ids", expanding=True)))
+)
+"""Everything a poll lists about its leased items, in one query for any number of them."""
+
+_DOCUMENT_TO_FETCH = SUBJECT.add_columns(Document.blob_sha256, Document.size)
+"""A fetched document's file, and what its 01 status message says about it."""
+_RECIPIENTS = Recipient.__table__
+_ARRIVED = (
+    update(_RECIPIENTS)
+    .where(
+        _RECIPIENTS.c.document_id == bindparam("copy_of"),
+        _RECIPIENTS.c.agency_id == bindparam("held_by"),
+        _RECIPIENTS.c.status.is_(None),
+    )
+    .values(status=Status.ARRIVED.value, status_at=bindparam("arrived_at", type_=UTCDateTime()))
+    .returning(_RECIPIENTS.c.id)
+)
+"""Record 01 on the first fetch of a copy; atomic, so two concurrent first fetches record it once."""
+_EVENT_BLOB = select(StatusEvent.blob_sha256, StatusEvent.blob_size).where(StatusEvent.id == bindparam("event_id"))
 
 
 class StagedDocument(Protocol):
@@ -86,8 +136,7 @@ class StagedDocument(Protocol):
     def commit(self) -> tuple[str, int]: ...
 
     def discard(self) -> None: ...
-VIETNAM_TIME = timezone(timedelta(hours=7), "ICT")
-"""edXML timestamps carry no zone; QCVN 102 senders write Vietnam local time (UTC+7, no DST)."""
+
 
 
 def utc_now() -> datetime:
@@ -116,6 +165,7 @@ class ExchangeService:
         self.blobs = blobs
         self.settings = settings
         self.clock = clock
+        self.statuses = Statuses(db, blobs, lambda: self.clock())
 
     # -- identity ---------------------------------------------------------------------------
 
@@ -176,7 +226,7 @@ class ExchangeService:
             )
 
     def agencies(self, parent_code: str | None = None) -> list[AgencyView]:
-        """The directory (optionally one agency's direct children), ordered by code."""
+        """The directory (optionally one agency's direct children), ordered by level, then code."""
         with self.db.transaction(readonly=True) as session:
             query = select(Agency).order_by(Agency.level, Agency.code)
             if parent_code:
@@ -194,8 +244,10 @@ class ExchangeService:
     def send_document(self, caller: Caller, staged: StagedDocument) -> SendReceipt:
         """Validate the staged edXML file, store it once, and queue it for every addressee.
 
-        The staged file becomes the stored blob without being copied. Resending the same
-        (sender, DocumentId) returns the first receipt and stores nothing.
+        The staged file becomes the stored blob without being copied. Resending the same bytes
+        under the same (sender, DocumentId) returns the first receipt and stores nothing; other
+        bytes under a DocumentId already used are refused (DocumentIdConflict), since answering
+        "duplicate" would silently drop the new document and any recipient it adds.
         """
         message = read_document(staged.temp_path)
         if message.sender.organ_id != caller.code:
@@ -205,9 +257,10 @@ class ExchangeService:
             )
         edxml_id = message.document_id or _conventional_document_id(message)
         with self.db.transaction(readonly=True) as session:
-            existing = _existing_receipt(session, caller, edxml_id)
-            if existing is not None:
-                return existing
+            sent = session.execute(_SENT_DOCUMENT, {"sender_id": caller.agency_id, "edxml_id": edxml_id}).first()
+            if sent is not None:
+                _refuse_other_content(sent, edxml_id, _file_sha256(staged.temp_path), staged)
+                return _receipt_of(session, sent, edxml_id)
             signer = self._check_signature(caller, message.signed, staged.temp_path)
             recipients = _resolve_recipients(session, message)
             original = self._superseded_document(session, caller, message)
@@ -220,11 +273,17 @@ class ExchangeService:
                     session, caller, message, edxml_id, sha256, size, recipients, original, signer
                 )
         except IntegrityError:
+            # A concurrent send with the same (sender, DocumentId) committed first. The staged file
+            # is already stored under its sha256: with the same bytes it is that document's blob;
+            # with other bytes it stays unreferenced, like the blob of a send cut short by a crash.
             with self.db.transaction(readonly=True) as session:
-                existing = _existing_receipt(session, caller, edxml_id)
-            if existing is None:
-                raise
-            return existing
+                sent = session.execute(
+                    _SENT_DOCUMENT, {"sender_id": caller.agency_id, "edxml_id": edxml_id}
+                ).first()
+                if sent is None:
+                    raise
+                _refuse_other_content(sent, edxml_id, sha256, staged)
+                return _receipt_of(session, sent, edxml_id)
 
     def _check_signature(self, caller: Caller, signed: bool, staged: Path) -> str | None:
         """The verified signer, or None for an unsigned document the sender may send unsigned.
@@ -329,107 +388,138 @@ class ExchangeService:
         if original is not None:
             if message.business.doc_type == 1:
                 original.recalled_at = now
-            self._request_take_back(session, original, {agency_id for agency_id, _ in recipients}, now, notice=None)
+            self.statuses.take_back(session, original, {agency_id for agency_id, _ in recipients}, now, notice=None)
         return SendReceipt(document_id, edxml_id, codes, duplicate=False, signer=signer)
 
     # -- receiving --------------------------------------------------------------------------
 
     def pending(self, caller: Caller, limit: int | None = None) -> list[PendingItem]:
-        """Lease up to ``limit`` waiting items; they stay hidden from other pulls until the lease ends."""
+        """Lease up to ``limit`` waiting items; they stay hidden from other pulls until the lease ends.
+
+        Most polls find nothing, so a poll first asks, without any lock, whether anything is
+        available; only then does it take the write transaction that leases. Leasing and loading
+        the listed items cost two statements whatever their number.
+        """
         cap = self.settings.max_pending_items
         limit = cap if not limit or limit <= 0 else min(limit, cap)
         now = self.clock()
+        with self.db.transaction(readonly=True) as session:
+            if not queue.has_available(session, caller.agency_id, now):
+                return []
         with self.db.transaction() as session:
             leased = queue.lease_pending(session, caller.agency_id, limit, self.settings.lease_seconds, now)
-            return [self._pending_view(d) for d in leased]
+            if not leased:
+                return []
+            rows = session.execute(_PENDING_VIEWS, {"ids": [d.id for d in leased]})
+            views = {row.item_id: row for row in rows}
+        return [self._pending_view(views[d.id]) for d in leased]
 
-    def _pending_view(self, delivery: Delivery) -> PendingItem:
-        document = delivery.document
-        event = delivery.status_event
-        assert delivery.lease_until is not None
-        if event is not None and event.blob_sha256 is not None:
-            size = self.blobs.size(event.blob_sha256)
-        else:
-            size = document.size
+    def _pending_view(self, row: Row[Any]) -> PendingItem:
+        size = row.size
+        if row.event_sha256 is not None:
+            # Status messages are sized when stored (migration 0003); older rows may lack it.
+            size = row.event_size if row.event_size is not None else self.blobs.size(row.event_sha256)
         return PendingItem(
-            item_id=delivery.id,
-            kind=delivery.kind,
-            document_id=document.id,
-            edxml_document_id=document.edxml_document_id,
-            sender_code=document.sender.code,
-            sender_name=document.sender.name,
-            code=f"{document.code_number}/{document.code_notation}",
-            subject=document.subject,
-            promulgation_date=document.promulgation_date,
-            due_date=document.due_date,
-            priority=document.priority,
-            business_type=document.business_type,
-            status_code=event.code if event else None,
-            status_from=event.reporter_agency.code if event else None,
+            item_id=row.item_id,
+            kind=row.kind,
+            document_id=row.document_id,
+            edxml_document_id=row.edxml_document_id,
+            sender_code=row.sender_code,
+            sender_name=row.sender_name,
+            code=f"{row.code_number}/{row.code_notation}",
+            subject=row.subject,
+            promulgation_date=row.promulgation_date,
+            due_date=row.due_date,
+            priority=row.priority,
+            business_type=row.business_type,
+            status_code=row.status_code,
+            status_from=row.status_from,
             size=size,
-            queued_at=delivery.created_at,
-            lease_expires_at=delivery.lease_until,
-            attempts=delivery.attempts,
-            signer=document.signer,
+            queued_at=row.created_at,
+            lease_expires_at=row.lease_until,
+            attempts=row.attempts,
+            signer=row.signer,
         )
 
     def fetch(self, caller: Caller, item_id: str) -> FetchedItem:
-        """Locate an item's edXML file; the first fetch of a document records 01 (arrived)."""
+        """Locate an item's edXML file; the first fetch of a document records 01 (arrived).
+
+        One UPDATE marks and reads the item, one SELECT finds its file; the first fetch of a
+        document adds the 01: a conditional UPDATE of the copy and the status message's rows.
+        """
         now = self.clock()
         with self.db.transaction() as session:
-            delivery = self._own_delivery(session, caller, item_id)
-            queue.mark_fetched(session, delivery, now)
-            if delivery.state == queue.WITHDRAWN:
+            item = queue.fetch_item(session, item_id, caller.agency_id, now)
+            if item is None:
+                raise _not_addressed(caller, item_id)
+            if item.state == queue.WITHDRAWN:
                 raise _withdrawn(item_id)
-            document = delivery.document
-            if delivery.kind == queue.KIND_DOCUMENT:
-                sha256, size = document.blob_sha256, document.size
-                recipient = _recipient_row(session, document.id, caller.agency_id, lock=True)
-                if recipient is not None and recipient.status is None:
-                    self._record_status(session, document, recipient, caller.agency_id, "01", None, None, now)
+            if item.kind == queue.KIND_DOCUMENT:
+                row = session.execute(_DOCUMENT_TO_FETCH, {"document_id": item.document_id}).one()
+                sha256, size = row.blob_sha256, row.size
+                arrived = session.execute(
+                    _ARRIVED, {"copy_of": item.document_id, "held_by": caller.agency_id, "arrived_at": now}
+                ).first()
+                if arrived is not None:
+                    me = Party.of(caller)
+                    self.statuses.record(
+                        session, Subject.of(row), about=me, reporter=me, code=Status.ARRIVED, description=None,
+                        staff=None, now=now,
+                    )
             else:
-                event = delivery.status_event
-                assert event is not None and event.blob_sha256 is not None
+                event = session.execute(_EVENT_BLOB, {"event_id": item.status_event_id}).one()
                 sha256 = event.blob_sha256
-                size = self.blobs.size(sha256)
+                size = event.blob_size if event.blob_size is not None else self.blobs.size(sha256)
             audit.append(
                 session,
                 actor=caller.code,
                 action="fetch",
-                document_id=document.id,
-                detail={"item_id": delivery.id, "kind": delivery.kind, "sha256": sha256},
+                document_id=item.document_id,
+                detail={"item_id": item.id, "kind": item.kind, "sha256": sha256},
                 at=now,
             )
-            return FetchedItem(delivery.id, delivery.kind, document.id, sha256, size, self.blobs.path(sha256))
+            return FetchedItem(item.id, item.kind, item.document_id, sha256, size, self.blobs.path(sha256))
 
     def acknowledge(self, caller: Caller, item_id: str) -> None:
         """Take an item off the caller's pending list for good (idempotent)."""
+        self.acknowledge_many(caller, [item_id])
+
+    def acknowledge_many(self, caller: Caller, item_ids: Sequence[str]) -> int:
+        """Take several of the caller's items off its pending list at once; return how many were pending.
+
+        All or nothing: an id that is not the caller's item (or was withdrawn) is refused with
+        NotFound naming the first such id, and nothing is acknowledged. Acknowledging an item
+        again changes nothing. One UPDATE for all the items when each is the caller's and pending.
+        """
+        wanted = list(dict.fromkeys(item_ids))
+        if not wanted:
+            return 0
         now = self.clock()
         with self.db.transaction() as session:
-            delivery = self._own_delivery(session, caller, item_id)
-            if delivery.state == queue.ACKED:
-                return
-            queue.acknowledge(session, delivery, now)
-            audit.append(
-                session,
-                actor=caller.code,
-                action="ack",
-                document_id=delivery.document_id,
-                detail={"item_id": delivery.id, "kind": delivery.kind},
-                at=now,
-            )
+            acked = queue.acknowledge_items(session, wanted, caller.agency_id, now)
+            if len(acked) < len(wanted):
+                done = {item.id for item in acked}
+                known = queue.states(session, [i for i in wanted if i not in done], caller.agency_id)
+                for item_id in wanted:
+                    if item_id in done:
+                        continue
+                    state = known.get(item_id)
+                    if state is None:
+                        raise _not_addressed(caller, item_id)
+                    if state == queue.WITHDRAWN:
+                        raise _withdrawn(item_id)
+            for item in acked:
+                audit.append(
+                    session,
+                    actor=caller.code,
+                    action="ack",
+                    document_id=item.document_id,
+                    detail={"item_id": item.id, "kind": item.kind},
+                    at=now,
+                )
+            return len(acked)
 
-    def _own_delivery(self, session: Session, caller: Caller, item_id: str) -> Delivery:
-        delivery = queue.get_for_agency(session, item_id, caller.agency_id)
-        if delivery is None:
-            raise NotFound(
-                f"No item '{item_id}' is addressed to {caller.code}. Use an itemId from getPendingDocuments."
-            )
-        if delivery.state == queue.WITHDRAWN:
-            raise _withdrawn(item_id)
-        return delivery
-
-    # -- status -----------------------------------------------------------------------------
+    # -- status (gateway.exchange.statuses) --------------------------------------------------
 
     def update_status(
         self,
@@ -439,210 +529,45 @@ class ExchangeService:
         description: str | None = None,
         staff: StaffInfo | None = None,
     ) -> StatusReceipt:
-        """Record a status the caller reports about a document, and queue its status message.
-
-        Recipients report 01-06 about their copy and answer a take-back request with 15/16;
-        the sender reports 13 to recall the document from every recipient.
-        """
-        code = (code or "").strip()
-        workflow.check_known(code)
-        description = (description or "").strip() or None
-        if code in ("02", "16") and not description:
-            raise InvalidStatus(f"Status {code} ({workflow.status_name(code)}) needs the reason in description.")
-        now = self.clock()
-        with self.db.transaction() as session:
-            document = session.get(Document, document_id)
-            if document is None:
-                raise _document_not_found(document_id)
-            recipient = _recipient_row(session, document.id, caller.agency_id, lock=True)
-            if code == workflow.RECALL_REQUEST:
-                if document.sender_id != caller.agency_id:
-                    if recipient is None:
-                        raise _document_not_found(document_id)
-                    raise Forbidden(
-                        "Only the sender of a document can recall it (13); as a recipient, answer a recall "
-                        "with 15 (agreed) or 16 (refused)."
-                    )
-                document.recalled_at = now
-                notified = self._request_take_back(
-                    session, document, None, now, notice=(description, staff)
-                )
-                return StatusReceipt(document.id, caller.code, code, now, notified)
-            if recipient is None:
-                if document.sender_id == caller.agency_id:
-                    raise Forbidden(
-                        "You sent this document; recipients report its processing status. "
-                        "To take it back, report 13 (recall)."
-                    )
-                raise _document_not_found(document_id)
-            if code in workflow.RECALL_ANSWERS:
-                if recipient.recall_state != workflow.RECALL_REQUEST:
-                    raise IllegalTransition(
-                        f"Status {code} answers a recall, update or replacement request, and none is "
-                        "pending for your copy of this document."
-                    )
-                recipient.recall_state = code
-            else:
-                workflow.check_recipient_transition(recipient.status, code, recipient.recall_state == "15")
-            notified = self._record_status(
-                session, document, recipient, caller.agency_id, code, description, staff, now
-            )
-            return StatusReceipt(document.id, caller.code, code, now, notified)
+        """Record a status the caller reports about a document (see :meth:`Statuses.update`)."""
+        return self.statuses.update(caller, document_id, code, description, staff)
 
     def history(self, caller: Caller, document_id: str) -> list[StatusEntry]:
         """Every status of a document: all recipients for its sender, its own copy for a recipient."""
-        with self.db.transaction(readonly=True) as session:
-            document = session.get(Document, document_id)
-            if document is None:
-                raise _document_not_found(document_id)
-            query = select(StatusEvent).where(StatusEvent.document_id == document.id)
-            if document.sender_id != caller.agency_id:
-                if _recipient_row(session, document.id, caller.agency_id) is None:
-                    raise _document_not_found(document_id)
-                query = query.where(StatusEvent.recipient_agency_id == caller.agency_id)
-            events = session.scalars(query.order_by(StatusEvent.reported_at, StatusEvent.id))
-            return [
-                StatusEntry(
-                    document_id=document.id,
-                    recipient_code=e.recipient_agency.code,
-                    recipient_name=e.recipient_agency.name,
-                    status_code=e.code,
-                    status_name=workflow.status_name(e.code),
-                    description=e.description,
-                    staff_department=e.staff_department,
-                    staff_name=e.staff_name,
-                    reporter_code=e.reporter_agency.code,
-                    reported_at=e.reported_at,
-                )
-                for e in events
-            ]
-
-    def _request_take_back(
-        self,
-        session: Session,
-        original: Document,
-        agency_ids: set[int] | None,
-        now: datetime,
-        notice: tuple[str | None, StaffInfo | None] | None,
-    ) -> tuple[str, ...]:
-        """Recall (13) or supersede (BussinessDocType 1/2/3) ``original`` for some or all recipients.
-
-        Copies never fetched are withdrawn from the queue and answered 15 by the gateway itself;
-        fetched copies await the recipient's 15/16. With ``notice`` set (a 13 from the sender),
-        each of those recipients also gets a status-13 message in its queue.
-        """
-        notified: list[str] = []
-        unfetched = {
-            d.agency_id
-            for d in queue.withdraw(
-                session,
-                original.id,
-                [r.agency_id for r in original.recipients if agency_ids is None or r.agency_id in agency_ids],
-                now,
-            )
-        }
-        for recipient in original.recipients:
-            if agency_ids is not None and recipient.agency_id not in agency_ids:
-                continue
-            if recipient.status == "02" or recipient.recall_state == "15":
-                continue
-            if recipient.agency_id in unfetched:
-                recipient.recall_state = "15"
-                self._record_status(
-                    session, original, recipient, recipient.agency_id, "15",
-                    "Withdrawn by the gateway before the recipient fetched it.", None, now,
-                )
-                continue
-            recipient.recall_state = workflow.RECALL_REQUEST
-            if notice is not None:
-                description, staff = notice
-                self._record_status(
-                    session, original, recipient, original.sender_id, "13", description, staff, now,
-                    notify_agency_id=recipient.agency_id,
-                )
-                notified.append(recipient.agency.code)
-        audit.append(
-            session,
-            actor=original.sender.code,
-            action="take_back",
-            document_id=original.id,
-            detail={"withdrawn_unfetched": sorted(unfetched), "asked": notified},
-            at=now,
-        )
-        return tuple(notified)
-
-    def _record_status(
-        self,
-        session: Session,
-        document: Document,
-        recipient: Recipient,
-        reporter_id: int,
-        code: str,
-        description: str | None,
-        staff: StaffInfo | None,
-        now: datetime,
-        notify_agency_id: int | None = None,
-    ) -> tuple[str, ...]:
-        """Build, validate and store the status message, record the event, queue it for one agency.
-
-        By default the message goes to the document's sender (a recipient reporting); a recall
-        notice (13) goes to the recipient instead.
-        """
-        reporter = session.get_one(Agency, reporter_id)
-        message = StatusMessage(
-            sender=Organization(reporter.code, reporter.name),
-            response_for=ResponseFor(
-                organ_id=document.sender.code,
-                code=f"{document.code_number}/{document.code_notation}",
-                document_id=document.edxml_document_id,
-                promulgation_date=document.promulgation_date,
-            ),
-            status_code=code,
-            timestamp=now.astimezone(VIETNAM_TIME).replace(microsecond=0),
-            staff=staff,
-            description=description,
-        )
-        sha256, _ = self.blobs.put_bytes(status_bytes(message))
-        event = StatusEvent(
-            document_id=document.id,
-            recipient_agency_id=recipient.agency_id,
-            reporter_agency_id=reporter_id,
-            code=code,
-            description=description,
-            staff_department=staff.department if staff else None,
-            staff_name=staff.staff if staff else None,
-            staff_email=staff.email if staff else None,
-            staff_mobile=staff.mobile if staff else None,
-            reported_at=now,
-            blob_sha256=sha256,
-        )
-        session.add(event)
-        if code in workflow.PROCESSING_CODES:
-            recipient.status = code
-            recipient.status_at = now
-        session.flush()
-        target_id = notify_agency_id if notify_agency_id is not None else document.sender_id
-        queue.enqueue(session, target_id, queue.KIND_STATUS, document.id, status_event_id=event.id, now=now)
-        audit.append(
-            session,
-            actor=reporter.code,
-            action="status",
-            document_id=document.id,
-            detail={"code": code, "recipient": recipient.agency.code, "sha256": sha256},
-            at=now,
-        )
-        return (session.get_one(Agency, target_id).code,)
+        return self.statuses.history(caller, document_id)
 
 
-def _existing_receipt(session: Session, caller: Caller, edxml_id: str) -> SendReceipt | None:
-    """The receipt of the caller's earlier document with this DocumentId, if it sent one.
+def _file_sha256(path: Path) -> str:
+    """The sha256 of a staged file. Only a resend pays for this second read: a new document's hash is
+    computed as it is written."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK_SIZE):
+            digest.update(chunk)
+    return digest.hexdigest()
 
-    Asked on every send, so it selects two columns rather than loading a Document.
+
+def _refuse_other_content(sent: Row[Any], edxml_id: str, staged_sha256: str, staged: StagedDocument) -> None:
+    """Let a resend of the same bytes through; refuse other bytes under a DocumentId already used.
+
+    Either way the staged file is not stored again (``discard`` leaves an already committed blob alone).
     """
-    found = session.execute(_SENT_DOCUMENT, {"sender_id": caller.agency_id, "edxml_id": edxml_id}).first()
-    if found is None:
-        return None
-    document_id, signer = found
+    document_id, _signer, stored_sha256, sent_at = sent
+    staged.discard()
+    if staged_sha256 == stored_sha256:
+        return
+    when = sent_at.astimezone(VIETNAM_TIME).strftime("%d/%m/%Y %H:%M:%S")
+    raise DocumentIdConflict(
+        f"DocumentId '{edxml_id}' was already used by your agency for another document: gateway id "
+        f"{document_id}, sent {when} Vietnam time (UTC+7), with different content. Nothing was sent. Give "
+        "this document its own DocumentId; to update or replace the earlier one, send it with "
+        "Bussiness/BussinessDocType 2 or 3 and the earlier DocumentId in Bussiness/DocumentId."
+    )
+
+
+def _receipt_of(session: Session, sent: Row[Any], edxml_id: str) -> SendReceipt:
+    """The first receipt again, for a resend of the same document."""
+    document_id, signer, _sha256, _sent_at = sent
     codes = session.scalars(
         select(Agency.code)
         .join(Recipient, Recipient.agency_id == Agency.id)
@@ -671,19 +596,9 @@ def _resolve_recipients(session: Session, message: DocumentMessage) -> list[tupl
     return [(active[c], c) for c in codes]
 
 
-def _recipient_row(session: Session, document_id: str, agency_id: int, lock: bool = False) -> Recipient | None:
-    query = select(Recipient).where(Recipient.document_id == document_id, Recipient.agency_id == agency_id)
-    if lock:
-        query = query.with_for_update()
-    return session.scalar(query)
+def _not_addressed(caller: Caller, item_id: str) -> NotFound:
+    return NotFound(f"No item '{item_id}' is addressed to {caller.code}. Use an itemId from getPendingDocuments.")
 
 
 def _withdrawn(item_id: str) -> NotFound:
     return NotFound(f"Item '{item_id}' was withdrawn by its sender (recalled or replaced) before you fetched it.")
-
-
-def _document_not_found(document_id: str) -> NotFound:
-    return NotFound(
-        f"No document '{document_id}' was sent by or to your agency. Use the documentId from sendDocument "
-        "or getPendingDocuments."
-    )

@@ -157,6 +157,8 @@ class StatusEvent(Base):
     staff_mobile: Mapped[str | None] = mapped_column(String(50))
     reported_at: Mapped[datetime] = mapped_column(UTCDateTime())
     blob_sha256: Mapped[str | None] = mapped_column(String(64))
+    blob_size: Mapped[int | None] = mapped_column(BigInteger)
+    """Size of the status message's blob, so a poll lists it without a stat() (migration 0003_exchange)."""
 
     recipient_agency: Mapped[Agency] = relationship(foreign_keys=[recipient_agency_id])
     reporter_agency: Mapped[Agency] = relationship(foreign_keys=[reporter_agency_id])

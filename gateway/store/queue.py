@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, insert, or_, select
+from sqlalchemy import ColumnElement, and_, bindparam, case, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from gateway.store.models import Delivery
+from gateway.store.models import Delivery, UTCDateTime
+
+_TIME = UTCDateTime()
 
 KIND_DOCUMENT = "document"
 KIND_STATUS = "status"
@@ -85,6 +88,44 @@ def enqueue_many(session: Session, agency_ids: Sequence[int], kind: str, documen
     )
 
 
+def enqueue_status(session: Session, agency_id: int, document_id: str, status_event_id: int, now: datetime) -> str:
+    """Queue a status message for one agency with a plain INSERT (no entity); return the item id."""
+    item_id = str(uuid.uuid4())
+    session.execute(
+        insert(Delivery.__table__),
+        {
+            "id": item_id,
+            "agency_id": agency_id,
+            "kind": KIND_STATUS,
+            "document_id": document_id,
+            "status_event_id": status_event_id,
+            "state": PENDING,
+            "attempts": 0,
+            "created_at": _require_aware(now),
+        },
+    )
+    return item_id
+
+
+def _available(agency_id: int, now: datetime) -> tuple[ColumnElement[bool], ...]:
+    """Pending and not under a live lease: what a poll may hand out (served by ``ix_deliveries_queue``)."""
+    return (
+        Delivery.agency_id == agency_id,
+        Delivery.state == PENDING,
+        or_(Delivery.lease_until.is_(None), Delivery.lease_until <= now),
+    )
+
+
+def has_available(session: Session, agency_id: int, now: datetime) -> bool:
+    """Whether the agency has any item a poll could lease, read without locking anything.
+
+    Most polls find nothing; asking first, in a read-only transaction, spares them the write lock
+    (``BEGIN IMMEDIATE`` on SQLite, row locks on PostgreSQL) that leasing takes.
+    """
+    now = _require_aware(now)
+    return session.execute(select(Delivery.id).where(*_available(agency_id, now)).limit(1)).first() is not None
+
+
 def lease_pending(
     session: Session, agency_id: int, limit: int, lease_seconds: int, now: datetime
 ) -> list[Delivery]:
@@ -92,31 +133,29 @@ def lease_pending(
 
     Available means pending and not under a live lease (``lease_until`` null or ``<= now``). Each
     returned item gets ``lease_until = now + lease_seconds`` and ``attempts + 1``; no concurrent
-    caller receives it until that lease expires.
+    caller receives it until that lease expires. One statement whatever ``limit`` is: an UPDATE of
+    the rows a ``FOR UPDATE SKIP LOCKED`` subquery picked, RETURNING them; the result is oldest first.
     """
     if limit <= 0:
         return []
     now = _require_aware(now)
-    query = (
-        select(Delivery)
-        .where(
-            Delivery.agency_id == agency_id,
-            Delivery.state == PENDING,
-            or_(Delivery.lease_until.is_(None), Delivery.lease_until <= now),
-        )
+    chosen = (
+        select(Delivery.id)
+        .where(*_available(agency_id, now))
         .order_by(Delivery.created_at, Delivery.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
-        # The lease columns must reflect the row as locked, not a stale identity-map copy.
-        .execution_options(populate_existing=True)
     )
-    items = list(session.scalars(query))
     until = now + timedelta(seconds=lease_seconds)
-    for item in items:
-        item.lease_until = until
-        item.attempts += 1
-    session.flush()
-    return items
+    leased = session.scalars(
+        update(Delivery)
+        .where(Delivery.id.in_(chosen.scalar_subquery()))
+        .values(lease_until=until, attempts=Delivery.attempts + 1)
+        .returning(Delivery)
+        # The lease columns must reflect the row as updated, not a stale identity-map copy.
+        .execution_options(populate_existing=True, synchronize_session=False)
+    ).all()
+    return sorted(leased, key=lambda d: (d.created_at, d.id))
 
 
 def get_for_agency(session: Session, delivery_id: str, agency_id: int) -> Delivery | None:
@@ -161,6 +200,69 @@ def mark_fetched(session: Session, delivery: Delivery, now: datetime) -> Deliver
     return delivery
 
 
+@dataclass(frozen=True)
+class Item:
+    """A queue item as the receiving calls see it, read in the statement that changed it."""
+
+    id: str
+    kind: str
+    document_id: str
+    status_event_id: int | None
+    state: str
+
+
+_TABLE = Delivery.__table__
+_ITEM_COLUMNS = (_TABLE.c.id, _TABLE.c.kind, _TABLE.c.document_id, _TABLE.c.status_event_id, _TABLE.c.state)
+
+
+def fetch_item(session: Session, item_id: str, agency_id: int, now: datetime) -> Item | None:
+    """Record the first download of one of the agency's items (later fetches keep that time); None if
+    the agency has no such item.
+
+    One UPDATE ... RETURNING: it locks the row (PostgreSQL) and reads its committed state in the
+    same round trip, so a concurrent :func:`withdraw` that committed first shows as ``withdrawn``
+    (and a withdrawn item never gets a ``fetched_at``).
+    """
+    now = _require_aware(now)
+    first_fetch = case(
+        (and_(_TABLE.c.fetched_at.is_(None), _TABLE.c.state != WITHDRAWN), bindparam("now", now, type_=_TIME)),
+        else_=_TABLE.c.fetched_at,
+    )
+    row = session.execute(
+        update(_TABLE)
+        .where(_TABLE.c.id == item_id, _TABLE.c.agency_id == agency_id)
+        .values(fetched_at=first_fetch)
+        .returning(*_ITEM_COLUMNS)
+    ).first()
+    return Item(*row) if row is not None else None
+
+
+def acknowledge_items(session: Session, item_ids: Sequence[str], agency_id: int, now: datetime) -> list[Item]:
+    """Acknowledge the agency's pending items among ``item_ids`` in one statement; return those it changed.
+
+    Items already acknowledged keep their first ``acked_at``; withdrawn items and other agencies'
+    items are left alone (the caller tells them apart with :func:`states`).
+    """
+    now = _require_aware(now)
+    if not item_ids:
+        return []
+    rows = session.execute(
+        update(_TABLE)
+        .where(_TABLE.c.id.in_(list(item_ids)), _TABLE.c.agency_id == agency_id, _TABLE.c.state == PENDING)
+        .values(state=ACKED, acked_at=now, lease_until=None)
+        .returning(*_ITEM_COLUMNS)
+    )
+    return [Item(*row) for row in rows]
+
+
+def states(session: Session, item_ids: Sequence[str], agency_id: int) -> dict[str, str]:
+    """The state of each of the agency's items among ``item_ids`` (other agencies' items are absent)."""
+    rows = session.execute(
+        select(Delivery.id, Delivery.state).where(Delivery.id.in_(list(item_ids)), Delivery.agency_id == agency_id)
+    )
+    return {item_id: state for item_id, state in rows}
+
+
 def withdraw(session: Session, document_id: str, agency_ids: Iterable[int], now: datetime) -> list[Delivery]:
     """Take back a document from the given recipients' queues, where it was never fetched.
 
@@ -190,11 +292,3 @@ def withdraw(session: Session, document_id: str, agency_ids: Iterable[int], now:
         item.lease_until = None
     session.flush()
     return items
-
-
-def pending_counts(session: Session) -> dict[int, int]:
-    """Number of pending items per agency (leased or not), for monitoring."""
-    rows = session.execute(
-        select(Delivery.agency_id, func.count()).where(Delivery.state == PENDING).group_by(Delivery.agency_id)
-    )
-    return {agency_id: count for agency_id, count in rows}

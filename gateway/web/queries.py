@@ -328,7 +328,7 @@ class Queues:
 
     deepest: Bounded[QueueDepth]
     pending: int
-    """All pending items; equals ``sum(gateway.store.queue.pending_counts(session).values())``."""
+    """All pending items, leased or not."""
 
 
 def queue_depths(session: Session, now: datetime, limit: int = QUEUE_ROWS) -> Queues:

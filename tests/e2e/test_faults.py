@@ -17,6 +17,7 @@ from support.letters import official_letter
 from support.live import CAO_BANG, DISABLED, HAU_GIANG, NGHE_AN, NS, VPCP, LiveGateway, secret_of
 
 from gateway.config import Settings
+from gateway.store.blobs import BlobStore
 from gateway.store.models import AuditEntry, Delivery, Document, StatusEvent
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -48,11 +49,28 @@ def stored_counts(gateway: LiveGateway) -> tuple[int, ...]:
             session.scalar(select(func.count()).select_from(model))
             for model in (Document, Delivery, StatusEvent, AuditEntry)
         )
-    blob_dir = gateway.settings.blob_dir
-    assert blob_dir is not None
-    blobs = sum(1 for p in blob_dir.rglob("*") if p.is_file() and "staging" not in p.parts and "tmp" not in p.parts)
-    staging = sum(1 for p in (blob_dir / "staging").glob("*")) if (blob_dir / "staging").exists() else 0
+    store = blob_store_of(gateway)
+    blobs = sum(1 for _ in store.iter_blobs())
+    staging = sum(1 for _ in store.tmp_dir.iterdir())  # where requests stage documents: a leftover is a leak
     return (*counts, blobs, staging)
+
+
+def blob_store_of(gateway: LiveGateway) -> BlobStore:
+    assert gateway.settings.blob_dir is not None
+    return BlobStore(gateway.settings.blob_dir)
+
+
+def test_stored_counts_sees_a_file_left_in_staging(live_gateway) -> None:
+    """The counter every refusal test relies on must notice a staged file left behind."""
+    before = stored_counts(live_gateway)
+    staged = blob_store_of(live_gateway).begin()
+    try:
+        staged.write(b"<edXMLEnvelope/>")
+        after = stored_counts(live_gateway)
+    finally:
+        staged.discard()
+    assert after[-1] == before[-1] + 1 and after[:-1] == before[:-1]
+    assert stored_counts(live_gateway) == before
 
 
 def soap_request(operation: str, inner: str, code: str = VPCP, secret: str | None = None) -> bytes:
@@ -207,17 +225,18 @@ def test_illegal_transitions(client_for, live_gateway) -> None:
     early = fault_of(nghe_an.service.updateStatus, documentId=document_id, statusCode="04")
     assert code_of(early) == "Client.IllegalTransition" and "getDocument" in early.message
     nghe_an.service.getDocument(itemId=nghe_an.service.getPendingDocuments()[0].itemId)
+    nghe_an.service.updateStatus(documentId=document_id, statusCode="03", description="Đã vào sổ")
+    reject = fault_of(nghe_an.service.updateStatus, documentId=document_id, statusCode="02", description="x")
+    assert code_of(reject) == "Client.IllegalTransition" and "before it is accepted" in reject.message
     nghe_an.service.updateStatus(documentId=document_id, statusCode="06", description="Hoàn thành")
     back = fault_of(nghe_an.service.updateStatus, documentId=document_id, statusCode="04")
     assert code_of(back) == "Client.IllegalTransition" and "06" in back.message
-    reject = fault_of(nghe_an.service.updateStatus, documentId=document_id, statusCode="02", description="x")
-    assert code_of(reject) == "Client.IllegalTransition"
     unknown = fault_of(nghe_an.service.updateStatus, documentId=document_id, statusCode="99")
     assert code_of(unknown) == "Client.InvalidStatus" and "01" in unknown.message
     reasonless = fault_of(nghe_an.service.updateStatus, documentId=document_id, statusCode="16")
     assert code_of(reasonless) == "Client.InvalidStatus"
     history = [e.statusCode for e in vpcp.service.getStatusHistory(documentId=document_id)]
-    assert history == ["01", "06"], "refused updates leave no trace in the history"
+    assert history == ["01", "03", "06"], "refused updates leave no trace in the history"
 
 
 def test_rejection_ends_the_workflow(client_for, live_gateway) -> None:
@@ -227,3 +246,20 @@ def test_rejection_ends_the_workflow(client_for, live_gateway) -> None:
     cao_bang.service.updateStatus(documentId=document_id, statusCode="02", description="Sai thẩm quyền")
     fault = fault_of(cao_bang.service.updateStatus, documentId=document_id, statusCode="03")
     assert code_of(fault) == "Client.IllegalTransition" and "rejected" in fault.message
+
+
+def test_a_document_id_holds_one_document(client_for, live_gateway) -> None:
+    """Issue 9.1: other bytes under a used DocumentId are refused, not answered "duplicate"."""
+    vpcp, cao_bang = client_for(VPCP), client_for(CAO_BANG)
+    edxml = official_letter(VPCP, [NGHE_AN])
+    first = vpcp.service.sendDocument(document=edxml)
+    before = stored_counts(live_gateway)
+    other = official_letter(VPCP, [NGHE_AN, CAO_BANG], attachment=b"%PDF-1.4 the corrected letter\n")
+    fault = fault_of(vpcp.service.sendDocument, document=other)
+    assert code_of(fault) == "Client.DocumentIdConflict"
+    assert first.documentId in fault.message and "Vietnam time" in fault.message
+    assert stored_counts(live_gateway) == before
+    assert cao_bang.service.getPendingDocuments() in (None, [])
+    again = vpcp.service.sendDocument(document=edxml)
+    assert (again.documentId, again.duplicate) == (first.documentId, True)
+    assert stored_counts(live_gateway) == before

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
+import zeep
 from sqlalchemy import func, select
 from support.letters import official_letter
 from support.live import CAO_BANG, NGHE_AN, VPCP
@@ -92,3 +94,20 @@ def test_getAgencies_lists_the_directory(client_for, live_gateway) -> None:
     codes = {a.code: a for a in agencies}
     assert codes[VPCP].name == "Văn phòng Chính phủ" and codes[VPCP].level == 1
     assert codes["000.00.00.H63"].active is False
+
+
+def test_confirm_received_items_acknowledges_a_batch(client_for, live_gateway) -> None:
+    vpcp, nghe_an, cao_bang = client_for(VPCP), client_for(NGHE_AN), client_for(CAO_BANG)
+    for number in ("1", "2", "3"):
+        vpcp.service.sendDocument(document=official_letter(VPCP, [NGHE_AN, CAO_BANG], number=number))
+    mine = [i.itemId for i in _items(nghe_an)]
+    foreign = _items(cao_bang)[0].itemId
+    with pytest.raises(zeep.exceptions.Fault) as refused:
+        nghe_an.service.confirmReceivedItems(itemIds={"string": [mine[0], foreign]})
+    assert refused.value.code.split(":", 1)[1] == "Client.NotFound" and foreign in refused.value.message
+    with live_gateway.db.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(Delivery).where(Delivery.state == "acked")) == 0
+    assert nghe_an.service.confirmReceivedItems(itemIds={"string": mine}) == 3
+    assert nghe_an.service.confirmReceivedItems(itemIds={"string": mine}) == 0, "acknowledging again is harmless"
+    assert nghe_an.service.confirmReceived(itemId=mine[0]) is True
+    assert _items(nghe_an, maxItems=50) == []

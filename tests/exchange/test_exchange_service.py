@@ -2,51 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
+from datetime import date, datetime, timedelta
 
 import pytest
+from exchange_support import RECIPIENT, SENDER, T0
 from sqlalchemy import event, select
 from support.staging import stage
 
-from gateway.config import Settings
 from gateway.edxml import DocumentMessage, Organization, document_bytes, read_status
 from gateway.errors import AuthenticationFailed
-from gateway.exchange.credentials import hash_secret
-from gateway.exchange.service import ExchangeService
-from gateway.store.blobs import BlobStore
-from gateway.store.database import Database
 from gateway.store.models import Agency, Credential, Document
-
-SENDER, RECIPIENT = "000.00.00.G22", "000.00.00.H41"
-T0 = datetime(2026, 11, 20, 1, 30, tzinfo=UTC)
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def service(database: Database, tmp_path: Path, clock: Clock) -> ExchangeService:
-    with database.transaction() as session:
-        for code in (SENDER, RECIPIENT):
-            agency = Agency(code=code, name=f"Cơ quan {code}", level=1, created_at=T0)
-            session.add(agency)
-            session.flush()
-            session.add(Credential(agency_id=agency.id, secret_hash=hash_secret(f"s-{code}"), created_at=T0))
-    settings = Settings(data_dir=tmp_path, database_url=str(database.url), lease_seconds=300)
-    return ExchangeService(database, BlobStore(tmp_path / "blobs"), settings, clock=clock)
 
 
 def letter(document_id: str | None = "doc-1") -> bytes:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
+from support.queue_counts import pending_counts
 
 from gateway.store import queue
 from gateway.store.database import Database
@@ -83,7 +84,7 @@ def test_acknowledged_items_leave_the_queue_and_ack_is_idempotent(
     later = NOW + timedelta(hours=1)
     with database.transaction() as session:
         assert [d.id for d in queue.lease_pending(session, recipient, 10, LEASE, later)] == ids[1:]
-        assert queue.pending_counts(session) == {recipient: 1}
+        assert pending_counts(session) == {recipient: 1}
 
 
 def test_get_for_agency_hides_other_agencies_items(
@@ -119,7 +120,7 @@ def test_withdraw_takes_back_only_unfetched_document_items(
         states = {d.id: d.state for d in session.scalars(select(Delivery))}
         assert states == {for_a.id: queue.WITHDRAWN, for_b.id: queue.PENDING, for_c.id: queue.PENDING}
         assert queue.lease_pending(session, a.id, 10, LEASE, NOW + timedelta(hours=1)) == []
-        assert queue.pending_counts(session) == {b.id: 1, c.id: 1}
+        assert pending_counts(session) == {b.id: 1, c.id: 1}
         withdrawn_item = session.get(Delivery, for_a.id)
         assert withdrawn_item is not None
         queue.mark_fetched(session, withdrawn_item, NOW + timedelta(hours=1))
@@ -192,7 +193,7 @@ def test_concurrent_leasing_hands_out_each_item_once(
         thread.join()
     assert errors == []
     with database.transaction() as session:
-        assert queue.pending_counts(session) == {}
+        assert pending_counts(session) == {}
         assert queue.lease_pending(session, recipient, total, LEASE, NOW + timedelta(days=1)) == []
         assert {d.state for d in session.scalars(select(Delivery))} == {queue.ACKED}
 
@@ -212,3 +213,59 @@ def test_enqueue_many_fans_a_document_out_in_one_statement(
         assert sorted(d.agency_id for d in rows) == sorted(recipients)
         assert {(d.state, d.kind, d.attempts, d.created_at) for d in rows} == {(queue.PENDING, "document", 0, NOW)}
         assert len({d.id for d in rows}) == 2
+
+
+def test_has_available_sees_only_what_a_poll_could_lease(
+    database: Database, make_agency: MakeAgency, make_document: MakeDocument
+) -> None:
+    sender, recipient, _, ids = _seed(database, make_agency, make_document, 2)
+    with database.transaction(readonly=True) as session:
+        assert queue.has_available(session, recipient, NOW) is True
+        assert queue.has_available(session, sender, NOW) is False, "another agency's items are not its own"
+    with database.transaction() as session:
+        queue.lease_pending(session, recipient, 10, LEASE, NOW)
+    with database.transaction(readonly=True) as session:
+        assert queue.has_available(session, recipient, NOW + timedelta(seconds=LEASE - 1)) is False, "leased"
+        assert queue.has_available(session, recipient, NOW + timedelta(seconds=LEASE)) is True, "lease expired"
+    with database.transaction() as session:
+        assert len(queue.acknowledge_items(session, ids, recipient, NOW)) == 2
+    with database.transaction(readonly=True) as session:
+        assert queue.has_available(session, recipient, NOW + timedelta(days=1)) is False, "acknowledged"
+
+
+def test_fetch_item_keeps_the_first_time_and_never_marks_a_withdrawn_item(
+    database: Database, make_agency: MakeAgency, make_document: MakeDocument
+) -> None:
+    sender, recipient, document_id, ids = _seed(database, make_agency, make_document, 1)
+    with database.transaction() as session:
+        assert queue.fetch_item(session, ids[0], sender, NOW) is None, "not the sender's item"
+        first = queue.fetch_item(session, ids[0], recipient, NOW + timedelta(seconds=1))
+        queue.fetch_item(session, ids[0], recipient, NOW + timedelta(seconds=9))
+    assert first == queue.Item(ids[0], queue.KIND_DOCUMENT, document_id, None, queue.PENDING)
+    with database.transaction() as session:
+        assert session.scalar(select(Delivery.fetched_at)) == NOW + timedelta(seconds=1)
+        assert queue.withdraw(session, document_id, [recipient], NOW) == [], "a fetched copy stays"
+        other = make_agency(session, "000.00.09.H01")
+        late = queue.enqueue(session, other.id, queue.KIND_DOCUMENT, document_id, now=NOW)
+    with database.transaction() as session:
+        assert [d.id for d in queue.withdraw(session, document_id, [other.id], NOW)] == [late.id]
+    with database.transaction() as session:
+        item = queue.fetch_item(session, late.id, other.id, NOW)
+        assert item is not None and item.state == queue.WITHDRAWN
+        assert session.scalar(select(Delivery.fetched_at).where(Delivery.id == late.id)) is None
+
+
+def test_acknowledge_items_changes_only_the_agencys_pending_items(
+    database: Database, make_agency: MakeAgency, make_document: MakeDocument
+) -> None:
+    sender, recipient, _, ids = _seed(database, make_agency, make_document, 3)
+    with database.transaction() as session:
+        assert queue.acknowledge_items(session, ids, sender, NOW) == [], "another agency's items"
+        assert {i.id for i in queue.acknowledge_items(session, ids[:2], recipient, NOW)} == set(ids[:2])
+    with database.transaction() as session:
+        again = queue.acknowledge_items(session, ids, recipient, NOW + timedelta(hours=1))
+        assert [i.id for i in again] == [ids[2]], "acknowledged items are left as they were"
+        assert queue.states(session, [*ids, "no-such-id"], recipient) == dict.fromkeys(ids, queue.ACKED)
+        assert queue.states(session, ids, sender) == {}
+        acked_at = dict(session.execute(select(Delivery.id, Delivery.acked_at)).all())
+    assert acked_at == {ids[0]: NOW, ids[1]: NOW, ids[2]: NOW + timedelta(hours=1)}

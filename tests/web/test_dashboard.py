@@ -17,6 +17,7 @@ from wsgiref.util import setup_testing_defaults
 
 import lxml.html
 import pytest
+from support.queue_counts import pending_counts
 from web_support import (
     CAO_BANG,
     HAU_GIANG,
@@ -36,7 +37,6 @@ from gateway import reports
 from gateway.app import create_app
 from gateway.config import Settings
 from gateway.store.models import Agency
-from gateway.store.queue import pending_counts
 from gateway.web.dashboard import Dashboard, operator_authorized
 from gateway.web.queries import Limits
 

@@ -172,3 +172,14 @@ class EdxmlGatewayService(ServiceBase):
             for a in context.exchange.agencies(parentCode)
         ]
 
+    # -- confirmReceivedItems (issue 13.2): an addition to the contract; the existing operations are unchanged.
+
+    @_rpc(Array(Required, min_occurs=1, nillable=False), _returns=Integer32(min_occurs=1, nillable=False))
+    def confirmReceivedItems(ctx: Any, itemIds: list[str] | None) -> int:
+        """Acknowledge several of the caller's items at once (all or none); returns how many were still pending.
+
+        Same rules as confirmReceived: only the caller's own items, a NotFound fault naming the first
+        unknown or foreign id (and nothing acknowledged), repeating is harmless.
+        """
+        context = _request(ctx)
+        return context.exchange.acknowledge_many(_caller(ctx), [i for i in itemIds or [] if i is not None])

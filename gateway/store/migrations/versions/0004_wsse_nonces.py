@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004_wsse_nonces"
-down_revision: str | None = "0002"
+down_revision: str | None = "0003_exchange"
 branch_labels: str | None = None
 depends_on: str | None = None
 

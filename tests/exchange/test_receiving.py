@@ -1,0 +1,100 @@
+"""Fetching and acknowledging against the service: ownership, withdrawal, idempotence, batches."""
+
+from __future__ import annotations
+
+import pytest
+from exchange_support import RECIPIENT, SENDER, THIRD, Callers
+from sqlalchemy import select
+from support.letters import official_letter
+from support.staging import stage
+
+from gateway.errors import NotFound
+from gateway.exchange.service import ExchangeService
+from gateway.store import queue
+from gateway.store.models import AuditEntry, Delivery, Recipient, StatusEvent
+
+
+def send(service: ExchangeService, callers: Callers, number: str, recipients: tuple[str, ...] = (RECIPIENT,)) -> str:
+    edxml = official_letter(SENDER, list(recipients), number=number)
+    return service.send_document(callers.sender, stage(service, edxml)).document_id
+
+
+def states(service: ExchangeService) -> dict[str, str]:
+    with service.db.transaction(readonly=True) as session:
+        return dict(session.execute(select(Delivery.id, Delivery.state)).all())
+
+
+def acks(service: ExchangeService) -> int:
+    with service.db.transaction(readonly=True) as session:
+        return len(session.scalars(select(AuditEntry.id).where(AuditEntry.action == "ack")).all())
+
+
+def test_the_first_fetch_records_arrival_once(service, callers: Callers) -> None:
+    document_id = send(service, callers, "1")
+    item = service.pending(callers.recipient)[0]
+    fetched = service.fetch(callers.recipient, item.item_id)
+    assert fetched.path.read_bytes()[:5] == b"<?xml" and fetched.size == fetched.path.stat().st_size
+    service.fetch(callers.recipient, item.item_id)
+    with service.db.transaction(readonly=True) as session:
+        events = session.scalars(select(StatusEvent.code).where(StatusEvent.document_id == document_id)).all()
+        copy = session.scalars(select(Recipient).where(Recipient.document_id == document_id)).one()
+        fetched_at = session.scalar(select(Delivery.fetched_at).where(Delivery.id == item.item_id))
+    assert events == ["01"] and copy.status == "01"
+    assert fetched_at == service.clock()
+    status_item = service.pending(callers.sender)[0]
+    got = service.fetch(callers.sender, status_item.item_id)
+    assert (got.kind, got.size) == ("status", got.path.stat().st_size) == ("status", status_item.size)
+
+
+def test_another_agencys_item_is_not_found(service, callers: Callers) -> None:
+    send(service, callers, "1")
+    item = service.pending(callers.recipient)[0]
+    for call in (service.fetch, service.acknowledge):
+        with pytest.raises(NotFound, match=item.item_id):
+            call(callers.third, item.item_id)
+    assert states(service) == {item.item_id: queue.PENDING}
+
+
+def test_acknowledging_many_is_all_or_nothing_and_idempotent(service, callers: Callers) -> None:
+    for number in ("1", "2", "3"):
+        send(service, callers, number, (RECIPIENT, THIRD))
+    mine = [i.item_id for i in service.pending(callers.recipient)]
+    foreign = service.pending(callers.third)[0].item_id
+    before = states(service)
+    with pytest.raises(NotFound) as refused:
+        service.acknowledge_many(callers.recipient, [mine[0], foreign, "no-such-item", mine[1]])
+    assert foreign in refused.value.message and "no-such-item" not in refused.value.message, "the first one"
+    assert states(service) == before and acks(service) == 0, "nothing acknowledged"
+    with pytest.raises(NotFound, match="no-such-item"):
+        service.acknowledge_many(callers.recipient, [mine[0], "no-such-item"])
+    assert service.acknowledge_many(callers.recipient, mine[:2]) == 2
+    assert service.acknowledge_many(callers.recipient, [*mine, mine[2]]) == 1, "again: only the third was pending"
+    assert service.acknowledge_many(callers.recipient, mine) == 0
+    assert acks(service) == 3, "one audit entry per item, once"
+    assert {states(service)[i] for i in mine} == {queue.ACKED}
+    assert service.pending(callers.recipient) == []
+    assert service.acknowledge_many(callers.recipient, []) == 0
+
+
+def test_a_withdrawn_item_cannot_be_fetched_or_acknowledged(service, callers: Callers) -> None:
+    document_id = send(service, callers, "1")
+    item = service.pending(callers.recipient)[0]
+    service.update_status(callers.sender, document_id, "13", "Ban hành nhầm")
+    for call in (service.fetch, service.acknowledge):
+        with pytest.raises(NotFound, match="withdrawn"):
+            call(callers.recipient, item.item_id)
+    with service.db.transaction(readonly=True) as session:
+        assert session.scalar(select(Delivery.fetched_at).where(Delivery.id == item.item_id)) is None
+    assert states(service)[item.item_id] == queue.WITHDRAWN
+
+
+def test_a_status_message_stored_before_migration_0003_is_sized_from_its_file(service, callers: Callers) -> None:
+    send(service, callers, "1")
+    service.fetch(callers.recipient, service.pending(callers.recipient)[0].item_id)
+    with service.db.transaction() as session:
+        event = session.scalars(select(StatusEvent)).one()
+        stored_size, event.blob_size = event.blob_size, None
+    assert stored_size == service.blobs.size(event.blob_sha256)
+    item = service.pending(callers.sender)[0]
+    assert item.size == stored_size
+    assert service.fetch(callers.sender, item.item_id).size == stored_size

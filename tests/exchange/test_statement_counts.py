@@ -1,0 +1,145 @@
+"""Round trips of the receiving calls, counted on both backends (README "Performance").
+
+Every agency polls getPendingDocuments, and most polls find nothing: an empty poll must not take
+the write lock (no ``BEGIN IMMEDIATE`` on SQLite, no ``FOR UPDATE`` on PostgreSQL), and a poll that
+leases k items must cost the same number of statements for k = 1 and k = 100. getDocument and
+confirmReceived are counted too, so adding a statement to them is a decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+
+import pytest
+from sqlalchemy import event
+from support.staging import stage
+
+from gateway.config import Settings
+from gateway.edxml import DocumentMessage, Organization, document_bytes
+from gateway.exchange.credentials import hash_secret
+from gateway.exchange.service import ExchangeService
+from gateway.store.blobs import BlobStore
+from gateway.store.database import Database
+from gateway.store.models import Agency, Credential
+
+SENDER, RECIPIENT = "000.00.00.G22", "000.00.00.H41"
+T0 = datetime(2026, 11, 20, 1, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def service(database: Database, tmp_path) -> ExchangeService:
+    with database.transaction() as session:
+        for code in (SENDER, RECIPIENT):
+            agency = Agency(code=code, name=f"Cơ quan {code}", level=1, created_at=T0)
+            session.add(agency)
+            session.flush()
+            session.add(Credential(agency_id=agency.id, secret_hash=hash_secret(f"s-{code}"), created_at=T0))
+    settings = Settings(data_dir=tmp_path, database_url=str(database.url), lease_seconds=300)
+    return ExchangeService(database, BlobStore(tmp_path / "blobs"), settings, clock=lambda: T0)
+
+
+def letter(number: int) -> bytes:
+    return document_bytes(
+        DocumentMessage(
+            sender=Organization(SENDER, "Văn phòng Chính phủ"),
+            recipients=(Organization(RECIPIENT, "UBND tỉnh Nghệ An"),),
+            code_number=str(number),
+            code_notation="TTg-KSTT",
+            promulgation_date=date(2026, 11, 19),
+            type_code=1,
+            type_name="Công văn",
+            subject="Thử nghiệm",
+            document_id=f"doc-{number}",
+        )
+    )
+
+
+@contextmanager
+def counting(database: Database) -> Iterator[list[str]]:
+    """Every statement sent to the database inside the block (SQLite's BEGIN included)."""
+    executed: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        executed.append(" ".join(statement.split()))
+
+    event.listen(database.engine, "before_cursor_execute", record)
+    try:
+        yield executed
+    finally:
+        event.remove(database.engine, "before_cursor_execute", record)
+
+
+def real(statements: list[str]) -> list[str]:
+    """The statements that are round trips of work (not SQLite's BEGIN/COMMIT bookkeeping)."""
+    return [s for s in statements if not s.startswith(("BEGIN", "COMMIT", "ROLLBACK"))]
+
+
+def takes_write_lock(statements: list[str]) -> bool:
+    return any(s.startswith("BEGIN IMMEDIATE") or "FOR UPDATE" in s for s in statements)
+
+
+def call_counted(service: ExchangeService, call: Callable[[], object]) -> list[str]:
+    with counting(service.db) as executed:
+        call()
+    return executed
+
+
+def send(service: ExchangeService, count: int) -> None:
+    sender = service.authenticate(SENDER, f"s-{SENDER}")
+    for number in range(count):
+        service.send_document(sender, stage(service, letter(number)))
+
+
+def poll(service: ExchangeService, limit: int) -> Callable[[], object]:
+    def run() -> object:
+        recipient = service.authenticate(RECIPIENT, f"s-{RECIPIENT}")
+        return service.pending(recipient, limit)
+
+    return run
+
+
+def test_an_empty_poll_takes_no_write_lock(service) -> None:
+    executed = call_counted(service, poll(service, 100))
+    assert not takes_write_lock(executed), executed
+    assert len(real(executed)) == 2, executed  # authentication, the availability check
+
+
+def test_a_poll_costs_the_same_for_one_item_and_for_a_hundred(service) -> None:
+    send(service, 101)
+    one = call_counted(service, poll(service, 1))
+    hundred = call_counted(service, poll(service, 100))
+    assert len(real(one)) == len(real(hundred)) == 4, (one, hundred)  # authentication, check, lease, load
+    empty = call_counted(service, poll(service, 100))
+    assert not takes_write_lock(empty) and len(real(empty)) == 2, "leased items are not available"
+
+
+def test_fetch_and_acknowledge_statements(service) -> None:
+    """Counted without authentication (one more SELECT per call). Before issue 13.2 a first fetch was 14
+    statements, a second one 6, an acknowledgement 5."""
+    send(service, 1)
+    recipient = service.authenticate(RECIPIENT, f"s-{RECIPIENT}")
+    item = service.pending(recipient, 1)[0]
+    first = real(call_counted(service, lambda: service.fetch(recipient, item.item_id)))
+    again = real(call_counted(service, lambda: service.fetch(recipient, item.item_id)))
+    ack = real(call_counted(service, lambda: service.acknowledge(recipient, item.item_id)))
+    ack_again = real(call_counted(service, lambda: service.acknowledge(recipient, item.item_id)))
+    # The item (UPDATE ... RETURNING), its document, the copy's 01, the 01's event and queue item,
+    # and two audit entries (head + INSERT each).
+    assert len(first) == 9, first
+    assert [s.split()[0] for s in first[:3]] == ["UPDATE", "SELECT", "UPDATE"], first
+    assert len(again) == 5, again  # the copy's 01 is already there: no status rows
+    assert len(ack) == 3, ack  # one UPDATE ... RETURNING and the audit entry
+    assert len(ack_again) == 2, ack_again  # nothing to change, then why: it was acknowledged
+    assert not any(s.startswith("SELECT") and "FOR UPDATE" in s for s in first + ack), "no re-read under lock"
+
+
+def test_acknowledging_many_items_is_one_update(service) -> None:
+    send(service, 20)
+    recipient = service.authenticate(RECIPIENT, f"s-{RECIPIENT}")
+    ids = [item.item_id for item in service.pending(recipient, 20)]
+    executed = real(call_counted(service, lambda: service.acknowledge_many(recipient, ids)))
+    updates = [s for s in executed if s.startswith("UPDATE")]
+    assert len(updates) == 1, executed
+    assert len(executed) == 1 + 2 * len(ids), "one audit entry per item, so each document's trail stays whole"
