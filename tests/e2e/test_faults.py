@@ -13,6 +13,7 @@ import requests
 import zeep
 from lxml import etree
 from sqlalchemy import func, select
+from support.blobs import stored_blobs
 from support.letters import official_letter
 from support.live import CAO_BANG, DISABLED, HAU_GIANG, NGHE_AN, NS, VPCP, LiveGateway, secret_of
 
@@ -50,7 +51,7 @@ def stored_counts(gateway: LiveGateway) -> tuple[int, ...]:
             for model in (Document, Delivery, StatusEvent, AuditEntry)
         )
     store = blob_store_of(gateway)
-    blobs = sum(1 for _ in store.iter_blobs())
+    blobs = sum(1 for _ in stored_blobs(store))
     staging = sum(1 for _ in store.tmp_dir.iterdir())  # where requests stage documents: a leftover is a leak
     return (*counts, blobs, staging)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from exchange_support import RECIPIENT, SENDER, THIRD, Callers
 from sqlalchemy import func, select
+from support.blobs import stored_blobs
 from support.letters import official_letter
 from support.staging import stage
 
@@ -30,7 +31,7 @@ def stored(service: ExchangeService) -> tuple[int, ...]:
             session.scalar(select(func.count()).select_from(model))
             for model in (Document, Recipient, Delivery, AuditEntry)
         )
-    return (*rows, len(list(service.blobs.iter_blobs())), len(list(service.blobs.tmp_dir.iterdir())))
+    return (*rows, len(list(stored_blobs(service.blobs))), len(list(service.blobs.tmp_dir.iterdir())))
 
 
 def test_resending_the_same_bytes_returns_the_first_receipt(service, callers: Callers) -> None:
