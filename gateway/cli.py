@@ -46,6 +46,7 @@ DEMO_AGENCIES = ("000.00.00.G22", "000.00.00.H41", "000.00.00.H14")
 DEMO_CREDENTIALS_FILE = "demo-credentials.json"
 EXIT_INTERNAL = 70
 """Exit status for a bug (sysexits EX_SOFTWARE), distinct from 1 (refused) and 2 (usage)."""
+CLIENT_EXTRA_MISSING = "error: the agency commands need zeep (not installed): pip install 'edxml-gateway[client]'"
 SHOWN_ONCE = "This secret is shown only once: the gateway keeps only its hash. Give it to the agency now."
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -221,52 +222,17 @@ def _prepare_demo(settings: Settings, host: str, port: int) -> None:
 
 
 def _serve_development(settings: Settings, host: str, port: int) -> None:
-    """A threaded wsgiref server: one process, good for a laptop, tests and demos."""
-    from socketserver import ThreadingMixIn
-    from wsgiref.simple_server import WSGIServer, make_server
+    """waitress: one process, bounded threads and connections (gateway/server.py)."""
+    from gateway.server import run_development
 
-    from gateway.app import create_app
-
-    class ThreadingServer(ThreadingMixIn, WSGIServer):
-        daemon_threads = True
-
-    app = create_app(settings)
-    with make_server(host, port, app, server_class=ThreadingServer) as server:
-        bound = server.server_address[1]
-        _err().print(f"Serving http://{host}:{bound}/soap (development server; Ctrl+C to stop)", markup=False)
-        with contextlib.suppress(KeyboardInterrupt):
-            server.serve_forever()
+    run_development(settings, host, port)
 
 
 def _serve_gunicorn(settings: Settings, host: str, port: int, workers: int, timeout: int) -> None:
-    """gunicorn with sync workers; each worker builds its own app (and database pool) after fork."""
-    from gunicorn.app.base import BaseApplication
+    """gunicorn with gevent workers; each worker builds its own app (and database pool) after fork."""
+    from gateway.server import run_production
 
-    from gateway import metrics
-    from gateway.app import create_app
-
-    metrics_dir = metrics.prepare_multiprocess_dir(settings.data_dir / "prometheus")
-    _err().print(f"Prometheus multiprocess directory: {metrics_dir}", markup=False)
-
-    class GatewayApplication(BaseApplication):
-        def __init__(self) -> None:
-            self.options = {
-                "bind": f"{host}:{port}",
-                "workers": workers,
-                "worker_class": "sync",
-                "timeout": timeout,
-                "child_exit": metrics.child_exit,
-            }
-            super().__init__()
-
-        def load_config(self) -> None:
-            for key, value in self.options.items():
-                self.cfg.set(key, value)
-
-        def load(self) -> Any:
-            return create_app(settings)
-
-    GatewayApplication().run()
+    run_production(settings, host, port, workers, timeout)
 
 
 # -- db -------------------------------------------------------------------------------------------
@@ -628,8 +594,11 @@ class GatewayClient:
     def __init__(self, url: str, agency: str | None, secret: str | None) -> None:
         if not agency or not secret:
             _fail("error: give --agency and --secret (or set EDXML_AGENCY and EDXML_SECRET).")
-        import zeep
-        from zeep.transports import Transport
+        try:
+            import zeep
+            from zeep.transports import Transport
+        except ModuleNotFoundError:
+            _fail(CLIENT_EXTRA_MISSING)
 
         self.agency = agency
         self.url = url
@@ -650,9 +619,12 @@ class GatewayClient:
 @contextlib.contextmanager
 def _soap_errors(url: str) -> Iterator[None]:
     """Faults become SoapFault; transport problems end the command with one line."""
-    import requests
-    from zeep.exceptions import Error as ZeepError
-    from zeep.exceptions import Fault, TransportError
+    try:
+        import requests
+        from zeep.exceptions import Error as ZeepError
+        from zeep.exceptions import Fault, TransportError
+    except ModuleNotFoundError:
+        _fail(CLIENT_EXTRA_MISSING)
 
     try:
         yield

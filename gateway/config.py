@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-WSDL_DIR = REPO_ROOT / "wsdl"
+WSDL_DIR = Path(__file__).resolve().parent / "wsdl"
+"""The published WSDL: ``wsdl/`` in the repository (through the link gateway/wsdl), a copy in the wheel."""
 
 
 def _env_int(name: str, default: int) -> int:
@@ -31,6 +32,8 @@ class Settings:
     ack_overdue_hours: int = 24
     trusted_certs: Path | None = None
     operator_password: str = ""
+    header_timeout: int = 10
+    body_timeout: int = 300
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -56,6 +59,8 @@ class Settings:
             ack_overdue_hours=_env_int("GATEWAY_ACK_OVERDUE_HOURS", 24),
             trusted_certs=Path(env["GATEWAY_TRUSTED_CERTS"]) if env.get("GATEWAY_TRUSTED_CERTS") else None,
             operator_password=env.get("GATEWAY_OPERATOR_PASSWORD", ""),
+            header_timeout=_env_int("GATEWAY_HEADER_TIMEOUT", 10),
+            body_timeout=_env_int("GATEWAY_BODY_TIMEOUT", 300),
         )
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
