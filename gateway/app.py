@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import text
 
+from gateway.accesslog import AccessLog
 from gateway.config import Settings
 from gateway.exchange.service import ExchangeService
 from gateway.metrics import MetricsMiddleware, StoreCollector
@@ -74,11 +75,11 @@ class Router:
             "/dashboard": self.dashboard,
             "/": self.index,
         }
-        self.metrics = MetricsMiddleware(
+        self.metrics = AccessLog(MetricsMiddleware(
             self.dispatch,
             EdxmlGatewayService.public_methods,
             StoreCollector(gateway.db, gateway.settings.ack_overdue_hours),
-        )
+        ))
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         return self.metrics(environ, start_response)
