@@ -126,7 +126,11 @@ def raise_file_limit(wanted: int = FILE_DESCRIPTORS) -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
     if soft != resource.RLIM_INFINITY and soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (OSError, ValueError) as error:
+            log.warning("could not raise the open-file limit from %d to %d: %s", soft, target, error)
+            return soft
         return target
     return soft
 
