@@ -45,6 +45,8 @@ DEVELOPMENT_THREADS = 8
 """Threads that run requests in the development server, whatever the number of connections."""
 DEADLINE_CHECK_INTERVAL = 1
 """Seconds between the development server's sweeps for late headers and bodies."""
+ACCEPT_BATCH = 64
+"""Connections the development server accepts per wake-up of its event loop."""
 FILE_DESCRIPTORS = 65536
 """Open-file limit asked for at start (capped by the hard limit): every held connection is one."""
 
@@ -164,6 +166,25 @@ def _enforce_deadlines(server: Any, header_timeout: float, body_timeout: float) 
     server.maintenance = maintenance
 
 
+def _accept_in_batches(server: Any, limit: int) -> None:
+    """Let waitress accept up to ``ACCEPT_BATCH`` waiting connections per event-loop pass instead of one.
+
+    Each pass polls every open connection; accepting one per pass made a burst of 1,000 new
+    connections cost a million descriptor checks, and a normal client behind the burst waited
+    more than a second (tests/deploy/test_slow_clients.py).
+    """
+    accept_one = server.handle_accept
+
+    def handle_accept() -> None:
+        for _ in range(ACCEPT_BATCH):
+            before = len(server.active_channels)
+            accept_one()
+            if len(server.active_channels) == before or len(server.active_channels) >= limit:
+                break
+
+    server.handle_accept = handle_accept
+
+
 def build_development_server(settings: Settings, host: str, port: int, app: WsgiApp | None = None) -> Any:
     """The waitress server ``run_development`` runs (not started); ``app`` defaults to the gateway."""
     from waitress import create_server
@@ -187,6 +208,7 @@ def build_development_server(settings: Settings, host: str, port: int, app: Wsgi
         expose_tracebacks=False,
     )
     _enforce_deadlines(server, settings.header_timeout, settings.body_timeout)
+    _accept_in_batches(server, DEVELOPMENT_CONNECTIONS)
     return server
 
 

@@ -101,6 +101,13 @@ def open_slow(port: int, count: int) -> tuple[list[socket.socket], list[socket.s
     return tricklers, short_bodies
 
 
+def wait_until_held(gateway: GatewayProcess, descriptors: float, timeout: float = 10) -> None:
+    """Wait (bounded) until the server has accepted the burst: the test is about connections held, not arriving."""
+    deadline = time.monotonic() + timeout
+    while usage(gateway)[1] < descriptors and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def trickle(sockets: list[socket.socket]) -> int:
     """One more header byte on every connection; returns how many the server has not closed."""
     alive = 0
@@ -135,6 +142,7 @@ def test_a_thousand_slow_connections_do_not_stop_service(tmp_path: Path, mode: s
         baseline = usage(served)
         tricklers, short_bodies = open_slow(served.port, SLOW_CONNECTIONS)
         try:
+            wait_until_held(served, baseline[1] + SLOW_CONNECTIONS * 0.9)
             held_until = time.monotonic() + HOLD_SECONDS
             peak_threads = 0
             while time.monotonic() < held_until:
