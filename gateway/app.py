@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import text
 
+from gateway.accesslog import AccessLog
 from gateway.config import Settings
 from gateway.exchange.service import ExchangeService
 from gateway.metrics import MetricsMiddleware, StoreCollector
@@ -84,7 +85,7 @@ class Router:
             agency_labels=settings.metrics_agency_labels,
             cache_seconds=settings.metrics_cache_seconds,
         )
-        self.metrics = MetricsMiddleware(self.dispatch, OPERATIONS, store, token=settings.metrics_token)
+        self.metrics = AccessLog(MetricsMiddleware(self.dispatch, OPERATIONS, store, token=settings.metrics_token))
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         return self.metrics(environ, start_response)

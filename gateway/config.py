@@ -25,7 +25,8 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-WSDL_DIR = REPO_ROOT / "wsdl"
+WSDL_DIR = Path(__file__).resolve().parent / "wsdl"
+"""The published WSDL: ``wsdl/`` in the repository (through the link gateway/wsdl), a copy in the wheel."""
 ENV_PREFIX = "GATEWAY_"
 
 Kind = Literal["plain", "url", "database_url"]
@@ -79,6 +80,10 @@ class Settings:
     """Per-agency queue-depth series on /metrics (they name which agencies have documents waiting)."""
     metrics_cache_seconds: float = setting(5.0, minimum=0)
     """The store gauges are computed at most once per this many seconds per process."""
+    header_timeout: int = 10
+    """Seconds a client may take from connecting to the end of its request headers."""
+    body_timeout: int = 300
+    """Seconds a client may take to send a request body."""
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))

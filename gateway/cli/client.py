@@ -27,6 +27,7 @@ from gateway.store.evidence import json_default
 
 NS = "urn:edxml-gateway:soap:v1"
 DEFAULT_URL = "http://127.0.0.1:8080/soap"
+CLIENT_EXTRA_MISSING = "error: the agency commands need zeep (not installed): pip install 'edxml-gateway[client]'"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -60,8 +61,11 @@ class GatewayClient:
     def __init__(self, url: str, agency: str | None, secret: str | None) -> None:
         if not agency or not secret:
             ui.fail("error: give --agency and --secret (or set EDXML_AGENCY and EDXML_SECRET).")
-        import zeep
-        from zeep.transports import Transport
+        try:
+            import zeep
+            from zeep.transports import Transport
+        except ModuleNotFoundError:
+            ui.fail(CLIENT_EXTRA_MISSING)
 
         self.agency = agency
         self.url = url
@@ -82,9 +86,12 @@ class GatewayClient:
 @contextlib.contextmanager
 def _soap_errors(url: str) -> Iterator[None]:
     """Faults become SoapFault; transport problems end the command with one line."""
-    import requests
-    from zeep.exceptions import Error as ZeepError
-    from zeep.exceptions import Fault, TransportError
+    try:
+        import requests
+        from zeep.exceptions import Error as ZeepError
+        from zeep.exceptions import Fault, TransportError
+    except ModuleNotFoundError:
+        ui.fail(CLIENT_EXTRA_MISSING)
 
     try:
         yield

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from typing import Any
 
 import click
 from rich.table import Table
@@ -90,49 +89,14 @@ def _prepare_demo(settings: Settings, host: str, port: int) -> None:
 
 
 def _serve_development(settings: Settings, host: str, port: int) -> None:
-    """A threaded wsgiref server: one process, good for a laptop, tests and demos."""
-    from socketserver import ThreadingMixIn
-    from wsgiref.simple_server import WSGIServer, make_server
+    """waitress: one process, bounded threads and connections (gateway/server.py)."""
+    from gateway.server import run_development
 
-    from gateway.app import create_app
-
-    class ThreadingServer(ThreadingMixIn, WSGIServer):
-        daemon_threads = True
-
-    app = create_app(settings)
-    with make_server(host, port, app, server_class=ThreadingServer) as server:
-        bound = server.server_address[1]
-        ui.err().print(f"Serving http://{host}:{bound}/soap (development server; Ctrl+C to stop)", markup=False)
-        with contextlib.suppress(KeyboardInterrupt):
-            server.serve_forever()
+    run_development(settings, host, port)
 
 
 def _serve_gunicorn(settings: Settings, host: str, port: int, workers: int, timeout: int) -> None:
-    """gunicorn with sync workers; each worker builds its own app (and database pool) after fork."""
-    from gunicorn.app.base import BaseApplication
+    """gunicorn with gevent workers; each worker builds its own app (and database pool) after fork."""
+    from gateway.server import run_production
 
-    from gateway import metrics
-    from gateway.app import create_app
-
-    metrics_dir = metrics.prepare_multiprocess_dir(settings.data_dir / "prometheus")
-    ui.err().print(f"Prometheus multiprocess directory: {metrics_dir}", markup=False)
-
-    class GatewayApplication(BaseApplication):
-        def __init__(self) -> None:
-            self.options = {
-                "bind": f"{host}:{port}",
-                "workers": workers,
-                "worker_class": "sync",
-                "timeout": timeout,
-                "child_exit": metrics.child_exit,
-            }
-            super().__init__()
-
-        def load_config(self) -> None:
-            for key, value in self.options.items():
-                self.cfg.set(key, value)
-
-        def load(self) -> Any:
-            return create_app(settings)
-
-    GatewayApplication().run()
+    run_production(settings, host, port, workers, timeout)

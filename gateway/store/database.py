@@ -19,6 +19,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.errors import Unavailable
+from gateway.extras import require
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ class Database:
         if self.url.get_backend_name() == "sqlite":
             self.engine = _sqlite_engine(self.url, echo=echo)
         else:
+            if self.url.get_driver_name() == "psycopg":
+                require("psycopg", "postgres", "A PostgreSQL database")
             # No pool_pre_ping: it costs a round trip per transaction. A connection the server dropped
             # fails its one request with Unavailable (the client retries), and SQLAlchemy then
             # invalidates the whole pool, so the next request reconnects.

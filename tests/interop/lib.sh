@@ -2,6 +2,9 @@
 # Contract of every <stack>/run.sh WSDL_URL BUILD_DIR (run.py sets the environment):
 #   INTEROP_DOCUMENT                       the edXML file the sender sends (a fresh DocumentId per run)
 #   INTEROP_{SENDER,HANDLER,REJECTER}_CODE / _SECRET   the three agencies (VPCP, Nghệ An, Cao Bằng)
+#   INTEROP_CA_FILE (optional, zeep/PHP/Mono)  PEM CA to trust for an https WSDL and endpoint (a proxy's
+#                                          self-signed test CA); the system's CAs otherwise
+#   INTEROP_ENDPOINT (optional, zeep/PHP/Mono) SOAP endpoint to call instead of the WSDL's soap:address
 #   generate stubs from WSDL_URL into BUILD_DIR, build, run the client (the whole story);
 #   exit 0 = pass, 77 = stack not installed (skip), anything else = fail.
 set -euo pipefail

@@ -28,6 +28,7 @@ import json
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import time
@@ -109,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     if "://" not in wsdl:  # a local file: give every tool an absolute file:// URL
         wsdl = Path(wsdl).resolve().as_uri()
     try:
-        with urllib.request.urlopen(wsdl, timeout=30) as resp:
+        # INTEROP_CA_FILE: the CA of an https proxy in front of the gateway (tests/deploy/test_nginx.py).
+        tls = ssl.create_default_context(cafile=os.environ.get("INTEROP_CA_FILE") or None)
+        with urllib.request.urlopen(wsdl, timeout=30, context=tls if wsdl.startswith("https:") else None) as resp:
             head = resp.read(4096)
         if b"definitions" not in head:
             print(f"interop: {wsdl} does not look like a WSDL", file=sys.stderr)

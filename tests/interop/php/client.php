@@ -10,8 +10,15 @@ function check($ok, $what) {
 
 function agency($wsdl, $role) {
     // SOAP_SINGLE_ELEMENT_ARRAYS: a one-item sequence stays an array (otherwise it becomes a scalar).
-    $c = new SoapClient($wsdl, ['exceptions' => true, 'cache_wsdl' => WSDL_CACHE_NONE,
-                                'features' => SOAP_SINGLE_ELEMENT_ARRAYS]);
+    $options = ['exceptions' => true, 'cache_wsdl' => WSDL_CACHE_NONE, 'features' => SOAP_SINGLE_ELEMENT_ARRAYS];
+    if (getenv('INTEROP_CA_FILE')) {  // https through a proxy with its own CA: the WSDL and every call
+        $options['stream_context'] = stream_context_create(['ssl' => [
+            'cafile' => getenv('INTEROP_CA_FILE'), 'verify_peer' => true, 'verify_peer_name' => true]]);
+    }
+    if (getenv('INTEROP_ENDPOINT')) {
+        $options['location'] = getenv('INTEROP_ENDPOINT');
+    }
+    $c = new SoapClient($wsdl, $options);
     $code = getenv("INTEROP_{$role}_CODE");
     $c->__setSoapHeaders([new SoapHeader(NS, 'AuthHeader', ['agencyCode' => $code, 'secret' => getenv("INTEROP_{$role}_SECRET")])]);
     return [$code, $c];

@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 
 import zeep
+from requests import Session
 from zeep.exceptions import Fault
+from zeep.transports import Transport
 
 NS = "urn:edxml-gateway:soap:v1"
 
@@ -23,8 +25,14 @@ def check(ok: bool, what: str) -> None:
 
 def agency(wsdl: str, role: str):
     code, secret = os.environ[f"INTEROP_{role}_CODE"], os.environ[f"INTEROP_{role}_SECRET"]
-    client = zeep.Client(wsdl)
+    session = Session()
+    if os.environ.get("INTEROP_CA_FILE"):  # https through a proxy with its own CA (tests/deploy/test_nginx.py)
+        session.verify = os.environ["INTEROP_CA_FILE"]
+        session.trust_env = False  # else REQUESTS_CA_BUNDLE from the environment replaces session.verify
+    client = zeep.Client(wsdl, transport=Transport(session=session))
     client.set_default_soapheaders([client.get_element(f"{{{NS}}}AuthHeader")(agencyCode=code, secret=secret)])
+    if os.environ.get("INTEROP_ENDPOINT"):
+        return code, client.create_service(next(iter(client.wsdl.bindings)), os.environ["INTEROP_ENDPOINT"])
     return code, client.service
 
 
