@@ -85,10 +85,11 @@ class Router:
             agency_labels=settings.metrics_agency_labels,
             cache_seconds=settings.metrics_cache_seconds,
         )
-        self.metrics = AccessLog(MetricsMiddleware(self.dispatch, OPERATIONS, store, token=settings.metrics_token))
+        self.metrics = MetricsMiddleware(self.dispatch, OPERATIONS, store, token=settings.metrics_token)
+        self.outermost: WsgiApp = AccessLog(self.metrics)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        return self.metrics(environ, start_response)
+        return self.outermost(environ, start_response)
 
     def dispatch(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """The route for the path, or 404."""

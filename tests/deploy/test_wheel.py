@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from gateway.soap.application import WSDL_LOCATION
+from gateway.soap.binding import WSDL_LOCATION
 from reliability.reliability_support import free_port
 
 from gateway.config import WSDL_DIR
