@@ -6,7 +6,8 @@ renamed into place and its directory fsynced, so after :meth:`BlobStore.writer` 
 survives a crash.
 
 Durability order (the caller's duty): write the blob first, commit the database row that names it
-second. A crash in between leaves an unreferenced blob, which garbage collection may remove later;
+second. A crash in between leaves an unreferenced blob, which ``edxml-gateway blobs gc``
+(:mod:`gateway.store.blob_gc`) removes once it is older than its grace period;
 the reverse order could leave a committed row pointing at a missing blob. Never delete a blob that
 a committed row might name.
 
@@ -228,9 +229,19 @@ class BlobStore:
                         yield name
 
     def _install(self, temp_path: Path, sha256: str) -> None:
-        """Move a fsynced temp file to its final name, or drop it if that content is already stored."""
+        """Move a fsynced temp file to its final name, or drop it if that content is already stored.
+
+        When the content is already stored, its mtime is refreshed first: the row about to name it
+        has not committed yet, and the garbage collector (:mod:`gateway.store.blob_gc`) spares
+        blobs touched within its grace period. If the blob vanished (collected) or cannot be
+        touched, this copy is installed in its place instead.
+        """
         final = self.path(sha256)
-        if final.is_file():
+        try:
+            os.utime(final)
+        except OSError:
+            pass
+        else:
             temp_path.unlink()
             return
         self._make_dirs(final.parent)
