@@ -37,7 +37,7 @@ from gateway.errors import GatewayError
 from gateway.exchange.workflow import STATUS_NAMES
 from gateway.store import audit
 from gateway.store.blobs import BlobStore
-from gateway.store.database import Database
+from gateway.store.database import Database, SingleNodeOnly, single_node
 from gateway.store.models import Agency, Delivery, Document, StatusEvent
 
 NS = "urn:edxml-gateway:soap:v1"
@@ -166,14 +166,20 @@ def serve(
 ) -> None:
     """Serve the SOAP endpoint (/soap, WSDL at /soap?wsdl) and /health."""
     settings = _settings(ctx)
-    if demo:
-        _prepare_demo(settings, host, port)
-    else:
-        _database(settings).dispose()
-    if workers > 1 or production:
-        _serve_gunicorn(settings, host, port, workers, timeout)
-    else:
-        _serve_development(settings, host, port)
+    with contextlib.ExitStack() as serving:
+        try:
+            serving.enter_context(single_node(settings.database_url))
+        except SingleNodeOnly as refusal:
+            click.echo(f"error: {refusal}", err=True)  # one line whatever its length (rich would fold paths)
+            raise click.exceptions.Exit(1) from None
+        if demo:
+            _prepare_demo(settings, host, port)
+        else:
+            _database(settings).dispose()
+        if workers > 1 or production:
+            _serve_gunicorn(settings, host, port, workers, timeout)
+        else:
+            _serve_development(settings, host, port)
 
 
 def _prepare_demo(settings: Settings, host: str, port: int) -> None:
