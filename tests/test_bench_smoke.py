@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -124,3 +125,26 @@ def test_the_batch_acknowledgement_is_found_in_a_wsdl_that_has_it() -> None:
     assert bench.batch_confirm_shape(with_batch) == ("itemIds", "string")
     published = (REPO / "wsdl" / "edxml-gateway.wsdl").read_bytes()
     assert (bench.batch_confirm_shape(published) is None) == (b"confirmReceivedItems" not in published)
+
+
+def test_the_simulated_national_directory_has_three_levels_of_valid_codes_below_the_national_office() -> None:
+    spec = importlib.util.spec_from_file_location("edxml_sim_national", REPO / "tools" / "sim_national.py")
+    assert spec and spec.loader
+    sim = importlib.util.module_from_spec(spec)
+    sys.modules["edxml_sim_national"] = sim
+    spec.loader.exec_module(sim)
+    units = sim.national_directory(10_000)
+    by_code = {unit.code: unit for unit in units}
+    assert len(by_code) == len(units) >= 10_000
+    assert by_code[sim.NATIONAL].level == 1
+    strict = re.compile(r"^\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}$")
+    assert all(strict.match(code) for code in by_code)
+    assert {unit.level for unit in units} == {1, 2, 3}
+    for unit in units:
+        if unit.level == 1:
+            assert unit.parent is None
+            continue
+        parent = by_code[unit.parent]
+        assert parent.level == unit.level - 1
+        kept = unit.code.split(".")[-unit.level + 1 :] if unit.level > 1 else []
+        assert parent.code.split(".")[-len(kept) :] == kept, (unit.code, parent.code)
