@@ -440,6 +440,10 @@ def run_step(
         for name, values in sorted(observed.latencies.items())
     }
     empty = observed.latencies.get("emptyPoll", []) + [math.inf] * observed.unanswered
+    answered = sum(
+        len(values) for name, values in observed.latencies.items() if name not in ("emptyPoll", "poll with items")
+    )
+    cpu_per_call = server_cpu / answered if answered else math.nan
     return {
         "population": population,
         "unanswered": observed.unanswered,
@@ -448,6 +452,8 @@ def run_step(
         "operations": operations,
         "empty_poll_p99_ms": percentile(empty, 0.99) * 1000,
         "client_lag_p99_ms": percentile(observed.lag, 0.99) * 1000,
+        "server_cpu_ms_per_call": cpu_per_call * 1000,
+        "cpu_bound_population": (os.cpu_count() or 1) * args.period / cpu_per_call if answered else math.nan,
         "cpu_share": {
             "server": server_cpu / total if total else 0.0,
             "client": own_cpu / total if total else 0.0,
@@ -469,6 +475,10 @@ def print_step(step: dict[str, Any]) -> None:
         print(f"{name:<22}{op['count']:>8}{op['per_second']:>9.1f}{op['p50_ms']:>9.1f}{op['p99_ms']:>9.1f}")
     shares = ", ".join(f"{name} {value:.0%}" for name, value in step["cpu_share"].items())
     print(f"CPU share of the machine: {shares}")
+    print(
+        f"server CPU per answered call {step['server_cpu_ms_per_call']:.1f} ms: with every core to itself the "
+        f"server could take about {step['cpu_bound_population']:,.0f} agencies at this mix (arithmetic, not a p99)"
+    )
     print(
         f"client start lag p99 {step['client_lag_p99_ms']:.1f} ms, unanswered at the end {step['unanswered']}, "
         f"errors {step['errors']}; p99 of an empty poll (unanswered counted as over) {step['empty_poll_p99_ms']:.1f} ms"
