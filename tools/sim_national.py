@@ -20,7 +20,7 @@ management systems), with p99 of an empty poll under 100 ms, while documents kee
    an empty poll exceeds ``--limit-ms`` (calls still unanswered when a step ends count as over
    it), then the main run polls with ``--agencies`` (10,000) agencies. Each step starts once the
    workers are idle again. The report gives p50/p99 per operation, the CPU shares of server,
-   client and everything else (PostgreSQL and other users of the machine), and the highest
+   client, the PostgreSQL backends of its database and everything else on the machine, and the highest
    population that stayed under the limit.
 
     .venv/bin/python tools/sim_national.py --backend sqlite --duration 10
@@ -349,6 +349,20 @@ def _tree_cpu(root: psutil.Process) -> float:
     return total
 
 
+def _database_cpu(database: str | None) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend serving ``database`` (its process title names it)."""
+    if not database:
+        return {}
+    found = {}
+    for process in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            title = " ".join(process.info["cmdline"] or [])
+            if title.startswith("postgres:") and f" {database} " in f"{title} ":
+                times = process.cpu_times()
+                found[process.pid] = times.user + times.system
+    return found
+
+
 def _own_cpu() -> float:
     times = os.times()
     return times.user + times.system
@@ -424,12 +438,14 @@ def run_step(
     observed = Observed()
     client = Client(server.port, {code: secrets[code] for code in order[:population]}, observed)
     server_cpu, own_cpu, (busy, total) = _tree_cpu(server.root), _own_cpu(), _machine_cpu()
+    database_before = _database_cpu(args.pg_database)
     started = time.monotonic()
     asyncio.run(drive(client, order, population, args.period, args.duration, documents, args.document_rate))
     wall = time.monotonic() - started
     server_cpu, own_cpu = _tree_cpu(server.root) - server_cpu, _own_cpu() - own_cpu
     busy_after, total_after = _machine_cpu()
     busy, total = busy_after - busy, total_after - total
+    database_cpu = sum(cpu - database_before.get(pid, 0.0) for pid, cpu in _database_cpu(args.pg_database).items())
     operations = {
         name: {
             "count": len(values),
@@ -457,8 +473,9 @@ def run_step(
         "cpu_share": {
             "server": server_cpu / total if total else 0.0,
             "client": own_cpu / total if total else 0.0,
-            "other (PostgreSQL, other users)": max(0.0, busy - server_cpu - own_cpu) / total if total else 0.0,
-            "idle": 1 - busy / total if total else 0.0,
+            "PostgreSQL (this database)": database_cpu / total if total else 0.0,
+            "other processes": max(0.0, busy - server_cpu - own_cpu - database_cpu) / total if total else 0.0,
+            "idle": max(0.0, 1 - busy / total) if total else 0.0,
         },
         "errors": observed.errors,
         "error_samples": observed.error_samples,
@@ -497,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--document-rate", type=float, default=2.0, help="documents sent per second")
     parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1))
     parser.add_argument("--limit-ms", type=float, default=100.0, help="p99 of an empty poll to stay under")
-    parser.add_argument("--step-start", type=int, default=1_000, help="first population of the step-up search")
+    parser.add_argument("--step-start", type=int, default=250, help="first population of the step-up search")
     parser.add_argument("--step-factor", type=float, default=1.5)
     parser.add_argument("--max-population", type=int, default=40_000, help="largest step (and directory size)")
     parser.add_argument("--seed", type=int, default=20261120)
@@ -508,11 +525,12 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     units = national_directory(max(args.agencies, args.max_population))
     scratch = Path(tempfile.mkdtemp(prefix="edxml-sim-"))
-    pg_name = None
+    pg_name = args.pg_database = None
     if args.backend == "postgresql":
         pg_name = f"edxml_sim_{os.getpid()}"
         with psycopg.connect(args.pg_url, autocommit=True) as admin:
             admin.execute(f'CREATE DATABASE "{pg_name}"')
+        args.pg_database = pg_name
         database_url = make_url(args.pg_url).set(drivername="postgresql+psycopg", database=pg_name)
         database_url = database_url.render_as_string(hide_password=False)
     else:
