@@ -176,12 +176,13 @@ class SingleNodeOnly(RuntimeError):
 def claim_single_node(url: str | URL) -> int | None:
     """Make this process the only one serving the SQLite store at ``url``; a no-op for other backends.
 
-    Several nodes need one shared database that many machines' processes write at once; SQLite
-    serialises writers through a lock file on one machine, so two independent ``serve`` processes
-    would contend on it and could not share blobs across machines anyway. The serving process
-    takes an exclusive ``fcntl.flock`` on ``<database>.serve-lock`` and keeps it for its lifetime
-    (the returned descriptor is never closed; the kernel drops the lock when the process and the
-    gunicorn workers it forks, which share the descriptor, have all exited, crashes included).
+    Several nodes are several machines (or independent processes) sharing one store. SQLite's
+    locking is only reliable between processes of one machine on a local filesystem, and its writers
+    queue on one database-wide lock, so it is a one-node store: scale it with gunicorn workers (they
+    share this lock) and move to PostgreSQL for several nodes. The serving process takes an
+    exclusive ``fcntl.flock`` on ``<database>.serve-lock`` and keeps the returned descriptor open
+    while it serves (:func:`single_node`); gunicorn workers forked meanwhile share the descriptor,
+    and the kernel drops the lock when every process holding it has exited, crashes included.
     Raises :class:`SingleNodeOnly` when another process holds it. In-memory databases are private
     to one process and need no lock.
     """
