@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,12 @@ PRINTED = [
     "fetch+ack ",
     "sends/s",
     "fetch+ack/s",
+    "ratio receive / send",
+    "emptyPoll",
+    "bare ",
+    "empty polls/s",
+    "bare calls/s",
+    "ratio polls / bare",
     "peak RSS worker",
     "parse+validate only, docs/s",
     "ceiling parse+validate+store, docs/s",
@@ -56,12 +63,16 @@ def test_quick_bench_on_sqlite_completes_without_errors(tmp_path: Path) -> None:
     (result,) = report["backends"]
     assert result["backend"] == "sqlite"
     assert result["errors"] == 0, result["error_samples"]
-    for key in ("sends_per_s", "fetch_ack_per_s", "parse_validate_per_s", "ceiling_per_s", "ratio"):
+    keys = ("sends_per_s", "fetch_ack_per_s", "parse_validate_per_s", "ceiling_per_s", "ratio", "receive_ratio")
+    for key in (*keys, "polls_per_s", "bare_per_s", "poll_ratio"):
         assert result[key] > 0 and math.isfinite(result[key]), key
     assert result["send"]["operations"]["sendDocument"]["count"] > 0
-    for operation in ("getPendingDocuments", "getDocument", "confirmReceived", "fetch+ack"):
+    for operation in ("getPendingDocuments", "getDocument", "fetch+ack"):
         figures_for = result["fetch"]["operations"][operation]
         assert figures_for["count"] > 0 and figures_for["p99_ms"] >= figures_for["p50_ms"] > 0, operation
+    assert result["receive_mode"] in ("confirmReceived per item", "confirmReceivedItems per batch")
+    for phase, operation in (("poll", "emptyPoll"), ("bare", "bare")):
+        assert result[phase]["operations"][operation]["count"] > 0, operation
     assert len(result["worker_rss_mib"]) == report["settings"]["workers"]
     assert all(rss["peak"] > 0 for rss in result["worker_rss_mib"].values())
     assert report["machine"]["cpu"] and report["machine"]["cores"]
@@ -100,3 +111,40 @@ def test_rounds_are_summarised_per_backend_by_their_minimum(capsys: pytest.Captu
     lines = capsys.readouterr().out.splitlines()
     assert lines[-2] == "sqlite      0.71 0.66   min 0.66, median 0.69: meets the 50% target in every round"
     assert lines[-1] == "postgresql  0.58 0.48   min 0.48, median 0.53: MISSES the 50% target"
+
+
+def test_the_batch_acknowledgement_is_found_in_a_wsdl_that_has_it() -> None:
+    bench = _bench_module()
+    schema = "http://www.w3.org/2001/XMLSchema"
+    with_batch = f"""<definitions xmlns="http://schemas.xmlsoap.org/wsdl/"><types><xs:schema xmlns:xs="{schema}">
+      <xs:complexType name="stringArray"><xs:sequence>
+        <xs:element name="string" type="xs:string" maxOccurs="unbounded"/></xs:sequence></xs:complexType>
+      <xs:complexType name="confirmReceivedItems"><xs:sequence>
+        <xs:element name="itemIds" type="tns:stringArray"/></xs:sequence></xs:complexType>
+    </xs:schema></types></definitions>""".encode()
+    assert bench.batch_confirm_shape(with_batch) == ("itemIds", "string")
+    published = (REPO / "wsdl" / "edxml-gateway.wsdl").read_bytes()
+    assert (bench.batch_confirm_shape(published) is None) == (b"confirmReceivedItems" not in published)
+
+
+def test_the_simulated_national_directory_has_three_levels_of_valid_codes_below_the_national_office() -> None:
+    spec = importlib.util.spec_from_file_location("edxml_sim_national", REPO / "tools" / "sim_national.py")
+    assert spec and spec.loader
+    sim = importlib.util.module_from_spec(spec)
+    sys.modules["edxml_sim_national"] = sim
+    spec.loader.exec_module(sim)
+    units = sim.national_directory(10_000)
+    by_code = {unit.code: unit for unit in units}
+    assert len(by_code) == len(units) >= 10_000
+    assert by_code[sim.NATIONAL].level == 1
+    strict = re.compile(r"^\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}$")
+    assert all(strict.match(code) for code in by_code)
+    assert {unit.level for unit in units} == {1, 2, 3}
+    for unit in units:
+        if unit.level == 1:
+            assert unit.parent is None
+            continue
+        parent = by_code[unit.parent]
+        assert parent.level == unit.level - 1
+        kept = unit.code.split(".")[-unit.level + 1 :] if unit.level > 1 else []
+        assert parent.code.split(".")[-len(kept) :] == kept, (unit.code, parent.code)

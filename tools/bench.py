@@ -5,16 +5,24 @@ take per second under gunicorn, and how close is that to the ceiling set by what
 do per document (lxml parse + XSD validation, then a durable store: write + fsync the file and one
 database insert committed)? The target is sends/s >= 50% of that ceiling on the same cores.
 
-For each backend (SQLite, PostgreSQL) it starts ``edxml-gateway serve --demo --workers N`` in its
-own process group with a fresh data directory (and a fresh PostgreSQL database), then:
+For each backend (SQLite, PostgreSQL) it starts the gateway under gunicorn as ``edxml-gateway serve
+--workers N`` does, through ``tools/bench_app.py`` (which adds a bare Spyne operation on ``/bare`` to
+the same workers), in its own process group with a fresh data directory (and a fresh PostgreSQL
+database), then:
 
 1. warm-up (excluded): a short send phase and a drain, so every worker has compiled its schemas;
 2. sends: parallel client *processes* post pre-built SOAP envelopes (raw HTTP, no zeep, so the
    client stays cheap) for a fixed duration; each document gets a unique DocumentId and number by
    rewriting the first base64 block of a template;
-3. fetch+ack: the recipients drain their queues, one item per cycle:
-   getPendingDocuments(maxItems=1) + getDocument + confirmReceived;
-4. ceiling: as many processes as gunicorn workers run lxml parse + validate alone, then parse +
+3. receive: the recipients drain their queues as a client does: getPendingDocuments(maxItems=10),
+   then getDocument + confirmReceived for each item (or getDocument for each and one
+   confirmReceivedItems for the batch, when the served WSDL has that operation); items/s is
+   compared with the sends/s of the same run (target >= 1.0: the gateway empties queues at least
+   as fast as they fill);
+4. empty polls: getPendingDocuments for agencies with nothing waiting, then the bare Spyne
+   operation on ``/bare`` (no storage work) with the same clients on the same workers; polls/s is
+   compared with bare calls/s (target >= 0.6: an empty poll costs little more than SOAP itself);
+5. ceiling: as many processes as gunicorn workers run lxml parse + validate alone, then parse +
    validate + store, on the same backend, for the same duration.
 
 Clients and server share the machine's cores (as does anything else running), so the bench
@@ -65,18 +73,25 @@ from gateway.edxml import AttachmentSource, DocumentMessage, Organization, docum
 
 REPO = Path(__file__).resolve().parents[1]
 XSD = REPO / "xsd" / "edxml-document.xsd"
-GATEWAY_BIN = Path(sys.executable).with_name("edxml-gateway")
+BENCH_APP = REPO / "tools" / "bench_app.py"
+BARE_NS = "urn:edxml-gateway:bench:bare"
 NS = "urn:edxml-gateway:soap:v1"
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 SENDER = "000.00.00.G22"
 RECIPIENTS = ("000.00.00.H41", "000.00.00.H14")
-"""Demo agencies (``serve --demo``): one sender, two recipients so two queues are drained at once."""
+"""One sender, two recipients so two queues are drained at once (secrets issued by tools/bench_app.py)."""
+IDLE_AGENCIES = 8
+"""Agencies nobody writes to: their polls are the empty polls."""
+PULL_BATCH = 10
+"""maxItems of the receiving clients' getPendingDocuments."""
 PLACEHOLDER = "BENCH-0000000000"
 """Stands for the document number in CodeNumber and DocumentId; replaced by a same-length number."""
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 ATTACHMENT_BYTES = 1_000_000
 CEILING_STEPS = ("parse", "validate", "write+fsync", "insert+commit", "document")
 OPERATIONS = ("sendDocument", "getPendingDocuments", "getDocument", "confirmReceived", "fetch+ack")
+RECEIVE_OPERATIONS = ("getPendingDocuments", "getDocument", "confirmReceived", "confirmReceivedItems", "fetch+ack")
+POLL_OPERATIONS = ("emptyPoll", "bare")
 _ITEM_ID = re.compile(rb"<(?:[\w.-]+:)?itemId>([^<]+)</")
 _DOCUMENT_ID = re.compile(rb"<(?:[\w.-]+:)?documentId>([^<]+)</")
 _PARA = (
@@ -183,18 +198,20 @@ class ClientResult:
 class SoapCaller:
     """Raw HTTP POSTs to /soap: a new connection per call, as gunicorn sync workers close each one."""
 
-    def __init__(self, port: int, result: ClientResult) -> None:
+    def __init__(self, port: int, result: ClientResult, path: str = "/soap") -> None:
         self.port = port
         self.result = result
+        self.path = path
 
-    def call(self, operation: str, body: bytes) -> bytes | None:
+    def call(self, operation: str, body: bytes, label: str | None = None) -> bytes | None:
+        """POST ``body``; the response, or None after recording the failure. Latency goes under ``label``."""
         started = time.perf_counter()
         try:
             connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
             try:
                 connection.request(
                     "POST",
-                    "/soap",
+                    self.path,
                     body=body,
                     headers={"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{operation}"'},
                 )
@@ -208,7 +225,7 @@ class SoapCaller:
         if response.status != 200:
             self.result.fail(f"{operation}: HTTP {response.status}: {data[:300]!r}")
             return None
-        self.result.record(operation, time.perf_counter() - started)
+        self.result.record(label or operation, time.perf_counter() - started)
         return data
 
 
@@ -238,32 +255,99 @@ def _send_client(
     out.put(result)
 
 
-def _fetch_client(port: int, agency: str, secret: str, *, start_at: float, out: Queue) -> None:
-    """Pull, fetch and acknowledge one item at a time until the agency's queue is empty."""
+def _fetch_client(
+    port: int, agency: str, secret: str, batch_confirm: tuple[str, str] | None, *, start_at: float, out: Queue
+) -> None:
+    """Receive as an agency's software does until the queue is empty: pull a batch, fetch and acknowledge it.
+
+    ``batch_confirm`` is ``(parameter, item element)`` of confirmReceivedItems when the served WSDL
+    has it (one acknowledgement per batch), else None (confirmReceived per item). Every item
+    fetched and acknowledged counts once under "fetch+ack", with its share of the batch's time.
+    """
     result = ClientResult()
     caller = SoapCaller(port, result)
     cpu = _cpu_seconds()
-    pending = envelope(agency, secret, "getPendingDocuments", b"<gw:maxItems>1</gw:maxItems>")
+    pending = envelope(agency, secret, "getPendingDocuments", f"<gw:maxItems>{PULL_BATCH}</gw:maxItems>".encode())
     time.sleep(max(0.0, start_at - time.monotonic()))
     while True:
         started = time.perf_counter()
         listing = caller.call("getPendingDocuments", pending)
         if listing is None:
             break
-        match = _ITEM_ID.search(listing)
-        if match is None:
+        items = _ITEM_ID.findall(listing)
+        if not items:
             break
-        item = b"<gw:itemId>" + match.group(1) + b"</gw:itemId>"
-        fetched = caller.call("getDocument", envelope(agency, secret, "getDocument", item))
-        if fetched is not None and len(fetched) < ATTACHMENT_BYTES:
-            result.fail(f"getDocument: short response ({len(fetched)} bytes)")
-        if fetched is None:
-            continue
-        if caller.call("confirmReceived", envelope(agency, secret, "confirmReceived", item)) is None:
-            continue
-        result.record("fetch+ack", time.perf_counter() - started)
+        fetched_items = []
+        for item_id in items:
+            item = b"<gw:itemId>" + item_id + b"</gw:itemId>"
+            fetched = caller.call("getDocument", envelope(agency, secret, "getDocument", item))
+            if fetched is None:
+                continue
+            if len(fetched) < ATTACHMENT_BYTES:
+                result.fail(f"getDocument: short response ({len(fetched)} bytes)")
+                continue
+            confirm = envelope(agency, secret, "confirmReceived", item)
+            if batch_confirm is None and caller.call("confirmReceived", confirm) is None:
+                continue
+            fetched_items.append(item_id)
+        if batch_confirm is not None and fetched_items:
+            parameter, element = (name.encode() for name in batch_confirm)
+            ids = b"".join(b"<gw:%s>%s</gw:%s>" % (element, i, element) for i in fetched_items)
+            body = b"<gw:%s>%s</gw:%s>" % (parameter, ids, parameter)
+            if caller.call("confirmReceivedItems", envelope(agency, secret, "confirmReceivedItems", body)) is None:
+                fetched_items = []
+        if fetched_items:
+            share = (time.perf_counter() - started) / len(fetched_items)
+            for _ in fetched_items:
+                result.record("fetch+ack", share)
     result.cpu_seconds = _cpu_seconds() - cpu
     out.put(result)
+
+
+def _poll_client(
+    port: int, path: str, label: str, bodies: list[tuple[str, bytes]], *, start_at: float, stop_at: float, out: Queue
+) -> None:
+    """Call ``bodies`` (operation, envelope) round-robin on ``path`` until ``stop_at``; an answer naming an
+    item (for empty polls) or lacking the constant (for the bare operation) is an error."""
+    result = ClientResult()
+    caller = SoapCaller(port, result, path)
+    cpu = _cpu_seconds()
+    time.sleep(max(0.0, start_at - time.monotonic()))
+    n = 0
+    while time.monotonic() < stop_at:
+        operation, body = bodies[n % len(bodies)]
+        data = caller.call(operation, body, label)
+        if data is not None:
+            if label == "emptyPoll" and _ITEM_ID.search(data):
+                result.fail("emptyPoll: an idle agency had items waiting")
+            elif label == "bare" and b">ok<" not in data:
+                result.fail(f"bare: unexpected answer {data[:200]!r}")
+        n += 1
+    result.cpu_seconds = _cpu_seconds() - cpu
+    out.put(result)
+
+
+def bare_envelope(agency: str, secret: str) -> bytes:
+    """The bare operation's request, with the same AuthHeader as a poll so both bodies cost the same to parse."""
+    head, _ = envelope_parts(agency, secret, "bare")
+    head = head.replace(b"<gw:bare>", f'<b:bare xmlns:b="{BARE_NS}">'.encode())
+    return head + b"</b:bare></soapenv:Body></soapenv:Envelope>"
+
+
+def batch_confirm_shape(wsdl: bytes) -> tuple[str, str] | None:
+    """``(parameter, item element)`` of confirmReceivedItems in a served WSDL, or None when it has no such operation."""
+    xs = "{http://www.w3.org/2001/XMLSchema}"
+    root = etree.fromstring(wsdl)
+    wrapper = root.find(f".//{xs}complexType[@name='confirmReceivedItems']")
+    if wrapper is None:
+        return None
+    parameter = wrapper.find(f".//{xs}element")
+    if parameter is None:
+        return None
+    type_name = (parameter.get("type") or "").rpartition(":")[2]
+    array = root.find(f".//{xs}complexType[@name='{type_name}']")
+    item = array.find(f".//{xs}element") if array is not None else None
+    return parameter.get("name", "itemIds"), item.get("name", "string") if item is not None else "string"
 
 
 # -- the ceiling ----------------------------------------------------------------------------------
@@ -484,7 +568,8 @@ def _free_port() -> int:
 
 
 class GatewayProcess:
-    """``edxml-gateway serve --demo --workers N`` in its own process group, stopped by that group's id."""
+    """``tools/bench_app.py --workers N`` (the gateway as ``serve`` runs it, plus ``/bare``) in its own
+    process group, stopped by that group's id."""
 
     def __init__(self, data_dir: Path, database_url: str | None, workers: int) -> None:
         self.data_dir = data_dir
@@ -496,7 +581,8 @@ class GatewayProcess:
             env["GATEWAY_DATABASE_URL"] = database_url
         self.log_path = data_dir.parent / f"gateway-{data_dir.name}.log"
         self.log = self.log_path.open("wb")
-        command = [str(GATEWAY_BIN), "serve", "--demo", "--workers", str(workers), "--port", str(self.port)]
+        command = [sys.executable, str(BENCH_APP), "--workers", str(workers), "--port", str(self.port)]
+        command += ["--agencies", SENDER, *RECIPIENTS, "--idle-agencies", str(IDLE_AGENCIES)]
         self.process = subprocess.Popen(
             command, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -521,8 +607,18 @@ class GatewayProcess:
         return self.arbiter.children()
 
     def secrets(self) -> dict[str, str]:
-        entries = json.loads((self.data_dir / "demo-credentials.json").read_text(encoding="utf-8"))
-        return {entry["agency"]: entry["secret"] for entry in entries}
+        return {entry["agency"]: entry["secret"] for entry in self._entries()}
+
+    def idle_agencies(self) -> list[str]:
+        return [entry["agency"] for entry in self._entries() if entry["idle"]]
+
+    def _entries(self) -> list[dict[str, Any]]:
+        return json.loads((self.data_dir / "bench-credentials.json").read_text(encoding="utf-8"))
+
+    def batch_confirm(self) -> tuple[str, str] | None:
+        """How to call confirmReceivedItems, if the served WSDL has it."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/soap?wsdl", timeout=30) as response:
+            return batch_confirm_shape(response.read())
 
     def stop(self) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -651,6 +747,8 @@ def bench_backend(backend: str, templates: list[Template], options: Options, scr
         worker_pids = [w.pid for w in workers]
         server = [gateway.arbiter, *workers]
         port = gateway.port
+        batch_confirm = gateway.batch_confirm()
+        idle = gateway.idle_agencies()
 
         def sends(duration: float, base: int) -> PhaseResult:
             targets = [
@@ -661,7 +759,7 @@ def bench_backend(backend: str, templates: list[Template], options: Options, scr
 
         def drain() -> PhaseResult:
             targets = [
-                (_fetch_client, (port, RECIPIENTS[i % 2], secrets[RECIPIENTS[i % 2]]), {})
+                (_fetch_client, (port, RECIPIENTS[i % 2], secrets[RECIPIENTS[i % 2]], batch_confirm), {})
                 for i in range(options.clients)
             ]
             return run_phase(targets, server, lead=0.3)
@@ -673,6 +771,18 @@ def bench_backend(backend: str, templates: list[Template], options: Options, scr
             send_phase = sends(options.duration, 1_000_000_000)
         with profiled(options, f"{backend}-fetch", worker_pids, options.duration):
             fetch_phase = drain()
+        polls = [("getPendingDocuments", envelope(code, secrets[code], "getPendingDocuments", b"")) for code in idle]
+        bare = [("bare", bare_envelope(code, secrets[code])) for code in idle]
+        poll_phase = _run_timed(
+            [(_poll_client, (port, "/soap", "emptyPoll", polls[i:] + polls[:i])) for i in range(options.clients)],
+            server,
+            options.duration,
+        )
+        bare_phase = _run_timed(
+            [(_poll_client, (port, "/bare", "bare", bare[i:] + bare[:i])) for i in range(options.clients)],
+            server,
+            options.duration,
+        )
         peak = {pid: _status_kib(pid, "VmHWM") for pid in worker_pids}
         restarted = sorted(set(worker_pids) ^ {w.pid for w in gateway.worker_processes()})
         parse_phase = _run_timed(
@@ -704,10 +814,13 @@ def bench_backend(backend: str, templates: list[Template], options: Options, scr
     sends_per_s = send_phase.rate("sendDocument")
     ceiling_per_s = ceiling_phase.rate("document")
     errors = warm_errors + send_phase.clients.errors + fetch_phase.clients.errors + lost + len(restarted)
+    errors += poll_phase.clients.errors + bare_phase.clients.errors
+    polls_per_s, bare_per_s = poll_phase.rate("emptyPoll"), bare_phase.rate("bare")
+    receive_per_s = fetch_phase.rate("fetch+ack")
     errors += parse_phase.clients.errors + ceiling_phase.clients.errors
     samples = warm_sends.clients.error_samples + warm_drain.clients.error_samples
     samples += send_phase.clients.error_samples + fetch_phase.clients.error_samples
-    samples += ceiling_phase.clients.error_samples
+    samples += ceiling_phase.clients.error_samples + poll_phase.clients.error_samples + bare_phase.clients.error_samples
     if lost:
         samples.append(f"{sent} documents sent but {fetched} fetched and acknowledged")
     if restarted:
@@ -717,11 +830,18 @@ def bench_backend(backend: str, templates: list[Template], options: Options, scr
         "errors": errors,
         "error_samples": samples,
         "sends_per_s": sends_per_s,
-        "fetch_ack_per_s": fetch_phase.rate("fetch+ack"),
+        "fetch_ack_per_s": receive_per_s,
+        "receive_mode": "confirmReceivedItems per batch" if batch_confirm else "confirmReceived per item",
+        "receive_ratio": receive_per_s / sends_per_s if sends_per_s else float("nan"),
+        "polls_per_s": polls_per_s,
+        "bare_per_s": bare_per_s,
+        "poll_ratio": polls_per_s / bare_per_s if bare_per_s else float("nan"),
+        "poll": {**_phase_meta(poll_phase), "operations": _operation_figures(poll_phase, ("emptyPoll",))},
+        "bare": {**_phase_meta(bare_phase), "operations": _operation_figures(bare_phase, ("bare",))},
         "send": {**_phase_meta(send_phase), "operations": _operation_figures(send_phase, ("sendDocument",))},
         "fetch": {
             **_phase_meta(fetch_phase),
-            "operations": _operation_figures(fetch_phase, OPERATIONS[1:]),
+            "operations": _operation_figures(fetch_phase, RECEIVE_OPERATIONS),
         },
         "worker_rss_mib": {
             str(pid): {"after_warmup": warm_rss[pid] / 1024, "peak": peak[pid] / 1024} for pid in worker_pids
@@ -737,6 +857,8 @@ def bench_backend(backend: str, templates: list[Template], options: Options, scr
         "cpu_ms_per_document": {
             "gateway_send": _per_item_ms(send_phase.server_cpu, sent),
             "gateway_fetch_ack": _per_item_ms(fetch_phase.server_cpu, fetched),
+            "gateway_empty_poll": _per_item_ms(poll_phase.server_cpu, poll_phase.count("emptyPoll")),
+            "gateway_bare": _per_item_ms(bare_phase.server_cpu, bare_phase.count("bare")),
             "parse_validate": _per_item_ms(parse_phase.clients.cpu_seconds, parse_phase.count("document")),
             "ceiling": _per_item_ms(ceiling_phase.clients.cpu_seconds, ceiling_phase.count("document")),
         },
@@ -813,11 +935,28 @@ def print_report(report: dict[str, Any]) -> None:
     for result in report["backends"]:
         print(f"\n== {result['backend']}" + (f" (round {result['round']} of {rounds})" if rounds > 1 else "") + " ==")
         print(f"{'operation':<22}{'count':>8}{'per s':>10}{'p50 ms':>10}{'p99 ms':>10}")
-        operations = {**result["send"]["operations"], **result["fetch"]["operations"]}
+        operations = {
+            **result["send"]["operations"],
+            **result["fetch"]["operations"],
+            **result["poll"]["operations"],
+            **result["bare"]["operations"],
+        }
         for name, op in operations.items():
+            if not op["count"]:
+                continue
             print(f"{name:<22}{op['count']:>8}{op['per_second']:>10.1f}{op['p50_ms']:>10.1f}{op['p99_ms']:>10.1f}")
         print(f"{'sends/s':<40}{result['sends_per_s']:>10.1f}")
-        print(f"{'fetch+ack/s':<40}{result['fetch_ack_per_s']:>10.1f}")
+        print(f"{'fetch+ack/s':<40}{result['fetch_ack_per_s']:>10.1f}  ({result['receive_mode']})")
+        print(
+            f"{'ratio receive / send':<40}{result['receive_ratio']:>10.2f}  "
+            f"({'meets' if result['receive_ratio'] >= 1.0 else 'MISSES'} the 1.0 target: fetch+ack/s / sends/s)"
+        )
+        print(f"{'empty polls/s':<40}{result['polls_per_s']:>10.1f}")
+        print(f"{'bare calls/s':<40}{result['bare_per_s']:>10.1f}")
+        print(
+            f"{'ratio polls / bare':<40}{result['poll_ratio']:>10.2f}  "
+            f"({'meets' if result['poll_ratio'] >= 0.6 else 'MISSES'} the 0.6 target)"
+        )
         for pid, rss in result["worker_rss_mib"].items():
             label = f"peak RSS worker {pid} (MiB)"
             print(f"{label:<40}{rss['peak']:>10.1f}  (after warm-up {rss['after_warmup']:.1f})")
@@ -837,7 +976,7 @@ def print_report(report: dict[str, Any]) -> None:
             "  CPU ms per document (gunicorn processes / ceiling processes): "
             + ", ".join(f"{name} {value:.1f}" for name, value in cpu.items())
         )
-        for phase in ("send", "fetch", "parse_validate", "ceiling"):
+        for phase in ("send", "fetch", "poll", "bare", "parse_validate", "ceiling"):
             meta = result[phase]
             print(
                 f"  {phase}: {meta['wall_s']:.1f} s, CPU share clients {meta['client_cpu_share']:.0%}, "

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from gateway import directory
 from gateway.cli import ui
 from gateway.config import Settings
+from gateway.store.database import SingleNodeOnly, single_node
 from gateway.store.models import Agency
 
 DEMO_AGENCIES = ("000.00.00.G22", "000.00.00.H41", "000.00.00.H14")
@@ -31,14 +32,20 @@ DEMO_CREDENTIALS_FILE = "demo-credentials.json"
 def serve(ctx: click.Context, host: str, port: int, workers: int, production: bool, timeout: int, demo: bool) -> None:
     """Serve the SOAP endpoint (/soap, WSDL at /soap?wsdl) and /health."""
     settings = ui.settings_of(ctx)
-    if demo:
-        _prepare_demo(settings, host, port)
-    else:
-        ui.open_database(settings).dispose()
-    if workers > 1 or production:
-        _serve_gunicorn(settings, host, port, workers, timeout)
-    else:
-        _serve_development(settings, host, port)
+    with contextlib.ExitStack() as serving:
+        try:
+            serving.enter_context(single_node(settings.database_url))
+        except SingleNodeOnly as refusal:
+            click.echo(f"error: {refusal}", err=True)  # one line whatever its length (rich would fold paths)
+            raise click.exceptions.Exit(1) from None
+        if demo:
+            _prepare_demo(settings, host, port)
+        else:
+            ui.open_database(settings).dispose()
+        if workers > 1 or production:
+            _serve_gunicorn(settings, host, port, workers, timeout)
+        else:
+            _serve_development(settings, host, port)
 
 
 def _prepare_demo(settings: Settings, host: str, port: int) -> None:

@@ -6,10 +6,10 @@ renamed into place and its directory fsynced, so after :meth:`BlobStore.writer` 
 survives a crash.
 
 Durability order (the caller's duty): write the blob first, commit the database row that names it
-second. A crash in between leaves an unreferenced blob, which is harmless: it takes disk space but
-nothing names it, and nothing removes it yet (a collector, ``edxml-gateway blobs gc``, would be a
-separate change, and must never delete a blob that a committed row might name). The reverse order
-could leave a committed row pointing at a missing blob. See docs/storage.md, "Blob durability".
+second. A crash in between leaves an unreferenced blob, which ``edxml-gateway blobs gc``
+(:mod:`gateway.store.blob_gc`) removes once it is older than its grace period;
+the reverse order could leave a committed row pointing at a missing blob. Never delete a blob that
+a committed row might name (docs/storage.md, "Blob durability").
 
 Identical content is stored once (dedup), which is safe because a blob never changes once written.
 """
@@ -204,9 +204,19 @@ class BlobStore:
         return digest.hexdigest() == sha256
 
     def _install(self, temp_path: Path, sha256: str) -> None:
-        """Move a fsynced temp file to its final name, or drop it if that content is already stored."""
+        """Move a fsynced temp file to its final name, or drop it if that content is already stored.
+
+        When the content is already stored, its mtime is refreshed first: the row about to name it
+        has not committed yet, and the garbage collector (:mod:`gateway.store.blob_gc`) spares
+        blobs touched within its grace period. If the blob vanished (collected) or cannot be
+        touched, this copy is installed in its place instead.
+        """
         final = self.path(sha256)
-        if final.is_file():
+        try:
+            os.utime(final)
+        except OSError:
+            pass
+        else:
             temp_path.unlink()
             return
         self._make_dirs(final.parent)

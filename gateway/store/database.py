@@ -8,7 +8,9 @@ or rolls back as a whole and turns "cannot reach or lock the database" into
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -165,3 +167,56 @@ def _sqlite_engine(url: URL, *, echo: bool) -> Engine:
         connection.exec_driver_sql("BEGIN DEFERRED" if readonly else "BEGIN IMMEDIATE")
 
     return engine
+
+
+SERVE_LOCK_SUFFIX = ".serve-lock"
+
+
+class SingleNodeOnly(RuntimeError):
+    """A second gateway process tried to serve an SQLite store another one is serving."""
+
+
+def claim_single_node(url: str | URL) -> int | None:
+    """Make this process the only one serving the SQLite store at ``url``; a no-op for other backends.
+
+    Several nodes are several machines (or independent processes) sharing one store. SQLite's
+    locking is only reliable between processes of one machine on a local filesystem, and its writers
+    queue on one database-wide lock, so it is a one-node store: scale it with gunicorn workers (they
+    share this lock) and move to PostgreSQL for several nodes. The serving process takes an
+    exclusive ``fcntl.flock`` on ``<database>.serve-lock`` and keeps the returned descriptor open
+    while it serves (:func:`single_node`); gunicorn workers forked meanwhile share the descriptor,
+    and the kernel drops the lock when every process holding it has exited, crashes included.
+    Raises :class:`SingleNodeOnly` when another process holds it. In-memory databases are private
+    to one process and need no lock.
+    """
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file::memory:"):
+        return None
+    path = Path(database).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = path.with_name(path.name + SERVE_LOCK_SUFFIX)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise SingleNodeOnly(
+            f"another gateway process is already serving this SQLite store (it holds {lock_path}). SQLite supports "
+            "one node; for several nodes use one PostgreSQL database (GATEWAY_DATABASE_URL=postgresql+psycopg://...) "
+            "and one shared GATEWAY_BLOB_DIR."
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+@contextmanager
+def single_node(url: str | URL) -> Iterator[None]:
+    """Hold :func:`claim_single_node`'s lock while the block serves; released when it ends."""
+    fd = claim_single_node(url)
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)

@@ -33,12 +33,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
-from gateway.soap.binding import WSDL_LOCATION
 from interop.make_document import letter
 from reliability.reliability_support import VPCP, GatewayProcess, envelope, free_port, parse_reply
 from sqlalchemy import func, select
 
 from gateway.config import WSDL_DIR, Settings
+from gateway.soap.binding import WSDL_LOCATION
 from gateway.store.database import Database
 from gateway.store.models import Document
 

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from gateway.soap.binding import WSDL_LOCATION
 from reliability.reliability_support import free_port
 
 from gateway.config import WSDL_DIR
+from gateway.soap.binding import WSDL_LOCATION
 
 REPO = Path(__file__).resolve().parents[2]
 SENDER, RECIPIENT = "000.00.00.G22", "000.00.00.H41"

@@ -45,6 +45,7 @@ from gateway.store.database import Database
 
 REPO = Path(__file__).resolve().parents[2]
 GATEWAY_BIN = Path(sys.executable).parent / "edxml-gateway"
+"""The console script of the environment running the tests (never a path inside the checkout)."""
 NS = "urn:edxml-gateway:soap:v1"
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 VPCP, NGHE_AN, CAO_BANG = "000.00.00.G22", "000.00.00.H41", "000.00.00.H14"
