@@ -203,6 +203,19 @@ class BlobStore:
             return False
         return digest.hexdigest() == sha256
 
+    def iter_blobs(self) -> Iterator[str]:
+        """Yield the sha256 of every stored blob (not temp files), in no particular order (for blob gc)."""
+        for first in sorted(self.root.iterdir()):
+            if len(first.name) != 2 or not first.is_dir():
+                continue
+            for second in sorted(first.iterdir()):
+                if len(second.name) != 2 or not second.is_dir():
+                    continue
+                for entry in sorted(second.iterdir()):
+                    name = entry.name
+                    if _SHA256_RE.fullmatch(name) and name.startswith(first.name + second.name):
+                        yield name
+
     def _install(self, temp_path: Path, sha256: str) -> None:
         """Move a fsynced temp file to its final name, or drop it if that content is already stored.
 

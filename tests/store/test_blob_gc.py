@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
+from support.blobs import blob_exists
 from support.staging import stage
 
 from gateway.cli import main
@@ -107,14 +108,14 @@ def test_only_old_blobs_no_row_names_are_freed_and_the_run_is_audited(
 
     preview = collect(database, blobs, dry_run=True)
     assert (preview.freed_files, sorted(preview.freed)) == (3, sorted(old))
-    assert all(blobs.exists(sha) for sha in old), "a dry run removes nothing"
+    assert all(blob_exists(blobs, sha) for sha in old), "a dry run removes nothing"
 
     report = collect(database, blobs)
     assert sorted(report.freed) == sorted(old)
     assert report.freed_bytes == sum(len(f"orphan {i}".encode()) for i in range(3))
     assert (report.scanned, report.referenced, report.young) == (6, 2, 1)
     assert {"documents.blob_sha256", "status_events.blob_sha256"} <= set(report.columns)
-    assert not any(blobs.exists(sha) for sha in old)
+    assert not any(blob_exists(blobs, sha) for sha in old)
     assert blobs.verify(kept_document) and blobs.verify(kept_status) and blobs.verify(young)
     with database.transaction(readonly=True) as session:
         entry = session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(1)).one()
@@ -233,12 +234,12 @@ def test_cli_reports_what_it_freed(database: Database, tmp_path: Path, monkeypat
     runner = CliRunner()
     dry = runner.invoke(main, ["--database-url", url, "blobs", "gc", "--dry-run"])
     assert dry.exit_code == 0, dry.output
-    assert "Would free 1 blob file(s), 1,000 bytes" in dry.output and blobs.exists(sha)
+    assert "Would free 1 blob file(s), 1,000 bytes" in dry.output and blob_exists(blobs, sha)
     done = runner.invoke(main, ["--database-url", url, "blobs", "gc", "--grace-hours", "49"])
     assert done.exit_code == 0 and "Freed 0 blob file(s)" in done.output, "two days old, grace 49 h: kept"
     done = runner.invoke(main, ["--database-url", url, "blobs", "gc"])
     assert "Freed 1 blob file(s), 1,000 bytes" in done.output and "audit log" in done.output
-    assert not blobs.exists(sha)
+    assert not blob_exists(blobs, sha)
     refused = runner.invoke(main, ["--database-url", url, "blobs", "gc", "--grace-hours", "0.1"])
     assert refused.exit_code == 2 and "0.1" in refused.output
 
@@ -311,8 +312,8 @@ def test_sends_fetches_and_collections_at_once_lose_nothing(
     assert len(documents) == len(letters) == len(set(sent)), "one document per (sender, DocumentId)"
     assert all(blobs.verify(sha) for sha in documents), "every stored document still verifies"
     assert all(sha is not None and blobs.verify(sha) for sha in statuses)
-    assert not any(blobs.exists(sha) for sha in garbage), "unreferenced old blobs are gone"
-    assert all(blobs.exists(sha) for sha in young), "young orphans wait for their grace period"
+    assert not any(blob_exists(blobs, sha) for sha in garbage), "unreferenced old blobs are gone"
+    assert all(blob_exists(blobs, sha) for sha in young), "young orphans wait for their grace period"
     freed = {sha for report in reports for sha in report.freed} | set(final.freed)
     retried = {hashlib.sha256(data).hexdigest() for data in letters[::2]}
     assert set(garbage) <= freed <= set(garbage) | retried, "only unreferenced blobs were ever freed"
