@@ -6,16 +6,23 @@ Defaults give a working gateway with no setup: SQLite and blobs under ``./var``.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WSDL_DIR = REPO_ROOT / "wsdl"
+_INSTANCE_ID = re.compile(r"[A-Za-z0-9_.-]{1,35}")
 
 
 def _env_int(name: str, default: int) -> int:
     raw = os.environ.get(name)
     return default if raw in (None, "") else int(raw)
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return default if raw in (None, "") else float(raw)
 
 
 @dataclass(frozen=True)
@@ -31,12 +38,26 @@ class Settings:
     ack_overdue_hours: int = 24
     trusted_certs: Path | None = None
     operator_password: str = ""
+    # Network of gateways (docs/federation.md): this instance, its tier, and its link upstream.
+    instance_id: str = "local"
+    role: str = "national"
+    upstream_url: str = ""
+    upstream_secret: str = ""
+    relay_interval: float = 5.0
+    relay_max_attempts: int = 8
+    relay_backoff_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         if not self.database_url:
             object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'gateway.sqlite3'}")
         if self.blob_dir is None:
             object.__setattr__(self, "blob_dir", self.data_dir / "blobs")
+        if not _INSTANCE_ID.fullmatch(self.instance_id):
+            raise ValueError(
+                f"GATEWAY_INSTANCE_ID '{self.instance_id}' must be 1-35 letters, digits, '-', '_' or '.'"
+            )
+        if self.role not in ("national", "provincial"):
+            raise ValueError(f"GATEWAY_ROLE '{self.role}' must be 'national' or 'provincial'")
 
     @property
     def max_request_bytes(self) -> int:
@@ -56,6 +77,13 @@ class Settings:
             ack_overdue_hours=_env_int("GATEWAY_ACK_OVERDUE_HOURS", 24),
             trusted_certs=Path(env["GATEWAY_TRUSTED_CERTS"]) if env.get("GATEWAY_TRUSTED_CERTS") else None,
             operator_password=env.get("GATEWAY_OPERATOR_PASSWORD", ""),
+            instance_id=env.get("GATEWAY_INSTANCE_ID") or "local",
+            role=env.get("GATEWAY_ROLE") or "national",
+            upstream_url=env.get("GATEWAY_UPSTREAM_URL", ""),
+            upstream_secret=env.get("GATEWAY_UPSTREAM_SECRET", ""),
+            relay_interval=_env_float("GATEWAY_RELAY_INTERVAL", 5.0),
+            relay_max_attempts=_env_int("GATEWAY_RELAY_MAX_ATTEMPTS", 8),
+            relay_backoff_seconds=_env_float("GATEWAY_RELAY_BACKOFF_SECONDS", 30.0),
         )
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

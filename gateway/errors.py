@@ -109,6 +109,12 @@ class SignatureRequired(ClientError):
     code = "Client.SignatureRequired"
 
 
+class RelayLoop(ClientError):
+    """A relayed consignment already passed this instance, or has travelled too many hops."""
+
+    code = "Client.RelayLoop"
+
+
 class ServerError(GatewayError):
     """The gateway could not complete the request; the client may retry later."""
 
@@ -124,5 +130,5 @@ class Unavailable(ServerError):
 ALL_ERRORS: tuple[type[GatewayError], ...] = (
     MalformedRequest, TooLarge, AuthenticationFailed, MalformedEdxml, SchemaInvalid, InvalidEdxml,
     SenderMismatch, UnknownRecipient, NotFound, Forbidden, IllegalTransition, InvalidStatus,
-    SignatureInvalid, SignatureRequired, ServerError, Unavailable,
+    SignatureInvalid, SignatureRequired, RelayLoop, ServerError, Unavailable,
 )

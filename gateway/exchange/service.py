@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Protocol
@@ -47,6 +48,7 @@ from gateway.exchange.results import (
     StatusEntry,
     StatusReceipt,
 )
+from gateway.federation import hooks as federation
 from gateway.store import audit, queue
 from gateway.store.blobs import BlobStore
 from gateway.store.database import Database
@@ -69,7 +71,7 @@ _LIVE_CREDENTIALS = (
 _SENT_DOCUMENT = select(Document.id, Document.signer).where(
     Document.sender_id == bindparam("sender_id"), Document.edxml_document_id == bindparam("edxml_id")
 )
-_ACTIVE_AGENCIES = select(Agency.code, Agency.id).where(
+_ACTIVE_AGENCIES = select(Agency.code, Agency.id, Agency.home_instance).where(
     Agency.code.in_(bindparam("codes", expanding=True)), Agency.active.is_(True)
 )
 
@@ -223,7 +225,7 @@ class ExchangeService:
         edxml_id: str,
         sha256: str,
         size: int,
-        recipients: Sequence[tuple[int, str]],
+        recipients: Sequence[tuple[int, str, str | None]],
         original: Document | None,
         signer: str | None,
     ) -> SendReceipt:
@@ -252,10 +254,15 @@ class ExchangeService:
             ),
         )
         session.execute(
-            insert(Recipient.__table__), [{"document_id": document_id, "agency_id": a} for a, _ in recipients]
+            insert(Recipient.__table__), [{"document_id": document_id, "agency_id": a} for a, _, _ in recipients]
         )
-        queue.enqueue_many(session, [a for a, _ in recipients], queue.KIND_DOCUMENT, document_id, now)
-        codes = tuple(code for _, code in recipients)
+        # Federation hook: recipients served by another instance go to the relay outbox.
+        local = federation.route_document(
+            session, self.settings, document_id, caller.code, recipients, sha256, size, now
+        )
+        if local:
+            queue.enqueue_many(session, local, queue.KIND_DOCUMENT, document_id, now)
+        codes = tuple(code for _, code, _ in recipients)
         audit.append(
             session,
             actor=caller.code,
@@ -275,7 +282,7 @@ class ExchangeService:
         if original is not None:
             if message.business.doc_type == 1:
                 original.recalled_at = now
-            self._request_take_back(session, original, {agency_id for agency_id, _ in recipients}, now, notice=None)
+            self._request_take_back(session, original, {agency_id for agency_id, _, _ in recipients}, now, notice=None)
         return SendReceipt(document_id, edxml_id, codes, duplicate=False, signer=signer)
 
     # -- receiving --------------------------------------------------------------------------
@@ -447,7 +454,7 @@ class ExchangeService:
                     raise _document_not_found(document_id)
                 query = query.where(StatusEvent.recipient_agency_id == caller.agency_id)
             events = session.scalars(query.order_by(StatusEvent.reported_at, StatusEvent.id))
-            return [
+            entries = [
                 StatusEntry(
                     document_id=document.id,
                     recipient_code=e.recipient_agency.code,
@@ -462,6 +469,8 @@ class ExchangeService:
                 )
                 for e in events
             ]
+        # Federation hook: the gateway's own delivery reports (code 90) name the gateway, not an agency.
+        return [_delivery_report(entry) for entry in entries]
 
     def _request_take_back(
         self,
@@ -548,7 +557,7 @@ class ExchangeService:
             staff=staff,
             description=description,
         )
-        sha256, _ = self.blobs.put_bytes(status_bytes(message))
+        sha256, message_size = self.blobs.put_bytes(status_bytes(message))
         event = StatusEvent(
             document_id=document.id,
             recipient_agency_id=recipient.agency_id,
@@ -568,7 +577,9 @@ class ExchangeService:
             recipient.status_at = now
         session.flush()
         target_id = notify_agency_id if notify_agency_id is not None else document.sender_id
-        queue.enqueue(session, target_id, queue.KIND_STATUS, document.id, status_event_id=event.id, now=now)
+        # Federation hook: a status for an agency served by another instance is relayed, not queued.
+        if not federation.relay_status(session, self.settings, document, event, target_id, message_size, now):
+            queue.enqueue(session, target_id, queue.KIND_STATUS, document.id, status_event_id=event.id, now=now)
         audit.append(
             session,
             actor=reporter.code,
@@ -603,18 +614,21 @@ def _conventional_document_id(message: DocumentMessage) -> str:
     return f"{message.sender.organ_id},{message.promulgation_date:%Y/%m/%d},{message.code}"
 
 
-def _resolve_recipients(session: Session, message: DocumentMessage) -> list[tuple[int, str]]:
-    """``(agency id, code)`` of each addressee, in the document's order; UnknownRecipient for any other code."""
+def _resolve_recipients(session: Session, message: DocumentMessage) -> list[tuple[int, str, str | None]]:
+    """``(agency id, code, home instance)`` of each addressee, in the document's order.
+
+    UnknownRecipient for any other code. Agencies served by another instance are addressees too.
+    """
     codes = [o.organ_id for o in message.recipients]
     rows = session.execute(_ACTIVE_AGENCIES, {"codes": codes})
-    active = {code: agency_id for code, agency_id in rows}
+    active = {code: (agency_id, home) for code, agency_id, home in rows}
     missing = [c for c in codes if c not in active]
     if missing:
         raise UnknownRecipient(
             f"These To/OrganId codes are not active agencies of the exchange: {', '.join(missing)}. "
             "Check the codes with getAgencies; nothing was sent."
         )
-    return [(active[c], c) for c in codes]
+    return [(active[c][0], c, active[c][1]) for c in codes]
 
 
 def _recipient_row(session: Session, document_id: str, agency_id: int, lock: bool = False) -> Recipient | None:
@@ -622,6 +636,16 @@ def _recipient_row(session: Session, document_id: str, agency_id: int, lock: boo
     if lock:
         query = query.with_for_update()
     return session.scalar(query)
+
+
+def _delivery_report(entry: StatusEntry) -> StatusEntry:
+    """A history entry, with the gateway named as reporter when it is a delivery report (code 90)."""
+    if entry.status_code != federation.DELIVERY_REPORT:
+        return entry
+    return replace(
+        entry, reporter_code=entry.staff_department or "gateway", status_name=entry.description or "not delivered",
+        staff_department=None,
+    )
 
 
 def _withdrawn(item_id: str) -> NotFound:
