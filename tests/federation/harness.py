@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -91,6 +92,10 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+class ProcessExited(AssertionError):
+    """A gateway process died while the test waited for it: no point waiting any longer."""
+
+
 def wait_until(probe: Callable[[], T], timeout: float, what: str, interval: float = 0.2) -> T:
     """Call ``probe`` until it returns something truthy; AssertionError naming ``what`` after ``timeout``.
 
@@ -103,6 +108,8 @@ def wait_until(probe: Callable[[], T], timeout: float, what: str, interval: floa
             last = probe()
             if last:
                 return last
+        except ProcessExited:
+            raise
         except Exception as exc:  # reported below if it never succeeds
             last = exc
         if time.monotonic() > deadline:
@@ -236,7 +243,7 @@ class Instance:
 
     # -- processes ---------------------------------------------------------------------------------
 
-    def start_serve(self, timeout: float = 60) -> None:
+    def start_serve(self, timeout: float = 60, wait: bool = True) -> None:
         self.serve = Process(
             f"{self.instance_id} serve",
             [*gateway_command(), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
@@ -244,12 +251,17 @@ class Instance:
             self.root / "serve.log",
             self.root,
         ).start()
-        wait_until(self._healthy, timeout, f"{self.instance_id} /health\n{self.serve.tail()}")
+        if wait:
+            self.wait_healthy(timeout)
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        assert self.serve is not None
+        wait_until(self._healthy, timeout, f"{self.instance_id} /health")
 
     def _healthy(self) -> bool:
         assert self.serve is not None
         if not self.serve.running:
-            raise AssertionError(f"{self.instance_id} serve exited:\n{self.serve.tail()}")
+            raise ProcessExited(f"{self.instance_id} serve exited:\n{self.serve.tail()}")
         with contextlib.suppress(requests.RequestException):
             return requests.get(f"{self.base_url}/health", timeout=2).status_code == 200
         return False
@@ -353,6 +365,18 @@ class Network:
             wait_until(listed, timeout, f"{instance.instance_id}'s getAgencies to list {sorted(wanted)}")
 
 
+def _prepare(instance: Instance) -> None:
+    """Schema, own agencies (``--home`` this instance) and one secret per agency, with the CLI."""
+    instance.data_dir.mkdir(parents=True, exist_ok=True)
+    instance.cli("db", "upgrade")
+    for spec in AGENCIES:
+        if spec.home != instance.instance_id:
+            continue
+        parent = ["--parent", spec.parent] if spec.parent else []
+        instance.cli("agencies", "add", spec.code, spec.name, "--level", str(spec.level), *parent, "--home", spec.home)
+        instance.secrets[spec.code] = instance.issue_secret("credentials", "issue", spec.code)
+
+
 def build_network(root: Path, database_urls: dict[str, str], extra_env: dict[str, str] | None = None) -> Network:
     """Data dirs, schemas, directories, peers and credentials for the three instances (nothing started)."""
     national = Instance(NATIONAL, "national", root / NATIONAL, database_urls[NATIONAL])
@@ -363,16 +387,9 @@ def build_network(root: Path, database_urls: dict[str, str], extra_env: dict[str
         )
     for instance in instances.values():
         instance.extra_env.update(extra_env or {})
-        instance.data_dir.mkdir(parents=True, exist_ok=True)
-        instance.cli("db", "upgrade")
-        for spec in AGENCIES:
-            if spec.home != instance.instance_id:
-                continue
-            parent = ["--parent", spec.parent] if spec.parent else []
-            instance.cli(
-                "agencies", "add", spec.code, spec.name, "--level", str(spec.level), *parent, "--home", spec.home
-            )
-            instance.secrets[spec.code] = instance.issue_secret("credentials", "issue", spec.code)
+    with ThreadPoolExecutor(max_workers=len(instances)) as pool:  # the three operators work side by side
+        for done in [pool.submit(_prepare, instance) for instance in instances.values()]:
+            done.result()
     for province in (HA, HB):
         instances[province].upstream_secret = national.issue_secret(
             "peers", "add", province, "--name", f"Province {province}"
@@ -381,9 +398,11 @@ def build_network(root: Path, database_urls: dict[str, str], extra_env: dict[str
 
 
 def start_network(network: Network, relays: bool = True) -> None:
-    """``serve`` for every instance (national first), then every relay."""
+    """``serve`` for every instance, then (once all answer /health) every relay."""
     for instance in network.instances.values():
-        instance.start_serve()
+        instance.start_serve(wait=False)
+    for instance in network.instances.values():
+        instance.wait_healthy()
     if relays:
         for instance in network.instances.values():
             instance.start_relay()
