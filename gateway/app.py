@@ -20,8 +20,10 @@ from sqlalchemy import text
 
 from gateway.config import Settings
 from gateway.exchange.service import ExchangeService
+from gateway.federation.service import FederationService
 from gateway.metrics import MetricsMiddleware, StoreCollector
 from gateway.soap.application import SoapEndpoint
+from gateway.soap.relay import RelayEndpoint
 from gateway.soap.service import EdxmlGatewayService
 from gateway.store.blobs import BlobStore
 from gateway.store.database import Database
@@ -68,8 +70,10 @@ class Router:
             gateway.exchange, gateway.settings.max_request_bytes
         )
         self.dashboard = Dashboard(gateway.db, gateway.settings)
+        self.relay = RelayEndpoint(FederationService(gateway.exchange), gateway.settings.max_request_bytes)
         self.routes: dict[str, WsgiApp] = {
             "/soap": self.soap,
+            "/relay": self.relay,
             "/health": self.health,
             "/dashboard": self.dashboard,
             "/": self.index,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WSDL_DIR = REPO_ROOT / "wsdl"
-_INSTANCE_ID = re.compile(r"[A-Za-z0-9_.-]{1,35}")
+INSTANCE_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,35}")
 
 
 def _env_int(name: str, default: int) -> int:
@@ -52,7 +52,7 @@ class Settings:
             object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'gateway.sqlite3'}")
         if self.blob_dir is None:
             object.__setattr__(self, "blob_dir", self.data_dir / "blobs")
-        if not _INSTANCE_ID.fullmatch(self.instance_id):
+        if not INSTANCE_ID_PATTERN.fullmatch(self.instance_id):
             raise ValueError(
                 f"GATEWAY_INSTANCE_ID '{self.instance_id}' must be 1-35 letters, digits, '-', '_' or '.'"
             )

@@ -1,4 +1,4 @@
-"""Regenerate the published contract wsdl/edxml-gateway.wsdl from the SOAP service definition.
+"""Regenerate the published contracts wsdl/edxml-gateway.wsdl and wsdl/edxml-relay.wsdl.
 
 Run after any change to gateway/soap/types.py or gateway/soap/service.py, review the diff
 (it is what every agency's stub generator sees), and commit it with the change:
@@ -12,11 +12,16 @@ from gateway.config import WSDL_DIR
 from gateway.soap.application import build_spyne_application, render_wsdl
 
 PUBLISHED = WSDL_DIR / "edxml-gateway.wsdl"
+RELAY_PUBLISHED = WSDL_DIR / "edxml-relay.wsdl"
 
 
 def main() -> None:
+    from gateway.soap.relay import render_relay_wsdl
+
     PUBLISHED.write_bytes(render_wsdl(build_spyne_application()))
     print(f"wrote {PUBLISHED}")
+    RELAY_PUBLISHED.write_bytes(render_relay_wsdl())
+    print(f"wrote {RELAY_PUBLISHED}")
 
 
 if __name__ == "__main__":
