@@ -160,9 +160,11 @@ def main(ctx: click.Context, data_dir: Path | None, database_url: str | None) ->
 @click.option("--production", is_flag=True, help="Run under gunicorn even with one worker.")
 @click.option("--timeout", default=120, show_default=True, type=click.IntRange(min=1), help="gunicorn worker timeout.")
 @click.option("--demo", is_flag=True, help="Migrate, load the shipped directory and issue three demo credentials.")
+@click.option("--relay", "with_relay", is_flag=True, help="Also run the relay loop in one background process.")
 @click.pass_context
 def serve(
-    ctx: click.Context, host: str, port: int, workers: int, production: bool, timeout: int, demo: bool
+    ctx: click.Context, host: str, port: int, workers: int, production: bool, timeout: int, demo: bool,
+    with_relay: bool,
 ) -> None:
     """Serve the SOAP endpoint (/soap, WSDL at /soap?wsdl) and /health."""
     settings = _settings(ctx)
@@ -170,10 +172,21 @@ def serve(
         _prepare_demo(settings, host, port)
     else:
         _database(settings).dispose()
-    if workers > 1 or production:
-        _serve_gunicorn(settings, host, port, workers, timeout)
-    else:
-        _serve_development(settings, host, port)
+    relay_process = None
+    if with_relay:
+        from gateway.federation.commands import check_relay_settings, spawn_relay
+
+        check_relay_settings(settings)
+        relay_process = spawn_relay(settings)
+    try:
+        if workers > 1 or production:
+            _serve_gunicorn(settings, host, port, workers, timeout)
+        else:
+            _serve_development(settings, host, port)
+    finally:
+        if relay_process is not None:
+            relay_process.terminate()
+            relay_process.wait(timeout=30)
 
 
 def _prepare_demo(settings: Settings, host: str, port: int) -> None:
@@ -353,12 +366,13 @@ def agencies_list(ctx: click.Context, level: int | None, parent: str | None) -> 
             for a in directory.list_agencies(session, level=level, parent=parent)
         ]
     table = Table(title=f"{len(rows)} agencies")
-    for column in ("code", "name", "level", "parent", "active", "credentials", "test code"):
+    for column in ("code", "name", "level", "parent", "active", "credentials", "test code", "home"):
         table.add_column(column, no_wrap=column != "name")
     for agency, live in rows:
         table.add_row(
             Text(agency.code), Text(agency.name), str(agency.level), Text(agency.parent_code or ""),
             "yes" if agency.active else "DISABLED", str(live), "yes" if agency.test_code else "",
+            Text(agency.home_instance or "(here)"),
         )
     _out().print(table)
 
@@ -369,11 +383,16 @@ def agencies_list(ctx: click.Context, level: int | None, parent: str | None) -> 
 @click.option("--level", required=True, type=click.IntRange(1, 4))
 @click.option("--parent", help="Parent agency code (must already be in the directory).")
 @click.option("--test-code", is_flag=True, help="Mark the code as not official (for testing only).")
+@click.option("--home", help="Instance id of the gateway that serves the agency, when it is not this one.")
 @click.pass_context
-def agencies_add(ctx: click.Context, code: str, name: str, level: int, parent: str | None, test_code: bool) -> None:
+def agencies_add(
+    ctx: click.Context, code: str, name: str, level: int, parent: str | None, test_code: bool, home: str | None
+) -> None:
     """Add one agency to the directory."""
     with _database(_settings(ctx)).transaction() as session:
-        agency = directory.add_agency(session, code, name, level, _now(), parent_code=parent, test_code=test_code)
+        agency = directory.add_agency(
+            session, code, name, level, _now(), parent_code=parent, test_code=test_code, home_instance=home
+        )
         shown = f"Added {agency.code} {agency.name} (level {agency.level})."
     _out().print(shown, markup=False)
 
@@ -894,3 +913,12 @@ def history(document_id: str, as_json: bool, url: str, agency: str | None, secre
             Text(row["reportedBy"]), Text(row["description"] or ""), Text(staff),
         )
     _out().print(table)
+
+
+# -- network of gateways (docs/federation.md) -------------------------------------------------------
+
+from gateway.federation.commands import demo_network, peers_group, relay_group  # noqa: E402
+
+main.add_command(peers_group)
+main.add_command(relay_group)
+main.add_command(demo_network)
