@@ -280,6 +280,11 @@ def _secret_from(output: str) -> str:
 def demo_network(base_port: int, data_dir: Path) -> None:
     """Start a local three-instance network (national + two provinces), print URLs and credentials."""
     base = [*gateway_command()]
+
+    def _interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _interrupt)
     processes: list[subprocess.Popen[bytes]] = []
     credentials: dict[str, Any] = {}
     envs: dict[str, dict[str, str]] = {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from gateway.config import Settings
@@ -94,6 +94,8 @@ def register(session: Session, settings: Settings, peer: str, entries: Sequence[
     )
     for entry in entries:
         agency = existing.get(entry.code)
+        if agency is not None and agency.home_instance == settings.instance_id:
+            agency.home_instance = None  # "served here", however the operator spelled it
         if agency is None:
             agency = Agency(
                 code=entry.code,
@@ -152,7 +154,7 @@ def apply(session: Session, settings: Settings, entries: Sequence[DirectoryEntry
             )
             changed += 1
             continue
-        if agency.home_instance is None and session.scalar(
+        if agency.home_instance in (None, settings.instance_id) and session.scalar(
             select(Credential.id).where(Credential.agency_id == agency.id, Credential.revoked_at.is_(None)).limit(1)
         ):
             continue
@@ -171,7 +173,10 @@ def own_changes(session: Session, settings: Settings, since: int) -> tuple[int, 
     rows = list(
         session.scalars(
             select(Agency)
-            .where(Agency.home_instance.is_(None), Agency.directory_version > since)
+            .where(
+                or_(Agency.home_instance.is_(None), Agency.home_instance == settings.instance_id),
+                Agency.directory_version > since,
+            )
             .order_by(Agency.directory_version)
             .limit(PAGE_SIZE)
         )

@@ -49,6 +49,9 @@ from gateway.store.database import Database
 from gateway.store.models import Agency, Document, InboundConsignment, Recipient, StatusEvent
 
 PULL_CAP = 100
+RELAY_LEASE_SECONDS = 30
+"""How long a pulled consignment stays hidden from the next pull. Short on purpose: a relay killed
+between pull and acknowledge gets it again soon, and a repeat costs only a duplicate answer."""
 
 
 @dataclass(frozen=True)
@@ -412,7 +415,7 @@ class FederationService:
         limit = PULL_CAP if not max_items or max_items <= 0 else min(max_items, PULL_CAP)
         now = self.clock()
         with self.db.transaction() as session:
-            rows = outbox.lease_for_peer(session, self.settings, peer, limit, self.settings.lease_seconds, now)
+            rows = outbox.lease_for_peer(session, self.settings, peer, limit, RELAY_LEASE_SECONDS, now)
             return [outbox.header(r) for r in rows]
 
     def fetch(self, peer: str, consignment_id: str) -> tuple[ConsignmentHeader, Path, int]:
