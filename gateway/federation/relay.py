@@ -43,6 +43,7 @@ PERMANENT_FAULTS = frozenset(
         "Client.SchemaInvalid",
         "Client.InvalidEdxml",
         "Client.SenderMismatch",
+        "Client.SignatureInvalid",
         "Client.MalformedRequest",
         "Client.TooLarge",
     }
