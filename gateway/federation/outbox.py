@@ -183,7 +183,7 @@ def lease_for_peer(
     leased = []
     for row in session.scalars(query):
         if row.attempts >= settings.relay_max_attempts:
-            fail(session, row, f"leased {row.attempts} times by {peer} and never acknowledged", now)
+            fail(session, row, f"leased {row.attempts} times by {peer} and never acknowledged", now, settings)
             continue
         row.state = SENDING
         row.attempts += 1
@@ -223,14 +223,14 @@ def retry_later(session: Session, settings: Settings, row: OutboxConsignment, er
     row.last_error = error[:2000]
     row.lease_until = None
     if row.attempts >= settings.relay_max_attempts:
-        fail(session, row, error, now)
+        fail(session, row, error, now, settings)
         return True
     row.state = WAITING
     row.next_attempt_at = now + backoff(settings, row.attempts)
     return False
 
 
-def fail(session: Session, row: OutboxConsignment, error: str, now: datetime) -> None:
+def fail(session: Session, row: OutboxConsignment, error: str, now: datetime, settings: Settings) -> None:
     """Give up on a consignment; the sender learns it through a delivery report (reports.py)."""
     from gateway.federation.reports import report_failure
 
@@ -245,7 +245,7 @@ def fail(session: Session, row: OutboxConsignment, error: str, now: datetime) ->
         {"consignment": row.id, "next_hop": row.next_hop, "attempts": row.attempts, "error": error[:500]},
         now,
     )
-    report_failure(session, row, now)
+    report_failure(session, settings, row, now)
 
 
 def requeue(session: Session, consignment_id: str, now: datetime, actor: str = "operator") -> OutboxConsignment | None:

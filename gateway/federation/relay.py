@@ -101,7 +101,7 @@ class RelayClient:
 
     def fetch(self, consignment_id: str) -> tuple[ConsignmentHeader, bytes]:
         fetched = self._call("fetchConsignment", consignmentId=consignment_id)
-        return _header(fetched.header), bytes(fetched.payload)
+        return _header(fetched.header), bytes(fetched.payload or b"")
 
     def acknowledge(self, consignment_id: str) -> bool:
         return bool(self._call("acknowledgeConsignment", consignmentId=consignment_id))
@@ -326,7 +326,7 @@ class Relay:
                 return
             report.push_failures += 1
             if permanent:
-                outbox.fail(session, row, error, now)
+                outbox.fail(session, row, error, now, self.settings)
             else:
                 outbox.retry_later(session, self.settings, row, error, now)
         report.errors.append(f"push {header.consignment_id}: {error}")
@@ -384,4 +384,5 @@ class Relay:
                 .with_for_update(skip_locked=True)
             )
             for row in rows:
-                outbox.fail(session, row, f"leased {row.attempts} times by {row.next_hop} and never acknowledged", now)
+                reason = f"leased {row.attempts} times by {row.next_hop} and never acknowledged"
+                outbox.fail(session, row, reason, now, self.settings)

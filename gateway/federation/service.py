@@ -37,6 +37,7 @@ from gateway.exchange import workflow
 from gateway.exchange.service import ExchangeService
 from gateway.federation import directory_sync, hooks, outbox, peers, routing
 from gateway.federation.model import (
+    DELIVERY_REPORT,
     KIND_DOCUMENT,
     KIND_STATUS,
     KINDS,
@@ -73,6 +74,7 @@ class FederationService:
         self.blobs: BlobStore = exchange.blobs
         self.settings: Settings = exchange.settings
         self.clock = exchange.clock
+        self.blobs.put_bytes(b"")  # the payload of relayed delivery reports (reports.py)
 
     # -- identity -----------------------------------------------------------------------------
 
@@ -107,7 +109,7 @@ class FederationService:
                 f"{header.payload_size}; it was damaged on the way. Nothing was stored; send it again."
             )
         message = read_document(staged.temp_path) if header.kind == KIND_DOCUMENT else None
-        if header.kind != KIND_DOCUMENT:
+        if header.kind != KIND_DOCUMENT and header.status_code != DELIVERY_REPORT:
             read_status(staged.temp_path)
         if message is not None and message.sender.organ_id != header.sender_code:
             raise SenderMismatch(
@@ -372,6 +374,18 @@ class FederationService:
         if recipient is None:
             raise NotFound(f"{header.recipient_code} is not a recipient of document {document.id}.")
         code = header.status_code or ""
+        if code == DELIVERY_REPORT:
+            report = StatusEvent(
+                document_id=document.id,
+                recipient_agency_id=recipient_id,
+                reporter_agency_id=recipient_id,
+                code=code,
+                description=header.description,
+                staff_department=header.staff_department,
+                reported_at=header.reported_at or now,
+            )
+            session.add(report)
+            return document.id
         if code in workflow.PROCESSING_CODES:
             recipient.status = code
             recipient.status_at = header.reported_at or now

@@ -263,3 +263,24 @@ def test_singleton_admits_one_holder(database: Database, tmp_path: Path) -> None
             assert other is True
     with singleton(database, "relay", tmp_path) as again:
         assert again is True, "released when the holder left"
+
+
+def test_a_consignment_failing_at_the_hub_is_reported_back_towards_the_sender(
+    database: Database, tmp_path: Path, clock: Clock
+) -> None:
+    _agencies(database, {COMMUNE: "HA", B_DEPARTMENT: "HB"})
+    hub = FederationService(_service(database, tmp_path, clock, instance_id="national"))
+    edxml = official_letter(COMMUNE, [B_DEPARTMENT])
+    hub.receive("HA", _header(edxml, path=("HA",), hop_count=1), stage(hub.exchange, edxml))
+    for _ in range(3):
+        assert len(hub.pull("HB", 10)) == 1, "HB pulls it but never acknowledges"
+        clock.now += timedelta(minutes=5)
+    assert hub.pull("HB", 10) == [], "after the last lease the consignment fails instead"
+    with database.transaction(readonly=True) as session:
+        rows = {r.kind: r for r in session.scalars(select(OutboxConsignment))}
+        assert rows["document"].state == "failed"
+        report = outbox.header(rows["status"])
+    assert rows["status"].next_hop == "HA"
+    assert (report.status_code, report.recipient_code, report.recipients) == ("90", B_DEPARTMENT, (COMMUNE,))
+    assert report.staff_department == "gateway:national" and report.payload_size == 0
+    assert report.description is not None and "relay failed after 3 attempts" in report.description
