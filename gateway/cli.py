@@ -16,6 +16,7 @@ import hashlib
 import json
 import mimetypes
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -178,6 +179,7 @@ def serve(
 
         check_relay_settings(settings)
         relay_process = spawn_relay(settings)
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         if workers > 1 or production:
             _serve_gunicorn(settings, host, port, workers, timeout)
@@ -187,6 +189,11 @@ def serve(
         if relay_process is not None:
             relay_process.terminate()
             relay_process.wait(timeout=30)
+
+
+def _exit_on_sigterm(_signum: int, _frame: Any) -> None:
+    """SIGTERM ends serve through its ``finally`` blocks, which stop the relay it started."""
+    raise SystemExit(0)
 
 
 def _prepare_demo(settings: Settings, host: str, port: int) -> None:

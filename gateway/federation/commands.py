@@ -212,7 +212,18 @@ def spawn_relay(settings: Settings) -> subprocess.Popen[bytes]:
         settings.database_url,
         "relay",
     ]
-    return subprocess.Popen(command, start_new_session=True)
+    # Same process group as serve (a group signal reaches both); on Linux the relay is also told to
+    # stop when serve dies, even by SIGKILL.
+    return subprocess.Popen(command, preexec_fn=_die_with_parent)
+
+
+def _die_with_parent() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def gateway_command() -> list[str]:
