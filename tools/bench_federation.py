@@ -17,8 +17,10 @@ cores together with the client processes. Phases, in one run:
    commune while one receiver process drains the commune's pending list (pull, fetch, ack);
    sends/s = documents / (last acknowledgement - first send);
 3. remote: the same, from A's commune to B's department (the receiver talks to instance B);
-4. latency: ``--samples`` documents one at a time from A's commune to B's department; the
-   receiver polls B's pending list as fast as it answers; latency = first seen - send answered.
+4. latency, once the statuses 01 of the remote phase have flowed back (they share the relays'
+   queues, so a burst of them delays new documents): ``--samples`` documents one per second from
+   A's commune to B's department; the receiver polls B's pending list as fast as it answers;
+   latency = first seen - send answered, with the moments national and B took custody.
 
 Prints figures; asserts nothing.
 
@@ -39,6 +41,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime
 from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any
@@ -166,8 +169,9 @@ def throughput(network: Network, sender: str, recipient: str, documents: int, se
     }
 
 
-def latency(network: Network, sender: str, recipient: str, samples: int, size: int) -> list[float]:
-    """Seconds from sendDocument answered at the sender's home until the document shows at the recipient's."""
+def latency(network: Network, sender: str, recipient: str, samples: int, size: int) -> dict[str, list[float]]:
+    """Seconds from sendDocument answered at the sender's home until the document shows at the recipient's
+    (``total``), and until each relaying hop took custody of it (``national``, ``HB``: its inbound row)."""
     ctx = multiprocessing.get_context("fork")
     out: Queue = ctx.Queue()
     home_s, home_r = network.home_of(sender), network.home_of(recipient)
@@ -186,7 +190,48 @@ def latency(network: Network, sender: str, recipient: str, samples: int, size: i
         time.sleep(1.0)  # one at a time: let it cross before the next one
     _, received = out.get(timeout=600)
     receiver.join()
-    return sorted(received[d][0] - answered[d] for d in answered if d in received)
+    result = {"total": sorted(received[d][0] - answered[d] for d in answered if d in received)}
+    for hop in (NATIONAL, HB):
+        custody = _custody_times(network[hop].database_url)
+        result[hop] = sorted(custody[d] - answered[d] for d in answered if d in custody)
+    return result
+
+
+def _custody_times(database_url: str) -> dict[str, float]:
+    """edXML DocumentId -> when this instance took custody of it (relay_inbound.received_at), as a timestamp."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text(
+                    "SELECT d.edxml_document_id, i.received_at FROM relay_inbound i "
+                    "JOIN documents d ON d.id = i.local_document_id WHERE i.kind = 'document'"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    times = {}
+    for document_id, received_at in rows:
+        at = received_at if isinstance(received_at, datetime) else datetime.fromisoformat(str(received_at))
+        times[document_id] = (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
+    return times
+
+
+def quiesce(network: Network, timeout: float = 600) -> float:
+    """Wait until no instance has a consignment left to deliver (the 01 statuses of fetched documents
+    flow back to the sender after a phase); seconds it took."""
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        left = sum(
+            network[i].scalar("SELECT count(*) FROM relay_outbox WHERE state IN ('waiting', 'sending')")
+            for i in (NATIONAL, HA, HB)
+        )
+        if not left:
+            break
+        time.sleep(0.2)
+    return time.monotonic() - began
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -261,8 +306,10 @@ def main() -> None:
         network.wait_for_directory(timeout=120)
         throughput(network, A_DEPARTMENT, A_COMMUNE_2, 2, 1, args.size)
         throughput(network, A_COMMUNE, B_DEPARTMENT, 2, 1, args.size)
+        quiesce(network)
         local = throughput(network, A_DEPARTMENT, A_COMMUNE_2, args.documents, args.senders, args.size)
         remote = throughput(network, A_COMMUNE, B_DEPARTMENT, args.documents, args.senders, args.size)
+        drained = quiesce(network)
         delays = latency(network, A_COMMUNE, B_DEPARTMENT, args.samples, args.size)
     except BaseException:
         print(network.logs(), file=sys.stderr)
@@ -279,14 +326,24 @@ def main() -> None:
             f"{name:<34}{figures['documents']:>10}{figures['send_only_per_s']:>13.1f}"
             f"{figures['end_to_end_per_s']:>14.1f}{figures['missing']:>9}"
         )
+    print(f"after the remote phase, the {args.documents} statuses 01 flowing back to A took {drained:.1f} s more")
     ratio = remote["end_to_end_per_s"] / local["end_to_end_per_s"]
     print(f"ratio remote / local end to end: {ratio:.2f} (goal >= 0.5)")
-    if delays:
+    if delays["total"]:
         print(
-            f"latency A send answered -> B pending list, {len(delays)} of {args.samples} documents, relay interval "
-            f"{args.relay_interval} s: p50 {statistics.median(delays) * 1000:.0f} ms, "
-            f"p99 {percentile(delays, 99) * 1000:.0f} ms, max {max(delays) * 1000:.0f} ms"
+            f"latency A sendDocument answered -> seen in B's pending list, {len(delays['total'])} of {args.samples} "
+            f"documents sent one per second, relay interval {args.relay_interval} s (ms):"
         )
+        for name, key in (
+            ("national took custody", NATIONAL),
+            ("B took custody", HB),
+            ("in B's pending list", "total"),
+        ):
+            values = delays[key]
+            print(
+                f"  {name:<24} p50 {statistics.median(values) * 1000:6.0f}  p90 {percentile(values, 90) * 1000:6.0f}"
+                f"  p99 {percentile(values, 99) * 1000:6.0f}  max {max(values) * 1000:6.0f}"
+            )
     else:
         print("latency: no document reached B")
 
