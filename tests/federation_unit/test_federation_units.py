@@ -284,3 +284,35 @@ def test_a_consignment_failing_at_the_hub_is_reported_back_towards_the_sender(
     assert (report.status_code, report.recipient_code, report.recipients) == ("90", B_DEPARTMENT, (COMMUNE,))
     assert report.staff_department == "gateway:national" and report.payload_size == 0
     assert report.description is not None and "relay failed after 3 attempts" in report.description
+
+
+def test_directory_versions_register_and_incremental_pages(database: Database, tmp_path: Path) -> None:
+    from gateway import directory
+    from gateway.federation import directory_sync
+    from gateway.federation.model import DirectoryEntry
+
+    settings = Settings(data_dir=tmp_path, database_url=str(database.url), instance_id="national")
+    with database.transaction() as session:
+        directory.add_agency(session, MINISTRY, "Bộ Nội vụ", 1, T0)
+        directory.issue_credential(session, MINISTRY, T0)
+    with database.transaction(readonly=True) as session:
+        version, entries = directory_sync.page(session, settings, 0)
+    assert [(e.code, e.home_instance) for e in entries] == [(MINISTRY, "national")]
+
+    claims = [
+        DirectoryEntry(COMMUNE, "UBND xã", 3, None, True, "HA"),
+        DirectoryEntry(MINISTRY, "Bộ giả mạo", 1, None, True, "HA"),  # served here, with a live credential
+    ]
+    with database.transaction() as session:
+        assert directory_sync.register(session, settings, "HA", claims, T0) == 1
+    with database.transaction(readonly=True) as session:
+        after, entries = directory_sync.page(session, settings, version)
+        ministry = session.scalars(select(Agency).where(Agency.code == MINISTRY)).one()
+    assert [(e.code, e.home_instance) for e in entries] == [(COMMUNE, "HA")], "only what changed since"
+    assert (ministry.name, ministry.home_instance) == ("Bộ Nội vụ", None), "a province cannot take over"
+    with database.transaction() as session:
+        directory.disable_agency(session, MINISTRY, T0)
+    with database.transaction(readonly=True) as session:
+        last, entries = directory_sync.page(session, settings, after)
+        assert directory_sync.page(session, settings, last)[1] == []
+    assert [(e.code, e.active) for e in entries] == [(MINISTRY, False)] and last > after > version

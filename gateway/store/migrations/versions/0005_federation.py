@@ -5,7 +5,7 @@ Revises: 0002
 Create Date: 2026-12-01
 
 See docs/federation.md. ``agencies.home_instance`` NULL means "served here", so an existing
-standalone gateway keeps working unchanged; ``directory_version`` starts at 0 for existing rows.
+standalone gateway keeps working unchanged; existing rows get ``directory_version`` = their id.
 """
 
 from __future__ import annotations
@@ -90,6 +90,10 @@ def upgrade() -> None:
         sa.Column("value", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("name"),
     )
+    # Agencies that exist already get versions too, so a first getDirectory(0) publishes them, and
+    # the counter row exists from the start (no two first writers racing to create it).
+    op.execute("UPDATE agencies SET directory_version = id")
+    op.execute("INSERT INTO relay_state (name, value) SELECT 'directory_version', COALESCE(MAX(id), 0) FROM agencies")
 
 
 def downgrade() -> None:
