@@ -23,7 +23,7 @@ from gateway.exchange.service import ExchangeService
 from gateway.federation.service import FederationService
 from gateway.metrics import MetricsMiddleware, StoreCollector
 from gateway.soap.application import SoapEndpoint
-from gateway.soap.relay import RelayEndpoint
+from gateway.soap.relay import EdxmlGatewayRelayService, RelayEndpoint
 from gateway.soap.service import EdxmlGatewayService
 from gateway.store.blobs import BlobStore
 from gateway.store.database import Database
@@ -80,7 +80,7 @@ class Router:
         }
         self.metrics = MetricsMiddleware(
             self.dispatch,
-            EdxmlGatewayService.public_methods,
+            [*EdxmlGatewayService.public_methods, *EdxmlGatewayRelayService.public_methods],
             StoreCollector(gateway.db, gateway.settings.ack_overdue_hours),
         )
 
