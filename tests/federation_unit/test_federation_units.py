@@ -316,3 +316,28 @@ def test_directory_versions_register_and_incremental_pages(database: Database, t
         last, entries = directory_sync.page(session, settings, after)
         assert directory_sync.page(session, settings, last)[1] == []
     assert [(e.code, e.active) for e in entries] == [(MINISTRY, False)] and last > after > version
+
+
+def test_a_relayed_recall_document_takes_back_the_unfetched_copy_and_answers_15_upstream(
+    province_b: FederationService, database: Database
+) -> None:
+    from gateway.edxml import Business
+
+    original = official_letter(COMMUNE, [B_DEPARTMENT], number="11")
+    first = province_b.receive("national", _header(original), stage(province_b.exchange, original))
+    original_id = f"{COMMUNE},2026/11/20,11/VPCP-TTĐT"
+    recall = official_letter(
+        COMMUNE, [B_DEPARTMENT], number="12", business=Business(doc_type=1, document_id=original_id)
+    )
+    second = province_b.receive("national", _header(recall), stage(province_b.exchange, recall))
+    with database.transaction(readonly=True) as session:
+        states = dict(
+            session.execute(select(Delivery.document_id, Delivery.state).where(Delivery.kind == "document")).all()
+        )
+        back = session.scalars(select(OutboxConsignment).where(OutboxConsignment.kind == "status")).one()
+        superseded = session.get_one(Document, second.local_document_id).supersedes_id
+    assert states == {first.local_document_id: "withdrawn", second.local_document_id: "pending"}
+    assert superseded == first.local_document_id
+    header = outbox.header(back)
+    assert (back.next_hop, header.status_code, header.recipient_code) == ("national", "15", B_DEPARTMENT)
+    assert header.origin_instance == "HA", "the answer names the original by its origin, for the sender's instance"
