@@ -45,12 +45,18 @@ def split(
     """Local agency ids, and for every next hop the codes it must serve, in the given order."""
     local: list[int] = []
     remote: dict[str, list[str]] = {}
+    upstream: str | None = None
     for agency_id, code, home in recipients:
-        hop = next_hop(session, settings, home)
-        if hop is None:
+        if is_local(settings, home):
             local.append(agency_id)
+            continue
+        if settings.role == "provincial":
+            upstream = upstream or upstream_id(session, settings)
+            hop = upstream
         else:
-            remote.setdefault(hop, []).append(code)
+            assert home is not None
+            hop = home
+        remote.setdefault(hop, []).append(code)
     return local, remote
 
 
