@@ -237,7 +237,15 @@ class Relay:
     def run(self, stop: threading.Event, once: bool = False) -> None:
         """Cycle until ``stop`` is set; an idle cycle waits ``relay_interval`` seconds."""
         while not stop.is_set():
-            report = self.cycle()
+            try:
+                report = self.cycle()
+            except Exception:  # the database went away, a bug: log it, keep the relay alive, try again
+                log.exception("relay cycle failed; retrying in %s s", self.settings.relay_interval)
+                self._client = None
+                if once:
+                    raise
+                stop.wait(max(self.settings.relay_interval, 1.0))
+                continue
             for error in report.errors:
                 log.warning("relay: %s", error)
             if once:
