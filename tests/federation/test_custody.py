@@ -15,7 +15,19 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from harness import A_COMMUNE, B_DEPARTMENT, HA, HB, MINISTRY, NATIONAL, Inbox, Network, fetch_and_ack, sha256
+from harness import (
+    A_COMMUNE,
+    B_DEPARTMENT,
+    HA,
+    HB,
+    MINISTRY,
+    NATIONAL,
+    Inbox,
+    Network,
+    fetch_and_ack,
+    sha256,
+    wait_until,
+)
 from support.letters import official_letter
 
 
@@ -45,11 +57,12 @@ def drain(network: Network, code: str, expected: dict[str, str], timeout: float)
     return seen
 
 
-def send_all(network: Network, documents: list[bytes]) -> dict[str, str]:
-    """Send each document from A's commune; DocumentId -> sha256 of what was sent."""
+def send_all(network: Network, documents: list[bytes], pause: float = 0) -> dict[str, str]:
+    """Send each document from A's commune (``pause`` seconds apart); DocumentId -> sha256 of what was sent."""
     sender = network.client(A_COMMUNE)
     sent = {}
     for edxml in documents:
+        time.sleep(pause)
         receipt = sender.service.sendDocument(document=edxml)
         assert receipt.duplicate is False
         sent[receipt.edxmlDocumentId] = sha256(edxml)
@@ -94,19 +107,30 @@ def test_relays_killed_mid_transfer_lose_nothing_and_duplicate_nothing(network: 
 
     def sender() -> None:
         try:
-            sent.update(send_all(network, documents))
+            sent.update(send_all(network, documents, pause=0.4))  # documents keep flowing while relays die
         except BaseException as exc:  # re-raised in the test thread
             failures.append(exc)
+
+    def in_flight(victim: str) -> int:
+        """Consignments the victim's relay is working on: A pushes its outbox; B pulls national's rows for B."""
+        if victim == HA:
+            return count(network, HA, "SELECT count(*) FROM relay_outbox WHERE state IN ('waiting', 'sending')")
+        return count(
+            network,
+            NATIONAL,
+            f"SELECT count(*) FROM relay_outbox WHERE next_hop = '{HB}' AND state IN ('waiting', 'sending')",
+        )
 
     thread = threading.Thread(target=sender)
     thread.start()
     killed = []
-    for _ in range(5):
-        time.sleep(chance.uniform(0.3, 2.0))
-        victim = network[chance.choice([HA, NATIONAL, HB])]
+    for victim_id in chance.sample([HA, HB, HA, HB, NATIONAL], 5):
+        wait_until(lambda v=victim_id: in_flight(v), 60, f"consignments in flight for the relay of {victim_id}", 0.05)
+        time.sleep(chance.uniform(0, 0.3))
+        victim = network[victim_id]
         assert victim.relay is not None
         victim.relay.kill()
-        killed.append(victim.instance_id)
+        killed.append(victim_id)
         victim.start_relay()
     thread.join(timeout=120)
     assert not failures, failures
@@ -120,3 +144,6 @@ def test_relays_killed_mid_transfer_lose_nothing_and_duplicate_nothing(network: 
     for instance_id in (NATIONAL, HB):
         received = count(network, instance_id, "SELECT count(*) FROM relay_inbound WHERE kind = 'document'")
         assert received == len(documents), f"seed {seed}: {instance_id} took custody {received} times"
+    for instance_id in (HA, NATIONAL):
+        failed = count(network, instance_id, "SELECT count(*) FROM relay_outbox WHERE state = 'failed'")
+        assert failed == 0, f"seed {seed}: {instance_id} gave up on {failed} consignments"
