@@ -1,4 +1,5 @@
-"""Fixtures: a three-instance network of real gateway processes, on SQLite or PostgreSQL.
+"""Fixtures: a three-instance network of real gateway processes, on SQLite (development server) or
+PostgreSQL (gunicorn, two workers per instance).
 
 ``make_network(extra_env=...)`` builds and starts one (national, HA, HB; tests/federation/harness.py);
 every process it started is stopped after the test, and when a test fails the tail of each
@@ -20,6 +21,8 @@ from sqlalchemy import make_url
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 NetworkFactory = Callable[..., Network]
+SERVE_OPTIONS = {"sqlite": [], "postgres": ["--workers", "2", "--production"]}
+"""SQLite instances run the development server; PostgreSQL ones gunicorn with two workers, as in production."""
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -67,7 +70,7 @@ def database_urls(backend: str, tmp_path: Path) -> Iterator[dict[str, str]]:
 
 @pytest.fixture
 def make_network(
-    request: pytest.FixtureRequest, tmp_path: Path, database_urls: dict[str, str]
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str, database_urls: dict[str, str]
 ) -> Iterator[NetworkFactory]:
     """``make_network(extra_env={...}, relays=True)``: the network built and started; stopped after the test."""
     started: list[Network] = []
@@ -75,7 +78,7 @@ def make_network(
 
     def make(extra_env: dict[str, str] | None = None, relays: bool = True) -> Network:
         assert not started, "one network per test (the databases are per test)"
-        network = build_network(tmp_path / "network", database_urls, extra_env)
+        network = build_network(tmp_path / "network", database_urls, extra_env, SERVE_OPTIONS[backend])
         started.append(network)
         start_network(network, relays=relays)
         return network

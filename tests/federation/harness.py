@@ -187,6 +187,7 @@ class Instance:
     upstream: Instance | None = None
     upstream_secret: str = ""
     extra_env: dict[str, str] = field(default_factory=dict)
+    serve_options: list[str] = field(default_factory=list)
     secrets: dict[str, str] = field(default_factory=dict)
     serve: Process | None = None
     relay: Process | None = None
@@ -248,7 +249,7 @@ class Instance:
     def start_serve(self, timeout: float = 60, wait: bool = True) -> None:
         self.serve = Process(
             f"{self.instance_id} serve",
-            [*gateway_command(), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            [*gateway_command(), "serve", "--host", "127.0.0.1", "--port", str(self.port), *self.serve_options],
             self.env(),
             self.root / "serve.log",
             self.root,
@@ -379,8 +380,16 @@ def _prepare(instance: Instance) -> None:
         instance.secrets[spec.code] = instance.issue_secret("credentials", "issue", spec.code)
 
 
-def build_network(root: Path, database_urls: dict[str, str], extra_env: dict[str, str] | None = None) -> Network:
-    """Data dirs, schemas, directories, peers and credentials for the three instances (nothing started)."""
+def build_network(
+    root: Path,
+    database_urls: dict[str, str],
+    extra_env: dict[str, str] | None = None,
+    serve_options: list[str] | None = None,
+) -> Network:
+    """Data dirs, schemas, directories, peers and credentials for the three instances (nothing started).
+
+    ``serve_options`` go to every ``serve`` (e.g. ``--workers 2 --production`` for gunicorn).
+    """
     national = Instance(NATIONAL, "national", root / NATIONAL, database_urls[NATIONAL])
     instances = {NATIONAL: national}
     for province in (HA, HB):
@@ -389,6 +398,7 @@ def build_network(root: Path, database_urls: dict[str, str], extra_env: dict[str
         )
     for instance in instances.values():
         instance.extra_env.update(extra_env or {})
+        instance.serve_options = list(serve_options or [])
         _prepare(instance)
     for province in (HA, HB):
         instances[province].upstream_secret = national.issue_secret(
