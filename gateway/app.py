@@ -21,9 +21,11 @@ from sqlalchemy import text
 from gateway.accesslog import AccessLog
 from gateway.config import Settings
 from gateway.exchange.service import ExchangeService
+from gateway.federation.service import FederationService
 from gateway.metrics import MetricsMiddleware, StoreCollector
-from gateway.soap import OPERATIONS
+from gateway.soap import OPERATIONS, RELAY_OPERATIONS
 from gateway.soap.endpoint import SoapEndpoint
+from gateway.soap.relay import RelayEndpoint
 from gateway.store.blobs import BlobStore
 from gateway.store.database import Database
 from gateway.web import Dashboard
@@ -73,8 +75,15 @@ class Router:
             trusted_proxy=settings.trusted_proxy,
         )
         self.dashboard = Dashboard(gateway.db, gateway.settings)
+        self.relay = RelayEndpoint(
+            FederationService(gateway.exchange),
+            settings.max_request_bytes,
+            public_url=settings.public_url,
+            trusted_proxy=settings.trusted_proxy,
+        )
         self.routes: dict[str, WsgiApp] = {
             "/soap": self.soap,
+            "/relay": self.relay,
             "/health": self.health,
             "/dashboard": self.dashboard,
             "/": self.index,
@@ -85,7 +94,9 @@ class Router:
             agency_labels=settings.metrics_agency_labels,
             cache_seconds=settings.metrics_cache_seconds,
         )
-        self.metrics = MetricsMiddleware(self.dispatch, OPERATIONS, store, token=settings.metrics_token)
+        self.metrics = MetricsMiddleware(
+            self.dispatch, OPERATIONS | RELAY_OPERATIONS, store, token=settings.metrics_token
+        )
         self.outermost: WsgiApp = AccessLog(self.metrics)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:

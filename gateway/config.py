@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -28,6 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 WSDL_DIR = Path(__file__).resolve().parent / "wsdl"
 """The published WSDL: ``wsdl/`` in the repository (through the link gateway/wsdl), a copy in the wheel."""
 ENV_PREFIX = "GATEWAY_"
+INSTANCE_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,35}")
 
 Kind = Literal["plain", "url", "database_url"]
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -51,6 +53,11 @@ def setting(default: Any, *, minimum: float | None = None, kind: Kind = "plain",
 def env_name(name: str) -> str:
     """The environment variable of field ``name``."""
     return ENV_PREFIX + name.upper()
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return default if raw in (None, "") else float(raw)
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,16 @@ class Settings:
     """Seconds a client may take from connecting to the end of its request headers."""
     body_timeout: int = 300
     """Seconds a client may take to send a request body."""
+    # Network of gateways (docs/federation.md): this instance, its tier, and its link upstream.
+    instance_id: str = "local"
+    """This instance's id in the network: 1-35 letters, digits, '-', '_' or '.'."""
+    role: Literal["national", "provincial"] = "national"
+    upstream_url: str = setting("", kind="url")
+    """Provincial only: the national instance's base URL (its relay endpoint is ``/relay`` there)."""
+    upstream_secret: str = setting("", secret=True)
+    relay_interval: float = setting(5.0, minimum=0.05)
+    relay_max_attempts: int = 8
+    relay_backoff_seconds: float = setting(30.0, minimum=0)
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
@@ -93,6 +110,10 @@ class Settings:
             object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'gateway.sqlite3'}")
         if self.blob_dir is None:
             object.__setattr__(self, "blob_dir", self.data_dir / "blobs")
+        if not INSTANCE_ID_PATTERN.fullmatch(self.instance_id):
+            raise SettingsError(
+                f"{env_name('instance_id')} must be 1-35 letters, digits, '-', '_' or '.', not '{self.instance_id}'"
+            )
 
     @property
     def max_request_bytes(self) -> int:

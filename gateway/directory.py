@@ -21,13 +21,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gateway.config import INSTANCE_ID_PATTERN
 from gateway.errors import ClientError
 from gateway.exchange.credentials import hash_secret, new_secret
+from gateway.federation import directory_sync
 from gateway.store import audit
 from gateway.store.models import Agency, Credential
 
 CODE_PATTERN = re.compile(r"^[0-9A-Z]{2,3}(\.[0-9A-Z]{2,3}){2,3}$")
-COLUMNS = ("code", "name", "level", "parent_code", "test_code", "note")
+COLUMNS = ("code", "name", "level", "parent_code", "test_code", "note", "home_instance")
 REQUIRED_COLUMNS = ("code", "name", "level")
 LEVELS = (1, 2, 3, 4)
 SHIPPED_DIRECTORY = Path(__file__).resolve().parent / "data" / "agencies.csv"
@@ -53,6 +55,8 @@ class AgencyRow:
     test_code: bool
     note: str | None
     where: str
+    home_instance: str | None = None
+    """The gateway instance serving the agency (docs/federation.md); None = this one."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,10 @@ def _parse_row(raw: dict[str, Any], where: str) -> AgencyRow:
     if flag not in _TRUE | _FALSE:
         raise DirectoryError(f"{where}: test_code '{raw.get('test_code')}' of {code} must be 0 or 1")
     note = str(raw.get("note") or "").strip() or None
-    return AgencyRow(code, name, level, parent, flag in _TRUE, note, where)
+    home = str(raw.get("home_instance") or "").strip() or None
+    if home is not None and not INSTANCE_ID_PATTERN.fullmatch(home):
+        raise DirectoryError(f"{where}: home_instance '{home}' of {code} is not an instance id")
+    return AgencyRow(code, name, level, parent, flag in _TRUE, note, where, home)
 
 
 def parse_csv(text: str) -> list[AgencyRow]:
@@ -194,23 +201,28 @@ def import_agencies(
                 f"{row.where}: parent {row.parent_code} of {row.code} is neither in the file nor in the directory"
             )
     added = updated = unchanged = 0
+    changed: list[Agency] = []
     for row in rows:
         agency = existing.get(row.code)
         if agency is None:
-            session.add(_new_agency(row, now))
+            agency = _new_agency(row, now)
+            session.add(agency)
+            changed.append(agency)
             added += 1
-        elif (agency.name, agency.level, agency.parent_code, agency.test_code) != (
-            row.name, row.level, row.parent_code, row.test_code,
+        elif (agency.name, agency.level, agency.parent_code, agency.test_code, agency.home_instance) != (
+            row.name, row.level, row.parent_code, row.test_code, row.home_instance,
         ):
-            agency.name, agency.level, agency.parent_code, agency.test_code = (
-                row.name, row.level, row.parent_code, row.test_code,
+            agency.name, agency.level, agency.parent_code, agency.test_code, agency.home_instance = (
+                row.name, row.level, row.parent_code, row.test_code, row.home_instance,
             )
+            changed.append(agency)
             updated += 1
         else:
             unchanged += 1
         if on_row is not None:
             on_row(row)
     session.flush()
+    directory_sync.stamp(session, changed)
     return ImportResult(added, updated, unchanged)
 
 
@@ -235,10 +247,15 @@ def add_agency(
     now: datetime,
     parent_code: str | None = None,
     test_code: bool = False,
+    home_instance: str | None = None,
 ) -> Agency:
-    """Add one agency; its parent, if any, must already be in the directory."""
+    """Add one agency; its parent, if any, must already be in the directory.
+
+    ``home_instance`` names the gateway instance that serves it when that is not this one.
+    """
     row = _parse_row(
-        {"code": code, "name": name, "level": level, "parent_code": parent_code, "test_code": int(test_code)},
+        {"code": code, "name": name, "level": level, "parent_code": parent_code, "test_code": int(test_code),
+         "home_instance": home_instance},
         "agency",
     )
     if session.scalar(select(Agency.id).where(Agency.code == row.code)) is not None:
@@ -248,7 +265,8 @@ def add_agency(
     agency = _new_agency(row, now)
     session.add(agency)
     session.flush()
-    audit.append(session, OPERATOR, "agency_add", None, {"agency": row.code}, now)
+    directory_sync.stamp(session, [agency])
+    audit.append(session, OPERATOR, "agency_add", None, {"agency": row.code, "home": row.home_instance}, now)
     return agency
 
 
@@ -257,6 +275,7 @@ def _set_active(session: Session, code: str, active: bool, now: datetime) -> Age
     if agency.active != active:
         agency.active = active
         session.flush()
+        directory_sync.stamp(session, [agency])
         audit.append(session, OPERATOR, "agency_enable" if active else "agency_disable", None, {"agency": code}, now)
     return agency
 
@@ -370,4 +389,5 @@ def _new_agency(row: AgencyRow, now: datetime) -> Agency:
         require_signature=False,
         test_code=row.test_code,
         created_at=now,
+        home_instance=row.home_instance,
     )

@@ -115,6 +115,12 @@ class DocumentIdConflict(ClientError):
     code = "Client.DocumentIdConflict"
 
 
+class RelayLoop(ClientError):
+    """A relayed consignment already passed this instance, or has travelled too many hops."""
+
+    code = "Client.RelayLoop"
+
+
 class ServerError(GatewayError):
     """The gateway could not complete the request; the client may retry later."""
 

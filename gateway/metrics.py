@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess, values
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 
 from gateway.errors import fault_codes
@@ -167,6 +167,7 @@ class StoreCollector:
             copies_in_flight, documents_in_flight = queries.in_flight_counts(session)
             overdue = queries.overdue_documents(session, now, self.ack_overdue_hours, limit=0).total
             failed = queries.failed_deliveries(session, limit=0).total
+            relay = _relay_families(session, now)
         copies = GaugeMetricFamily(
             "gateway_recipient_copies",
             "Recipient copies of documents by current processing status (none: not fetched yet).",
@@ -208,7 +209,52 @@ class StoreCollector:
                 "gateway_failed_deliveries", "Queue items withdrawn or leased repeatedly without acknowledgement.",
                 value=failed,
             ),
+            *relay,
         ]
+
+
+def _relay_families(session: Any, now: datetime) -> list[Metric]:
+    """Relay gauges per next hop, and consignment totals read from the store (docs/federation.md)."""
+    from sqlalchemy import func, select
+
+    from gateway.federation import outbox
+    from gateway.store.models import InboundConsignment, OutboxConsignment
+
+    depth = GaugeMetricFamily(
+        "gateway_relay_queue_depth", "Consignments not yet delivered, per next hop.", labels=["next_hop"]
+    )
+    oldest = GaugeMetricFamily(
+        "gateway_relay_oldest_waiting_seconds", "Age of the oldest undelivered consignment, per next hop.",
+        labels=["next_hop"],
+    )
+    failed = GaugeMetricFamily("gateway_relay_failed", "Consignments that failed, per next hop.", labels=["next_hop"])
+    for hop in outbox.stats(session, now):
+        depth.add_metric([hop.next_hop], hop.waiting + hop.sending)
+        oldest.add_metric([hop.next_hop], hop.oldest_waiting_seconds)
+        failed.add_metric([hop.next_hop], hop.failed)
+    sent = CounterMetricFamily(
+        "gateway_relay_consignments_delivered",
+        "Consignments whose custody moved to the next hop (pushed to it, or pulled and acknowledged by it).",
+        labels=["next_hop", "kind"],
+    )
+    rows = session.execute(
+        select(OutboxConsignment.next_hop, OutboxConsignment.kind, func.count())
+        .where(OutboxConsignment.state == outbox.DELIVERED)
+        .group_by(OutboxConsignment.next_hop, OutboxConsignment.kind)
+    )
+    for hop, kind, count in rows:
+        sent.add_metric([hop, kind], count)
+    received = CounterMetricFamily(
+        "gateway_relay_consignments_received", "Consignments this instance took custody of, per peer.",
+        labels=["from_peer", "kind"],
+    )
+    rows = session.execute(
+        select(InboundConsignment.from_peer, InboundConsignment.kind, func.count())
+        .group_by(InboundConsignment.from_peer, InboundConsignment.kind)
+    )
+    for peer, kind, count in rows:
+        received.add_metric([peer, kind], count)
+    return [depth, oldest, failed, sent, received]
 
 
 # -- per-process instruments and the middleware ---------------------------------------------------

@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from gateway import directory
 from gateway.cli import admin, audit, client, serve, ui
 from gateway.cli.blobs import blobs_group
+from gateway.cli.federation import demo_network, peers_group, relay_group
 from gateway.config import SettingsError
 from gateway.errors import GatewayError
 
@@ -67,5 +68,13 @@ def main(ctx: click.Context, data_dir: Path | None, database_url: str | None) ->
 
 
 main.add_command(serve.serve)
-for _command in (*admin.COMMANDS, audit.audit_group, *client.COMMANDS, blobs_group):
+for _command in (
+    *admin.COMMANDS,
+    audit.audit_group,
+    *client.COMMANDS,
+    blobs_group,
+    peers_group,
+    relay_group,
+    demo_network,
+):
     main.add_command(_command)

@@ -92,7 +92,7 @@ def agencies_list(ctx: click.Context, level: int | None, parent: str | None) -> 
             for a in directory.list_agencies(session, level=level, parent=parent)
         ]
     table = Table(title=f"{len(rows)} agencies")
-    for column in ("code", "name", "level", "parent", "active", "credentials", "test code"):
+    for column in ("code", "name", "level", "parent", "active", "credentials", "test code", "home"):
         table.add_column(column, no_wrap=column != "name")
     for agency, live in rows:
         table.add_row(
@@ -103,6 +103,7 @@ def agencies_list(ctx: click.Context, level: int | None, parent: str | None) -> 
             "yes" if agency.active else "DISABLED",
             str(live),
             "yes" if agency.test_code else "",
+            Text(agency.home_instance or "(here)"),
         )
     ui.out().print(table)
 
@@ -113,11 +114,16 @@ def agencies_list(ctx: click.Context, level: int | None, parent: str | None) -> 
 @click.option("--level", required=True, type=click.IntRange(1, 4))
 @click.option("--parent", help="Parent agency code (must already be in the directory).")
 @click.option("--test-code", is_flag=True, help="Mark the code as not official (for testing only).")
+@click.option("--home", help="Instance id of the gateway that serves the agency, when it is not this one.")
 @click.pass_context
-def agencies_add(ctx: click.Context, code: str, name: str, level: int, parent: str | None, test_code: bool) -> None:
+def agencies_add(
+    ctx: click.Context, code: str, name: str, level: int, parent: str | None, test_code: bool, home: str | None
+) -> None:
     """Add one agency to the directory."""
     with ui.open_database(ui.settings_of(ctx)).transaction() as session:
-        agency = directory.add_agency(session, code, name, level, ui.now(), parent_code=parent, test_code=test_code)
+        agency = directory.add_agency(
+            session, code, name, level, ui.now(), parent_code=parent, test_code=test_code, home_instance=home
+        )
         shown = f"Added {agency.code} {agency.name} (level {agency.level})."
     ui.out().print(shown, markup=False)
 

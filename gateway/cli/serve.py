@@ -5,6 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
+import subprocess
+from typing import Any
 
 import click
 from rich.table import Table
@@ -28,8 +31,11 @@ DEMO_CREDENTIALS_FILE = "demo-credentials.json"
 @click.option("--production", is_flag=True, help="Run under gunicorn even with one worker.")
 @click.option("--timeout", default=120, show_default=True, type=click.IntRange(min=1), help="gunicorn worker timeout.")
 @click.option("--demo", is_flag=True, help="Migrate, load the shipped directory and issue three demo credentials.")
+@click.option("--relay", "with_relay", is_flag=True, help="Also run the relay loop in one background process.")
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int, workers: int, production: bool, timeout: int, demo: bool) -> None:
+def serve(
+    ctx: click.Context, host: str, port: int, workers: int, production: bool, timeout: int, demo: bool, with_relay: bool
+) -> None:
     """Serve the SOAP endpoint (/soap, WSDL at /soap?wsdl) and /health."""
     settings = ui.settings_of(ctx)
     with contextlib.ExitStack() as serving:
@@ -42,10 +48,28 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, production: bo
             _prepare_demo(settings, host, port)
         else:
             ui.open_database(settings).dispose()
+        if with_relay:
+            from gateway.cli.federation import check_relay_settings, spawn_relay
+
+            check_relay_settings(settings)
+            relay_process = spawn_relay(settings)
+            serving.callback(_stop, relay_process)
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
         if workers > 1 or production:
             _serve_gunicorn(settings, host, port, workers, timeout)
         else:
             _serve_development(settings, host, port)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop the relay serve started, when serve ends."""
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def _exit_on_sigterm(_signum: int, _frame: Any) -> None:
+    """SIGTERM ends serve through its exit callbacks, which stop the relay it started."""
+    raise SystemExit(0)
 
 
 def _prepare_demo(settings: Settings, host: str, port: int) -> None:

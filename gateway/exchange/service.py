@@ -47,6 +47,7 @@ from gateway.exchange.results import (
 )
 from gateway.exchange.statuses import SUBJECT, VIETNAM_TIME, Party, Statuses, Subject
 from gateway.exchange.workflow import Status
+from gateway.federation import hooks as federation
 from gateway.store import audit, nonces, queue
 from gateway.store.blobs import CHUNK_SIZE, BlobStore
 from gateway.store.database import Database
@@ -69,7 +70,7 @@ _LIVE_CREDENTIALS = (
 _SENT_DOCUMENT = select(Document.id, Document.signer, Document.blob_sha256, Document.created_at).where(
     Document.sender_id == bindparam("sender_id"), Document.edxml_document_id == bindparam("edxml_id")
 )
-_ACTIVE_AGENCIES = select(Agency.code, Agency.id).where(
+_ACTIVE_AGENCIES = select(Agency.code, Agency.id, Agency.home_instance).where(
     Agency.code.in_(bindparam("codes", expanding=True)), Agency.active.is_(True)
 )
 
@@ -165,7 +166,7 @@ class ExchangeService:
         self.blobs = blobs
         self.settings = settings
         self.clock = clock
-        self.statuses = Statuses(db, blobs, lambda: self.clock())
+        self.statuses = Statuses(db, blobs, settings, lambda: self.clock())
 
     # -- identity ---------------------------------------------------------------------------
 
@@ -336,7 +337,7 @@ class ExchangeService:
         edxml_id: str,
         sha256: str,
         size: int,
-        recipients: Sequence[tuple[int, str]],
+        recipients: Sequence[tuple[int, str, str | None]],
         original: Document | None,
         signer: str | None,
     ) -> SendReceipt:
@@ -365,10 +366,15 @@ class ExchangeService:
             ),
         )
         session.execute(
-            insert(Recipient.__table__), [{"document_id": document_id, "agency_id": a} for a, _ in recipients]
+            insert(Recipient.__table__), [{"document_id": document_id, "agency_id": a} for a, _, _ in recipients]
         )
-        queue.enqueue_many(session, [a for a, _ in recipients], queue.KIND_DOCUMENT, document_id, now)
-        codes = tuple(code for _, code in recipients)
+        # Federation hook: recipients served by another instance go to the relay outbox.
+        local = federation.route_document(
+            session, self.settings, document_id, caller.code, recipients, sha256, size, now
+        )
+        if local:
+            queue.enqueue_many(session, local, queue.KIND_DOCUMENT, document_id, now)
+        codes = tuple(code for _, code, _ in recipients)
         audit.append(
             session,
             actor=caller.code,
@@ -388,7 +394,7 @@ class ExchangeService:
         if original is not None:
             if message.business.doc_type == 1:
                 original.recalled_at = now
-            self.statuses.take_back(session, original, {agency_id for agency_id, _ in recipients}, now, notice=None)
+            self.statuses.take_back(session, original, {agency_id for agency_id, _, _ in recipients}, now, notice=None)
         return SendReceipt(document_id, edxml_id, codes, duplicate=False, signer=signer)
 
     # -- receiving --------------------------------------------------------------------------
@@ -582,18 +588,21 @@ def _conventional_document_id(message: DocumentMessage) -> str:
     return f"{message.sender.organ_id},{message.promulgation_date:%Y/%m/%d},{message.code}"
 
 
-def _resolve_recipients(session: Session, message: DocumentMessage) -> list[tuple[int, str]]:
-    """``(agency id, code)`` of each addressee, in the document's order; UnknownRecipient for any other code."""
+def _resolve_recipients(session: Session, message: DocumentMessage) -> list[tuple[int, str, str | None]]:
+    """``(agency id, code, home instance)`` of each addressee, in the document's order.
+
+    UnknownRecipient for any other code. Agencies served by another instance are addressees too.
+    """
     codes = [o.organ_id for o in message.recipients]
     rows = session.execute(_ACTIVE_AGENCIES, {"codes": codes})
-    active = {code: agency_id for code, agency_id in rows}
+    active = {code: (agency_id, home) for code, agency_id, home in rows}
     missing = [c for c in codes if c not in active]
     if missing:
         raise UnknownRecipient(
             f"These To/OrganId codes are not active agencies of the exchange: {', '.join(missing)}. "
             "Check the codes with getAgencies; nothing was sent."
         )
-    return [(active[c], c) for c in codes]
+    return [(active[c][0], c, active[c][1]) for c in codes]
 
 
 def _not_addressed(caller: Caller, item_id: str) -> NotFound:

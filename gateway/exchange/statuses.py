@@ -16,12 +16,14 @@ from typing import Any
 from sqlalchemy import Row, bindparam, insert, select
 from sqlalchemy.orm import Session, aliased
 
+from gateway.config import Settings
 from gateway.edxml import status_bytes
 from gateway.edxml.model import Organization, ResponseFor, StaffInfo, StatusMessage
 from gateway.errors import NotFound
 from gateway.exchange import workflow
 from gateway.exchange.results import Caller, StatusEntry, StatusReceipt
 from gateway.exchange.workflow import Status
+from gateway.federation import hooks as federation
 from gateway.store import audit, queue
 from gateway.store.blobs import BlobStore
 from gateway.store.database import Database
@@ -42,20 +44,22 @@ SUBJECT = (
         Document.code_notation,
         Document.edxml_document_id,
         Document.promulgation_date,
+        _Sender.home_instance,
     )
     .join(_Sender, _Sender.id == Document.sender_id)
     .where(Document.id == bindparam("document_id"))
 )
-"""A status message's :class:`Subject` (its first eight columns; callers may add columns after them)."""
+"""A status message's :class:`Subject` (its first nine columns; callers may add columns after them)."""
 
 
 @dataclass(frozen=True)
 class Party:
-    """An agency as a status names it: its id, code and name."""
+    """An agency as a status names it: its id, code and name, and the instance serving it (None: here)."""
 
     agency_id: int
     code: str
     name: str
+    home: str | None = None
 
     @classmethod
     def of(cls, caller: Caller) -> Party:
@@ -78,10 +82,9 @@ class Subject:
 
     @classmethod
     def of(cls, row: Row[Any]) -> Subject:
-        document_id, sender_id, sender_code, sender_name, number, notation, edxml_id, promulgated = row[:8]
-        return cls(
-            document_id, Party(sender_id, sender_code, sender_name), f"{number}/{notation}", edxml_id, promulgated
-        )
+        document_id, sender_id, sender_code, sender_name, number, notation, edxml_id, promulgated, home = row[:9]
+        sender = Party(sender_id, sender_code, sender_name, home)
+        return cls(document_id, sender, f"{number}/{notation}", edxml_id, promulgated)
 
 
 def subject_of(session: Session, document_id: str) -> Subject | None:
@@ -93,9 +96,10 @@ def subject_of(session: Session, document_id: str) -> Subject | None:
 class Statuses:
     """Status reports, histories and take-backs, on one store."""
 
-    def __init__(self, db: Database, blobs: BlobStore, clock: Callable[[], datetime]) -> None:
+    def __init__(self, db: Database, blobs: BlobStore, settings: Settings, clock: Callable[[], datetime]) -> None:
         self.db = db
         self.blobs = blobs
+        self.settings = settings
         self.clock = clock
 
     def update(
@@ -168,7 +172,8 @@ class Statuses:
                 query = query.where(StatusEvent.recipient_agency_id == caller.agency_id)
             rows = session.execute(query.order_by(StatusEvent.reported_at, StatusEvent.id))
             return [
-                StatusEntry(
+                federation.as_delivery_report(
+                    StatusEntry(
                     document_id=found.id,
                     recipient_code=recipient_code,
                     recipient_name=recipient_name,
@@ -179,6 +184,7 @@ class Statuses:
                     staff_name=e.staff_name,
                     reporter_code=reporter_code,
                     reported_at=e.reported_at,
+                    )
                 )
                 for e, recipient_code, recipient_name, reporter_code in rows
             ]
@@ -200,21 +206,23 @@ class Statuses:
         subject = subject_of(session, original.id)
         assert subject is not None
         rows = session.execute(
-            select(Recipient, Agency.code, Agency.name)
+            select(Recipient, Agency.code, Agency.name, Agency.home_instance)
             .join(Agency, Agency.id == Recipient.agency_id)
             .where(Recipient.document_id == original.id)
             .order_by(Recipient.id)
         ).all()
-        concerned = [(r, code, name) for r, code, name in rows if agency_ids is None or r.agency_id in agency_ids]
+        concerned = [
+            (r, code, name, home) for r, code, name, home in rows if agency_ids is None or r.agency_id in agency_ids
+        ]
         # Rows are locked in the order a fetch locks them, queue item first, then the copy (its 01):
         # the copies are read unlocked here and only written (locked) after the withdrawal.
-        withdrawn = queue.withdraw(session, original.id, [r.agency_id for r, _, _ in concerned], now)
+        withdrawn = queue.withdraw(session, original.id, [r.agency_id for r, _, _, _ in concerned], now)
         unfetched = {d.agency_id for d in withdrawn}
         notified: list[str] = []
-        for recipient, code, name in concerned:
+        for recipient, code, name, home in concerned:
             if recipient.status == Status.REJECTED or recipient.recall_state == Status.RECALL_AGREED:
                 continue
-            party = Party(recipient.agency_id, code, name)
+            party = Party(recipient.agency_id, code, name, home)
             if recipient.agency_id in unfetched:
                 recipient.recall_state = Status.RECALL_AGREED
                 self.record(
@@ -305,7 +313,22 @@ class Statuses:
             },
         ).scalar_one()
         target = notify or subject.sender
-        queue.enqueue_status(session, target.agency_id, subject.document_id, event_id, now)
+        relayed = federation.relay_status(
+            session,
+            self.settings,
+            subject=subject,
+            target=target,
+            about=about,
+            reporter=reporter,
+            code=str(code),
+            reported_at=now,
+            description=description,
+            staff=staff,
+            sha256=sha256,
+            size=size,
+        )
+        if not relayed:
+            queue.enqueue_status(session, target.agency_id, subject.document_id, event_id, now)
         audit.append(
             session,
             actor=reporter.code,

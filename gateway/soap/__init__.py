@@ -10,7 +10,7 @@ what is exported below and never touches Spyne.
 from __future__ import annotations
 
 from gateway.soap import wsgi_keys
-from gateway.soap.binding import OPERATIONS
+from gateway.soap.binding import OPERATIONS, RELAY_OPERATIONS
 from gateway.soap.namespaces import NAMESPACE
 
-__all__ = ["NAMESPACE", "OPERATIONS", "wsgi_keys"]
+__all__ = ["NAMESPACE", "OPERATIONS", "RELAY_OPERATIONS", "wsgi_keys"]

@@ -19,7 +19,7 @@ from typing import Literal
 from gateway.errors import AuthenticationFailed
 from gateway.exchange.results import Caller
 from gateway.exchange.service import ExchangeService
-from gateway.soap.namespaces import NAMESPACE
+from gateway.soap.namespaces import NAMESPACE, RELAY_NAMESPACE
 
 WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
 WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
@@ -44,10 +44,14 @@ class HeaderCredentials:
 NO_CREDENTIALS = HeaderCredentials(None, None)
 
 _AUTH_HEADER = f"{NAMESPACE} AuthHeader"
+_PEER_HEADER = f"{RELAY_NAMESPACE} PeerHeader"
+"""What gateway instances send on /relay: the instance id travels as ``agency_code``."""
 _SECURITY = f"{WSSE} Security"
 _FIELDS = {
     (_AUTH_HEADER, f"{NAMESPACE} agencyCode"): "agency_code",
     (_AUTH_HEADER, f"{NAMESPACE} secret"): "secret",
+    (_PEER_HEADER, f"{RELAY_NAMESPACE} instanceId"): "agency_code",
+    (_PEER_HEADER, f"{RELAY_NAMESPACE} secret"): "secret",
     (_SECURITY, f"{WSSE} Username"): "agency_code",
     (_SECURITY, f"{WSSE} Password"): "secret",
     (_SECURITY, f"{WSSE} Nonce"): "nonce",
@@ -78,7 +82,7 @@ class HeaderCollector:
         if self._found is not None:
             return
         if depth == 1:
-            self._block = name if name in (_AUTH_HEADER, _SECURITY) else None
+            self._block = name if name in (_AUTH_HEADER, _PEER_HEADER, _SECURITY) else None
             self._values, self._password_type = {}, None
             return
         if self._block is None:
@@ -86,7 +90,7 @@ class HeaderCollector:
         if depth == 2:
             self._in_token = name == f"{WSSE} UsernameToken"
         in_token = self._block == _SECURITY and depth == 3 and self._in_token
-        if (self._block == _AUTH_HEADER and depth == 2) or in_token:
+        if (self._block in (_AUTH_HEADER, _PEER_HEADER) and depth == 2) or in_token:
             field = _FIELDS.get((self._block, name))
             if field is not None:
                 self._field, self._field_depth, self._parts = field, depth, []
@@ -106,7 +110,7 @@ class HeaderCollector:
             self._field = None
         if depth == 1 and self._block is not None and self._found is None:
             values = self._values
-            if self._block == _AUTH_HEADER:
+            if self._block in (_AUTH_HEADER, _PEER_HEADER):
                 self._found = HeaderCredentials(values.get("agency_code"), values.get("secret"))
             elif "agency_code" in values or "secret" in values:
                 known = self._password_type is not None

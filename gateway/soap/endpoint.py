@@ -20,7 +20,7 @@ from gateway.exchange.service import ExchangeService, StagedDocument
 from gateway.soap import wsgi_keys
 from gateway.soap.address import BadAddress, WsdlAddresses, check_public_url, request_address
 from gateway.soap.binding import OPERATIONS, SpyneBinding
-from gateway.soap.context import RequestContext
+from gateway.soap.context import RelayContext, RequestContext
 from gateway.soap.credentials import HeaderCredentials, authenticate
 from gateway.soap.faults import fault_envelope, http_status, internal_error
 from gateway.soap.namespaces import NAMESPACE
@@ -37,7 +37,15 @@ StartResponse = Callable[..., Any]
 
 
 class SoapEndpoint:
-    """WSGI callable for the SOAP endpoint: GET ?wsdl, POST a SOAP 1.1 request."""
+    """WSGI callable for the SOAP endpoint: GET ?wsdl, POST a SOAP 1.1 request.
+
+    The relay endpoint (:mod:`gateway.soap.relay`) is the same reader with another binding,
+    other payloads and another kind of caller: it overrides the class attributes and the three
+    small methods after ``_authenticate``.
+    """
+
+    operations: frozenset[str] = OPERATIONS
+    payloads: dict[str, Payload] = PAYLOADS
 
     def __init__(
         self,
@@ -46,6 +54,7 @@ class SoapEndpoint:
         *,
         public_url: str = "",
         trusted_proxy: bool = False,
+        binding: SpyneBinding | None = None,
     ) -> None:
         """``public_url`` fixes the WSDL's address; ``trusted_proxy`` lets X-Forwarded-Host/-Proto set it.
 
@@ -53,7 +62,7 @@ class SoapEndpoint:
         """
         self.exchange = exchange
         self.max_request_bytes = max_request_bytes
-        self.binding = SpyneBinding(SLIM_BODY_LIMIT)
+        self.binding = binding or SpyneBinding(SLIM_BODY_LIMIT)
         self.streamer = ResponseStreamer()
         self.wsdl = WsdlAddresses(self.binding.wsdl)
         self.public_url = check_public_url(public_url) if public_url else None
@@ -90,7 +99,7 @@ class SoapEndpoint:
         return [body]
 
     def _call(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        named = _operation_in_action(environ.get("HTTP_SOAPACTION"))
+        named = _operation_in_action(environ.get("HTTP_SOAPACTION"), self.operations)
         if named is not None:
             environ[wsgi_keys.OPERATION] = named
         staged: StagedDocument | None = None
@@ -99,16 +108,16 @@ class SoapEndpoint:
                 environ["wsgi.input"],
                 _content_length(environ),
                 self.max_request_bytes,
-                PAYLOADS,
+                self.payloads,
                 self.exchange.begin_staging,
                 environ.get("HTTP_SOAPACTION"),
                 envelope_limit=SLIM_BODY_LIMIT,
                 authenticate=self._authenticate,
             )
             staged = request.staged
-            if request.operation in OPERATIONS:
+            if request.operation in self.operations:
                 environ[wsgi_keys.OPERATION] = request.operation
-            environ[wsgi_keys.AGENCY] = request.caller.code
+            self._record_caller(environ, request.caller)
             return self._dispatch(environ, start_response, request.body, staged, request.caller)
         except GatewayError as error:
             log.info("refused request: %s %s", error.code, error.message)
@@ -124,6 +133,12 @@ class SoapEndpoint:
         """Called by the envelope reader at ``<Body>``, before any byte of a payload is decoded."""
         return authenticate(self.exchange, credentials)
 
+    def _record_caller(self, environ: dict[str, Any], caller: Caller) -> None:
+        environ[wsgi_keys.AGENCY] = caller.code
+
+    def _context(self, staged: StagedDocument | None, caller: Caller) -> RequestContext | RelayContext:
+        return RequestContext(self.streamer.placeholder, exchange=self.exchange, staged_document=staged, caller=caller)
+
     def _dispatch(
         self,
         environ: dict[str, Any],
@@ -132,12 +147,8 @@ class SoapEndpoint:
         staged: StagedDocument | None,
         caller: Caller,
     ) -> Iterable[bytes]:
-        context = RequestContext(
-            self.exchange, staged_document=staged, placeholder=self.streamer.placeholder, caller=caller
-        )
+        context = self._context(staged, caller)
         answer = self.binding.answer(environ, body, context)
-        if context.caller is not None:
-            environ[wsgi_keys.AGENCY] = context.caller.code
         if answer.fault_code is not None:
             environ[wsgi_keys.FAULT_CODE] = answer.fault_code
             log.info("fault %s answered to %s", answer.fault_code, environ.get(wsgi_keys.OPERATION, "?"))
@@ -150,12 +161,12 @@ class SoapEndpoint:
         return [answer.body]
 
 
-def _operation_in_action(soap_action: str | None) -> str | None:
+def _operation_in_action(soap_action: str | None, operations: frozenset[str]) -> str | None:
     """The operation SOAPAction names (``getDocument``, ``urn:x#getDocument``...), if it is one."""
     if not soap_action:
         return None
     name = _ACTION_SPLIT.split(soap_action.strip().strip('"').strip())[-1]
-    return name if name in OPERATIONS else None
+    return name if name in operations else None
 
 
 def _fault_response(

@@ -75,6 +75,10 @@ class Agency(Base):
     require_signature: Mapped[bool] = mapped_column(Boolean, default=False)
     test_code: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    home_instance: Mapped[str | None] = mapped_column(String(35))
+    """The gateway instance that serves the agency; NULL means this one (docs/federation.md)."""
+    directory_version: Mapped[int] = mapped_column(BigInteger, default=0, index=True)
+    """Bumped on every change, so other instances can pull the directory incrementally."""
 
     credentials: Mapped[list[Credential]] = relationship(back_populates="agency")
 
@@ -98,7 +102,10 @@ class Document(Base):
     """An accepted edoc. ``(sender_id, edxml_document_id)`` is unique: a resend is idempotent."""
 
     __tablename__ = "documents"
-    __table_args__ = (UniqueConstraint("sender_id", "edxml_document_id", name="uq_documents_sender_docid"),)
+    __table_args__ = (
+        UniqueConstraint("sender_id", "edxml_document_id", name="uq_documents_sender_docid"),
+        Index("ix_documents_origin", "origin_instance", "origin_document_id"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     sender_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"), index=True)
@@ -118,6 +125,9 @@ class Document(Base):
     signer: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     recalled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    origin_instance: Mapped[str | None] = mapped_column(String(35))
+    """For a document relayed from another instance: where it was first sent, and its id there."""
+    origin_document_id: Mapped[str | None] = mapped_column(String(36))
 
     sender: Mapped[Agency] = relationship(foreign_keys=[sender_id])
     recipients: Mapped[list[Recipient]] = relationship(back_populates="document", order_by="Recipient.id")
@@ -220,3 +230,82 @@ class WsseNonce(Base):
     agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"))
     nonce_sha256: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class Peer(Base):
+    """Another gateway instance this one exchanges consignments with (docs/federation.md).
+
+    At the national instance, one row per province (it authenticates with ``secret_hash``); at a
+    provincial instance, at most one row: the upstream, whose id names the next hop.
+    """
+
+    __tablename__ = "peers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    instance_id: Mapped[str] = mapped_column(String(35), unique=True)
+    name: Mapped[str] = mapped_column(String(300))
+    role: Mapped[str] = mapped_column(String(20))
+    secret_hash: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class OutboxConsignment(Base):
+    """One consignment towards one next hop: a document, a status or a recall, and its custody state.
+
+    ``state`` is ``waiting`` (due at ``next_attempt_at``), ``sending`` (being pushed, or leased by
+    the next hop's pull until ``lease_until``), ``delivered`` (the next hop stored it) or ``failed``
+    (after ``relay_max_attempts``; an operator may requeue it). The payload is the blob
+    ``blob_sha256``; the header fields travel beside it, never inside it.
+    """
+
+    __tablename__ = "relay_outbox"
+    __table_args__ = (Index("ix_relay_outbox_hop_state", "next_hop", "state", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    next_hop: Mapped[str] = mapped_column(String(35))
+    kind: Mapped[str] = mapped_column(String(10))
+    document_id: Mapped[str | None] = mapped_column(ForeignKey("documents.id"), index=True)
+    origin_instance: Mapped[str] = mapped_column(String(35))
+    origin_document_id: Mapped[str] = mapped_column(String(36))
+    sender_code: Mapped[str] = mapped_column(String(35))
+    recipients: Mapped[str] = mapped_column(Text)
+    blob_sha256: Mapped[str] = mapped_column(String(64))
+    payload_size: Mapped[int] = mapped_column(BigInteger)
+    hop_count: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(Text)
+    status_code: Mapped[str | None] = mapped_column(String(2))
+    recipient_code: Mapped[str | None] = mapped_column(String(35))
+    reporter_code: Mapped[str | None] = mapped_column(String(35))
+    reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    description: Mapped[str | None] = mapped_column(Text)
+    staff_department: Mapped[str | None] = mapped_column(String(300))
+    staff_name: Mapped[str | None] = mapped_column(String(300))
+    state: Mapped[str] = mapped_column(String(10), default="waiting")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class InboundConsignment(Base):
+    """A consignment this instance has taken custody of; the unique id makes a repeated push a no-op."""
+
+    __tablename__ = "relay_inbound"
+
+    consignment_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    from_peer: Mapped[str] = mapped_column(String(35))
+    kind: Mapped[str] = mapped_column(String(10))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    local_document_id: Mapped[str | None] = mapped_column(String(36))
+
+
+class RelayState(Base):
+    """Small named counters of the relay: the directory version, how far the directory was pulled."""
+
+    __tablename__ = "relay_state"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)

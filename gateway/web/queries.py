@@ -18,7 +18,9 @@ from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from gateway import reports
-from gateway.store.models import Agency, Delivery, Document, Recipient
+from gateway.federation import outbox
+from gateway.federation.outbox import HopStats
+from gateway.store.models import Agency, Delivery, Document, OutboxConsignment, Recipient
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -380,6 +382,23 @@ class Overview:
     statuses: dict[str | None, int]
     names: dict[str, str] = field(default_factory=dict)
     """Agency names for the codes the overdue and failed tables show."""
+    relay: RelayOverview | None = None
+    """The relay outbox and the agencies served by other instances (docs/federation.md)."""
+
+
+@dataclass(frozen=True)
+class RelayOverview:
+    """Relay outbox per next hop, the failed consignments, and how many agencies each instance serves."""
+
+    hops: list[HopStats]
+    failed: list[OutboxConsignment]
+    homes: dict[str, int]
+
+
+def relay_overview(session: Session, now: datetime, failed_limit: int = 20) -> RelayOverview:
+    home = func.coalesce(Agency.home_instance, "(here)")
+    homes = {str(h): int(n) for h, n in session.execute(select(home, func.count()).group_by(home))}
+    return RelayOverview(outbox.stats(session, now), outbox.failed_rows(session, failed_limit), homes)
 
 
 def overview(session: Session, now: datetime, ack_overdue_hours: int, limits: Limits | None = None) -> Overview:
@@ -400,4 +419,5 @@ def overview(session: Session, now: datetime, ack_overdue_hours: int, limits: Li
         queues=queue_depths(session, now, limits.queues),
         statuses=copies_by_status(session),
         names=names,
+        relay=relay_overview(session, now),
     )

@@ -216,6 +216,35 @@ def _statuses(statuses: dict[str | None, int]) -> str:
     return _table(["Current status", "Copies"], rows, numeric=[1])
 
 
+def _relay(overview: Overview) -> str:
+    relay = overview.relay
+    if relay is None:
+        return '<p class="muted">No relay data.</p>'
+    homes = ", ".join(f"{_e(home)}: {count}" for home, count in sorted(relay.homes.items()))
+    parts = [f"<p>Agencies by home instance: {homes or 'none'}</p>"]
+    if relay.hops:
+        rows = (
+            f'<tr data-hop="{_e(h.next_hop)}"><td>{_e(h.next_hop)}</td><td class=n>{h.waiting}</td>'
+            f"<td class=n>{h.sending}</td><td class=n>{h.failed}</td><td class=n>{h.delivered}</td>"
+            f"<td class=n>{h.oldest_waiting_seconds:.0f}</td></tr>"
+            for h in relay.hops
+        )
+        headers = ["Next hop", "Waiting", "In flight", "Failed", "Delivered", "Oldest waiting (s)"]
+        parts.append(_table(headers, rows, numeric=[1, 2, 3, 4, 5]))
+    else:
+        parts.append('<p class="muted">Nothing was ever relayed from this instance.</p>')
+    if relay.failed:
+        rows = (
+            f'<tr data-consignment="{_e(c.id)}"><td><code>{_e(c.id)}</code></td><td>{_e(c.next_hop)}</td>'
+            f"<td>{_e(c.kind)}</td><td class=n>{c.attempts}</td><td>{when(c.created_at)}</td>"
+            f"<td>{_e(c.last_error or '')}</td></tr>"
+            for c in relay.failed
+        )
+        parts.append(_table(["Failed consignment", "Next hop", "Kind", "Attempts", "Created", "Last error"], rows, [3]))
+        parts.append('<p class="muted">Requeue one with <code>edxml-gateway relay requeue ID</code>.</p>')
+    return "".join(parts)
+
+
 def render(overview: Overview) -> str:
     """The whole page for ``overview``."""
     flight = overview.in_flight
@@ -240,6 +269,7 @@ def render(overview: Overview) -> str:
         ("failed", "Failed deliveries: withdrawn, or leased repeatedly and never acknowledged", _failed(overview)),
         ("queues", "Queue depth per agency (deepest first)", _queues(overview.queues)),
         ("statuses", "Recipient copies by current status", _statuses(overview.statuses)),
+        ("relay", "Relay to other gateway instances", _relay(overview)),
     )
     body = "".join(
         f'<section id="{ident}"><h2>{_e(title)}</h2>{content}</section>' for ident, title, content in sections

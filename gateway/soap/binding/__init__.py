@@ -15,15 +15,18 @@ from gateway.soap.binding.application import (
     build_spyne_application,
     published_wsdl,
 )
+from gateway.soap.binding.relay import RELAY_OPERATIONS, published_relay_wsdl
 from gateway.soap.binding.wsdl import WSDL_LOCATION, render_wsdl
 
 __all__ = [
     "OPERATIONS",
+    "RELAY_OPERATIONS",
     "WSDL_LOCATION",
     "Answer",
     "SpyneBinding",
     "build_spyne_application",
     "compat",
+    "published_relay_wsdl",
     "published_wsdl",
     "render_wsdl",
 ]

@@ -25,8 +25,8 @@ from spyne.server.wsgi import WsgiApplication
 
 from gateway.errors import GatewayError, MalformedRequest, fault_codes
 from gateway.soap.binding.service import EdxmlGatewayService
-from gateway.soap.binding.wsdl import render_wsdl
-from gateway.soap.context import RequestContext
+from gateway.soap.binding.wsdl import WSDL_LOCATION, render_wsdl
+from gateway.soap.context import RelayContext, RequestContext
 from gateway.soap.faults import fault_detail, internal_error
 from gateway.soap.namespaces import NAMESPACE
 
@@ -148,14 +148,17 @@ class Answer:
 class SpyneBinding:
     """One Spyne application and its WSGI server, answering slim envelopes for the endpoint."""
 
-    def __init__(self, envelope_limit: int) -> None:
-        self.application = build_spyne_application()
+    def __init__(
+        self, envelope_limit: int, application: Application | None = None, location: str = WSDL_LOCATION
+    ) -> None:
+        """The agency service by default; the relay passes its own application and placeholder address."""
+        self.application = application or build_spyne_application()
         self.application.event_manager.add_listener("method_call", _attach_context)
         self.server = _SpyneWsgi(self.application, max_content_length=envelope_limit)
-        self.wsdl = render_wsdl(self.application)
+        self.wsdl = render_wsdl(self.application, location)
         """The WSDL with the placeholder address; the endpoint writes the real one."""
 
-    def answer(self, environ: dict[str, Any], body: bytes, context: RequestContext) -> Answer:
+    def answer(self, environ: dict[str, Any], body: bytes, context: RequestContext | RelayContext) -> Answer:
         """Run the operation in ``body`` (a slim, UTF-8 SOAP 1.1 envelope) with ``context``."""
         inner = dict(environ)
         inner["wsgi.input"] = io.BytesIO(body)
