@@ -894,3 +894,8 @@ def history(document_id: str, as_json: bool, url: str, agency: str | None, secre
             Text(row["reportedBy"]), Text(row["description"] or ""), Text(staff),
         )
     _out().print(table)
+
+
+from gateway.cli_agent import agent as _agent  # noqa: E402
+
+main.add_command(_agent)
