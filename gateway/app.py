@@ -18,6 +18,8 @@ from typing import Any
 
 from sqlalchemy import text
 
+from gateway.certification import Certifications
+from gateway.certification.recorder import FaultRecorder
 from gateway.config import Settings
 from gateway.exchange.service import ExchangeService
 from gateway.metrics import MetricsMiddleware, StoreCollector
@@ -26,6 +28,7 @@ from gateway.soap.service import EdxmlGatewayService
 from gateway.store.blobs import BlobStore
 from gateway.store.database import Database
 from gateway.web import Dashboard
+from gateway.web.certificate import CertificationPages
 
 log = logging.getLogger("gateway")
 STALE_TEMP_FILES = timedelta(hours=1)
@@ -68,8 +71,10 @@ class Router:
             gateway.exchange, gateway.settings.max_request_bytes
         )
         self.dashboard = Dashboard(gateway.db, gateway.settings)
+        self.certifications = Certifications(gateway.exchange, large_bytes=gateway.settings.certify_large_bytes)
         self.routes: dict[str, WsgiApp] = {
-            "/soap": self.soap,
+            "/soap": FaultRecorder(self.soap, self.certifications),
+            "/certification": CertificationPages(self.certifications, gateway.settings.operator_password),
             "/health": self.health,
             "/dashboard": self.dashboard,
             "/": self.index,

@@ -899,3 +899,7 @@ def history(document_id: str, as_json: bool, url: str, agency: str | None, secre
 from gateway.cli_agent import agent as _agent  # noqa: E402
 
 main.add_command(_agent)
+
+from gateway.cli_certify import certify as _certify  # noqa: E402
+
+main.add_command(_certify)

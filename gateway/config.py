@@ -31,6 +31,7 @@ class Settings:
     ack_overdue_hours: int = 24
     trusted_certs: Path | None = None
     operator_password: str = ""
+    certify_large_bytes: int = 20 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -56,6 +57,7 @@ class Settings:
             ack_overdue_hours=_env_int("GATEWAY_ACK_OVERDUE_HOURS", 24),
             trusted_certs=Path(env["GATEWAY_TRUSTED_CERTS"]) if env.get("GATEWAY_TRUSTED_CERTS") else None,
             operator_password=env.get("GATEWAY_OPERATOR_PASSWORD", ""),
+            certify_large_bytes=_env_int("GATEWAY_CERTIFY_LARGE_BYTES", 20 * 1024 * 1024),
         )
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
