@@ -29,6 +29,7 @@ from gateway.store.blobs import BlobStore
 from gateway.store.database import Database
 from gateway.web import Dashboard
 from gateway.web.certificate import CertificationPages
+from gateway.web.leadership import LeadershipPage
 
 log = logging.getLogger("gateway")
 STALE_TEMP_FILES = timedelta(hours=1)
@@ -75,6 +76,7 @@ class Router:
         self.routes: dict[str, WsgiApp] = {
             "/soap": FaultRecorder(self.soap, self.certifications),
             "/certification": CertificationPages(self.certifications, gateway.settings.operator_password),
+            "/leadership": LeadershipPage(gateway.db, gateway.settings.operator_password),
             "/health": self.health,
             "/dashboard": self.dashboard,
             "/": self.index,

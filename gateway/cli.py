@@ -903,3 +903,7 @@ main.add_command(_agent)
 from gateway.cli_certify import certify as _certify  # noqa: E402
 
 main.add_command(_certify)
+
+from gateway.cli_leadership import leadership as _leadership  # noqa: E402
+
+main.add_command(_leadership)

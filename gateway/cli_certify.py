@@ -18,10 +18,11 @@ from gateway.certification.export import write_csv
 from gateway.config import Settings
 
 
-def _certifications() -> Certifications:
+def _certifications(ctx: click.Context) -> Certifications:
     from gateway.app import Gateway
+    from gateway.cli import _settings
 
-    settings = Settings.from_env()
+    settings: Settings = _settings(ctx)
     gateway = Gateway.open(settings)
     return Certifications(gateway.exchange, large_bytes=settings.certify_large_bytes)
 
@@ -52,9 +53,10 @@ def certify() -> None:
 @certify.command("start")
 @click.argument("agency")
 @click.option("--minutes", default=120, show_default=True, type=click.IntRange(min=1), help="Time the agency has.")
-def certify_start(agency: str, minutes: int) -> None:
+@click.pass_context
+def certify_start(ctx: click.Context, agency: str, minutes: int) -> None:
     """Start a run for AGENCY: the sandbox sends it the test documents now."""
-    _show(_certifications().start(agency, "operator", timedelta(minutes=minutes)))
+    _show(_certifications(ctx).start(agency, "operator", timedelta(minutes=minutes)))
 
 
 @certify.command("show")
@@ -62,9 +64,10 @@ def certify_start(agency: str, minutes: int) -> None:
 @click.option(
     "--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the checks as CSV."
 )
-def certify_show(run_id: str, csv_path: Path | None) -> None:
+@click.pass_context
+def certify_show(ctx: click.Context, run_id: str, csv_path: Path | None) -> None:
     """Show a run's checks, evidence and grade (advancing it first)."""
-    run = _certifications().view(run_id)
+    run = _certifications(ctx).view(run_id)
     _show(run)
     if csv_path is not None:
         with csv_path.open("w", encoding="utf-8", newline="") as out:
@@ -73,12 +76,13 @@ def certify_show(run_id: str, csv_path: Path | None) -> None:
 
 @certify.command("list")
 @click.argument("agency", required=False)
-def certify_list(agency: str | None) -> None:
+@click.pass_context
+def certify_list(ctx: click.Context, agency: str | None) -> None:
     """List runs, newest first (one agency's with AGENCY)."""
     table = Table(title="Certification runs")
     for column in ("run", "agency", "started", "state", "grade", "passed", "failed", "pending"):
         table.add_column(column, no_wrap=column in ("run", "agency"))
-    for run in _certifications().runs(agency):
+    for run in _certifications(ctx).runs(agency):
         counts = run.counts()
         table.add_row(
             Text(run.run_id),
@@ -95,7 +99,8 @@ def certify_list(agency: str | None) -> None:
 
 @certify.command("watch")
 @click.option("--interval", default=2.0, show_default=True, type=click.FloatRange(min=0.05))
-def certify_watch(interval: float) -> None:
+@click.pass_context
+def certify_watch(ctx: click.Context, interval: float) -> None:
     """Drive every active run until stopped (the sandbox answers, recalls, updates, decides)."""
     stop = threading.Event()
 
@@ -104,7 +109,7 @@ def certify_watch(interval: float) -> None:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    certifications = _certifications()
+    certifications = _certifications(ctx)
     click.echo("Driving certification runs (Ctrl+C to stop)", err=True)
     while not stop.is_set():
         certifications.advance_active()
