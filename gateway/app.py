@@ -72,7 +72,7 @@ class Router:
             gateway.exchange, gateway.settings.max_request_bytes
         )
         self.dashboard = Dashboard(gateway.db, gateway.settings)
-        self.certifications = Certifications(gateway.exchange, large_bytes=gateway.settings.certify_large_bytes)
+        self.certifications = Certifications.from_settings(gateway.exchange)
         self.routes: dict[str, WsgiApp] = {
             "/soap": FaultRecorder(self.soap, self.certifications),
             "/certification": CertificationPages(self.certifications, gateway.settings.operator_password),

@@ -15,16 +15,14 @@ from rich.text import Text
 
 from gateway.certification import Certifications, RunView
 from gateway.certification.export import write_csv
-from gateway.config import Settings
 
 
 def _certifications(ctx: click.Context) -> Certifications:
     from gateway.app import Gateway
     from gateway.cli import _settings
 
-    settings: Settings = _settings(ctx)
-    gateway = Gateway.open(settings)
-    return Certifications(gateway.exchange, large_bytes=settings.certify_large_bytes)
+    gateway = Gateway.open(_settings(ctx))
+    return Certifications.from_settings(gateway.exchange)
 
 
 def _show(run: RunView) -> None:

@@ -32,6 +32,8 @@ class Settings:
     trusted_certs: Path | None = None
     operator_password: str = ""
     certify_large_bytes: int = 20 * 1024 * 1024
+    sandbox_signing_key: Path | None = None
+    sandbox_signing_cert: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -58,6 +60,12 @@ class Settings:
             trusted_certs=Path(env["GATEWAY_TRUSTED_CERTS"]) if env.get("GATEWAY_TRUSTED_CERTS") else None,
             operator_password=env.get("GATEWAY_OPERATOR_PASSWORD", ""),
             certify_large_bytes=_env_int("GATEWAY_CERTIFY_LARGE_BYTES", 20 * 1024 * 1024),
+            sandbox_signing_key=(
+                Path(env["GATEWAY_SANDBOX_SIGNING_KEY"]) if env.get("GATEWAY_SANDBOX_SIGNING_KEY") else None
+            ),
+            sandbox_signing_cert=(
+                Path(env["GATEWAY_SANDBOX_SIGNING_CERT"]) if env.get("GATEWAY_SANDBOX_SIGNING_CERT") else None
+            ),
         )
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -27,7 +27,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.certification import script
-from gateway.edxml import Organization, write_document
+from gateway.edxml import Organization, document_bytes, write_document
+from gateway.edxml.signature import sign_document
 from gateway.errors import ClientError, GatewayError, NotFound
 from gateway.exchange.results import Caller
 from gateway.exchange.service import ExchangeService
@@ -116,11 +117,23 @@ class Certifications:
         exchange: ExchangeService,
         large_bytes: int = LARGE_ATTACHMENT_BYTES,
         clock: Callable[[], datetime] = utc_now,
+        signing: tuple[bytes, bytes] | None = None,
     ) -> None:
         self.exchange = exchange
         self.db = exchange.db
         self.large_bytes = large_bytes
         self.clock = clock
+        self.signing = signing
+        """(key PEM, certificate PEM) the sandbox signs with; None: no signed test document."""
+
+    @classmethod
+    def from_settings(cls, exchange: ExchangeService) -> Certifications:
+        """The runs of a gateway configured by ``exchange.settings`` (large attachment size, signing key)."""
+        settings = exchange.settings
+        signing = None
+        if settings.sandbox_signing_key and settings.sandbox_signing_cert and settings.trusted_certs:
+            signing = (settings.sandbox_signing_key.read_bytes(), settings.sandbox_signing_cert.read_bytes())
+        return cls(exchange, large_bytes=settings.certify_large_bytes, signing=signing)
 
     # -- the sandbox ----------------------------------------------------------------------------
 
@@ -152,7 +165,7 @@ class Certifications:
         """
         sandbox = self.sandbox()
         now = self.clock()
-        signed = False
+        signed = self.signing is not None
         with self.db.transaction() as session:
             agency = session.scalar(
                 select(Agency).where(Agency.code == agency_code, Agency.sandbox.is_(False)).with_for_update()
@@ -191,7 +204,8 @@ class Certifications:
                 )
             audit.append(session, started_by, "certification_start", None, {"run": run.id, "agency": agency_code}, now)
             run_id, organization = run.id, Organization(agency.code, agency.name)
-        documents = {role: self._send(sandbox, role, organization, run_id, now) for role in script.INITIAL_ROLES}
+        roles = [role for role in script.INITIAL_ROLES if role != script.SIGNED or signed]
+        documents = {role: self._send(sandbox, role, organization, run_id, now) for role in roles}
         with self.db.transaction() as session:
             session.get_one(CertificationRun, run_id).documents = json.dumps(documents)
         return self.view(run_id)
@@ -208,8 +222,14 @@ class Certifications:
             original = script.document(script.ATTACHMENTS, agency, number, started_at, self.large_bytes).message
         test = script.document(role, agency, number, started_at, self.large_bytes, original)
         staged = self.exchange.begin_staging()
+        stamp = started_at.replace(tzinfo=None, microsecond=0)
         try:
-            write_document(test.message, test.attachments, staged, now=started_at.replace(tzinfo=None, microsecond=0))
+            if role == script.SIGNED and self.signing is not None:
+                staged.write(
+                    sign_document(document_bytes(test.message, list(test.attachments), now=stamp), *self.signing)
+                )
+            else:
+                write_document(test.message, test.attachments, staged, now=stamp)
             staged.flush()
             return self.exchange.send_document(sandbox, staged).document_id
         finally:

@@ -21,8 +21,9 @@ SANDBOX_NAME = "Hộp cát kiểm thử liên thông (sandbox)"
 MARKER = "[EDXML-CERTIFY:{role}]"
 
 PROCESS, ATTACHMENTS, LARGE, REJECT, RECALL, UPDATE = "process", "attachments", "large", "reject", "recall", "update"
-INITIAL_ROLES = (PROCESS, ATTACHMENTS, LARGE, REJECT, RECALL)
-"""Documents sent when the run starts; the update follows once the agency fetched ``attachments``."""
+SIGNED = "signed"
+INITIAL_ROLES = (PROCESS, ATTACHMENTS, LARGE, REJECT, RECALL, SIGNED)
+"""Documents sent when the run starts (``signed`` only where signatures are configured)."""
 
 PROCESSING_CODES = ("03", "04", "05", "06")
 
@@ -32,6 +33,7 @@ INSTRUCTIONS = {
     LARGE: "Văn bản kiểm thử có tệp đính kèm lớn: nhận đầy đủ và xác nhận đã nhận.",
     REJECT: "Văn bản kiểm thử gửi nhầm: từ chối tiếp nhận (trạng thái 02) và ghi rõ lý do.",
     RECALL: "Văn bản kiểm thử sẽ bị thu hồi (13) sau khi được nhận: trả lời đồng ý (15) hoặc từ chối (16).",
+    SIGNED: "Văn bản kiểm thử có chữ ký số XML-DSig: nhận đầy đủ, xác nhận đã nhận và kiểm tra chữ ký.",
     UPDATE: "Văn bản kiểm thử cập nhật văn bản nhiều tệp đính kèm: nhận đầy đủ và xác nhận đã nhận.",
 }
 
@@ -57,7 +59,7 @@ def checks(signed: bool) -> list[CheckSpec]:
         CheckSpec(f"receive:{RECALL}", "Pull, fetch and acknowledge the document that will be recalled", 0.5),
     ]
     if signed:
-        specs.append(CheckSpec("receive:signed", "Pull, fetch and acknowledge an XML-DSig signed document", 0.5))
+        specs.append(CheckSpec(f"receive:{SIGNED}", "Pull, fetch and acknowledge an XML-DSig signed document", 0.5))
     specs += [
         CheckSpec(f"receive:{UPDATE}", "Pull, fetch and acknowledge an update (BussinessDocType 2)"),
         CheckSpec(f"status:{PROCESS}", "Report 03, 04, 05, 06 on the document marked for processing"),

@@ -192,7 +192,7 @@ class EdxmlGatewayService(ServiceBase):
 
 def _certifications(ctx: Any) -> Certifications:
     exchange = _request(ctx).exchange
-    return Certifications(exchange, large_bytes=exchange.settings.certify_large_bytes)
+    return Certifications.from_settings(exchange)
 
 
 def _run(run: RunView) -> t.CertificationRun:
