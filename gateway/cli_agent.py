@@ -16,6 +16,18 @@ from gateway.client import AgencyClient
 DEFAULT_URL = "http://127.0.0.1:8080/soap"
 
 
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM, so a long-running command can finish its step and stop."""
+    stop = threading.Event()
+
+    def request_stop(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    return stop
+
+
 @click.group()
 def agent() -> None:
     """The reference agency client: a folder kept in step with the gateway."""
@@ -48,13 +60,7 @@ def agent() -> None:
 def agent_run(directory: Path, url: str, agency: str, secret: str, interval: float) -> None:
     """Poll, save what arrives, send outbox/, report statuses of report/; stop with Ctrl+C or SIGTERM."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    stop = threading.Event()
-
-    def request_stop(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    stop = stop_on_signals()
     folders = Folders(directory)
     click.echo(f"Agent for {agency} on {url}: folder {directory} (Ctrl+C to stop)", err=True)
     run_agent(AgencyClient(url, agency, secret), folders, interval, stop)

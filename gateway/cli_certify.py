@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import signal
-import threading
 from datetime import timedelta
 from pathlib import Path
-from types import FrameType
 
 import click
 from rich.console import Console
@@ -15,6 +12,7 @@ from rich.text import Text
 
 from gateway.certification import Certifications, RunView
 from gateway.certification.export import write_csv
+from gateway.cli_agent import stop_on_signals
 
 
 def _certifications(ctx: click.Context) -> Certifications:
@@ -100,13 +98,7 @@ def certify_list(ctx: click.Context, agency: str | None) -> None:
 @click.pass_context
 def certify_watch(ctx: click.Context, interval: float) -> None:
     """Drive every active run until stopped (the sandbox answers, recalls, updates, decides)."""
-    stop = threading.Event()
-
-    def request_stop(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    stop = stop_on_signals()
     certifications = _certifications(ctx)
     click.echo("Driving certification runs (Ctrl+C to stop)", err=True)
     while not stop.is_set():

@@ -8,7 +8,6 @@ laid out to be printed. Behind the same operator login as ``/dashboard``.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import html
@@ -20,7 +19,7 @@ from typing import Any
 
 from gateway.certification import Certifications, RunView
 from gateway.errors import GatewayError
-from gateway.web.dashboard import REALM, operator_authorized
+from gateway.web.pages import refuse_unless_operator, reply_html, reply_text, security_headers
 
 log = logging.getLogger("gateway.web")
 StartResponse = Callable[..., Any]
@@ -45,17 +44,7 @@ th { background: #eef1f4; }
 @media print { header { background: none; color: #000; border-bottom: 2px solid #000; } body { background: #fff; }
   section { border: none; } form { display: none; } }
 """
-STYLE_HASH = "sha256-" + base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
-_HEADERS = [
-    ("Cache-Control", "no-store"),
-    ("X-Content-Type-Options", "nosniff"),
-    ("Referrer-Policy", "no-referrer"),
-    ("X-Frame-Options", "DENY"),
-    (
-        "Content-Security-Policy",
-        f"default-src 'none'; style-src '{STYLE_HASH}'; form-action 'self'; frame-ancestors 'none'",
-    ),
-]
+_HEADERS = security_headers(STYLE, form_action=True)
 
 
 def _e(value: object) -> str:
@@ -140,17 +129,17 @@ class CertificationPages:
         return hmac.new(self.password.encode(), b"certification-start", hashlib.sha256).hexdigest()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if not self.password:
-            return _reply(start_response, "503 Service Unavailable", "Set GATEWAY_OPERATOR_PASSWORD to open this page.")
-        if not operator_authorized(environ.get("HTTP_AUTHORIZATION"), self.password):
-            extra = [("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"')]
-            return _reply(start_response, "401 Unauthorized", "Operator login required.", extra)
+        refusal = refuse_unless_operator(environ, start_response, self.password, _HEADERS)
+        if refusal is not None:
+            return refusal
         method = environ.get("REQUEST_METHOD", "GET")
         try:
             if method == "POST":
                 return self._start(environ, start_response)
             if method not in ("GET", "HEAD"):
-                return _reply(start_response, "405 Method Not Allowed", "GET or POST.", [("Allow", "GET, POST")])
+                return reply_text(
+                    start_response, "405 Method Not Allowed", "GET or POST.", [("Allow", "GET, POST")], _HEADERS
+                )
             query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
             run_id = query.get("run", [""])[0]
             page = (
@@ -159,20 +148,20 @@ class CertificationPages:
                 else render_runs(self.certifications.runs(), self.token())
             )
         except GatewayError as error:
-            return _reply(start_response, "404 Not Found", error.message)
-        return _html(start_response, page, method == "HEAD")
+            return reply_text(start_response, "404 Not Found", error.message, _HEADERS)
+        return reply_html(start_response, page, _HEADERS, method == "HEAD")
 
     def _start(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         origin = environ.get("HTTP_ORIGIN")
         host = environ.get("HTTP_HOST", "")
         if origin is not None and urllib.parse.urlsplit(origin).netloc != host:
-            return _reply(start_response, "403 Forbidden", "Start runs from this gateway's own page.")
+            return reply_text(start_response, "403 Forbidden", "Start runs from this gateway's own page.", _HEADERS)
         length = int(environ.get("CONTENT_LENGTH") or 0)
         if length > MAX_FORM_BYTES:
-            return _reply(start_response, "413 Payload Too Large", "Form too large.")
+            return reply_text(start_response, "413 Payload Too Large", "Form too large.", _HEADERS)
         form = urllib.parse.parse_qs(environ["wsgi.input"].read(length).decode("utf-8", "replace"))
         if not hmac.compare_digest(form.get("token", [""])[0], self.token()):
-            return _reply(start_response, "403 Forbidden", "Start runs from this gateway's own page.")
+            return reply_text(start_response, "403 Forbidden", "Start runs from this gateway's own page.", _HEADERS)
         agency = form.get("agency", [""])[0].strip()
         try:
             minutes = min(max(int(form.get("minutes", ["120"])[0]), 1), 1440)
@@ -181,23 +170,8 @@ class CertificationPages:
         try:
             run = self.certifications.start(agency, "operator (dashboard)", timedelta(minutes=minutes))
         except GatewayError as error:
-            return _html(start_response, render_runs(self.certifications.runs(), self.token(), error.message))
+            return reply_html(
+                start_response, render_runs(self.certifications.runs(), self.token(), error.message), _HEADERS
+            )
         start_response("303 See Other", [("Location", f"?run={run.run_id}"), ("Content-Length", "0"), *_HEADERS])
         return []
-
-
-def _html(start_response: StartResponse, page: str, head: bool = False) -> Iterable[bytes]:
-    body = page.encode("utf-8")
-    start_response(
-        "200 OK", [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body))), *_HEADERS]
-    )
-    return [] if head else [body]
-
-
-def _reply(
-    start_response: StartResponse, status: str, message: str, extra: list[tuple[str, str]] | None = None
-) -> Iterable[bytes]:
-    body = (message + "\n").encode("utf-8")
-    headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))), *_HEADERS]
-    start_response(status, [*headers, *(extra or [])])
-    return [body]

@@ -7,8 +7,6 @@ login; ``?from=YYYY-MM-DD&to=YYYY-MM-DD`` chooses the period (default: the last 
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import html
 import logging
 import urllib.parse
@@ -16,10 +14,11 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from gateway.exchange.workflow import STATUS_NAMES
 from gateway.leadership import TREND_CODES, Handling, LeadershipView, TrendDay, leadership_view
 from gateway.reports import LEVEL_NAMES, VIETNAM_TIME
 from gateway.store.database import Database
-from gateway.web.dashboard import REALM, operator_authorized
+from gateway.web.pages import refuse_unless_operator, reply_html, reply_text, security_headers
 
 log = logging.getLogger("gateway.web")
 StartResponse = Callable[..., Any]
@@ -39,14 +38,7 @@ th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid #e6eaee; }
 th { background: #eef1f4; } td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 .alert { color: #b3261e; font-weight: 700; } .more { color: #5b6773; font-style: italic; }
 """
-STYLE_HASH = "sha256-" + base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
-_HEADERS = [
-    ("Cache-Control", "no-store"),
-    ("X-Content-Type-Options", "nosniff"),
-    ("Referrer-Policy", "no-referrer"),
-    ("X-Frame-Options", "DENY"),
-    ("Content-Security-Policy", f"default-src 'none'; style-src '{STYLE_HASH}'; frame-ancestors 'none'"),
-]
+_HEADERS = security_headers(STYLE)
 SERIES_COLOURS = {"01": "#5b6773", "02": "#b3261e", "03": "#1f6fb2", "04": "#8a5a00", "05": "#7b3fa0", "06": "#1e6b34"}
 STATUS_WORDS = {
     "01": "arrived",
@@ -129,7 +121,7 @@ def trend_svg(days: list[TrendDay], width: int = 960, height: int = 280) -> str:
         parts.append(
             f'<line x1="{width - right + 12}" y1="{legend_y - 4}" x2="{width - right + 30}" y2="{legend_y - 4}" '
             f'stroke="{colour}" stroke-width="3"/><text x="{width - right + 36}" y="{legend_y}" font-size="11" '
-            f'font-family="sans-serif">{code} {STATUS_WORDS[code]}</text>'
+            f'font-family="sans-serif">{code} {STATUS_NAMES[code]}</text>'
         )
     legend_y = top + 14 + len(TREND_CODES) * 18
     parts.append(
@@ -200,33 +192,20 @@ class LeadershipPage:
         self.clock = clock or (lambda: datetime.now(UTC))
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if not self.password:
-            return _reply(start_response, "503 Service Unavailable", "Set GATEWAY_OPERATOR_PASSWORD to open this page.")
-        if not operator_authorized(environ.get("HTTP_AUTHORIZATION"), self.password):
-            extra = [("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"')]
-            return _reply(start_response, "401 Unauthorized", "Operator login required.", extra)
+        refusal = refuse_unless_operator(environ, start_response, self.password, _HEADERS)
+        if refusal is not None:
+            return refusal
         now = self.clock()
         try:
             first, last = period(environ.get("QUERY_STRING", ""), now.astimezone(VIETNAM_TIME).date())
         except ValueError as error:
-            return _reply(start_response, "400 Bad Request", str(error))
+            return reply_text(start_response, "400 Bad Request", str(error), _HEADERS)
         try:
             with self.db.transaction(readonly=True) as session:
                 page = render(leadership_view(session, first, last, now))
         except Exception:
             log.exception("leadership page failed")
-            return _reply(start_response, "503 Service Unavailable", "The store could not be read; retry.")
-        body = page.encode("utf-8")
-        start_response(
-            "200 OK", [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body))), *_HEADERS]
-        )
-        return [body]
-
-
-def _reply(
-    start_response: StartResponse, status: str, message: str, extra: list[tuple[str, str]] | None = None
-) -> Iterable[bytes]:
-    body = (message + "\n").encode("utf-8")
-    headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))), *_HEADERS]
-    start_response(status, [*headers, *(extra or [])])
-    return [body]
+            return reply_text(
+                start_response, "503 Service Unavailable", "The store could not be read; retry.", _HEADERS
+            )
+        return reply_html(start_response, page, _HEADERS)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from support.clock import Clock
 from support.letters import official_letter
 from support.live import NGHE_AN, seed_directory
 
@@ -18,14 +19,6 @@ from gateway.exchange.service import ExchangeService
 from gateway.reports import CONNECTED, NOT_CONNECTED, REPORTS_STATUS, SENDS_AND_RECEIVES
 from gateway.store.blobs import BlobStore
 from gateway.store.database import Database
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture

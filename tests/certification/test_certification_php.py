@@ -25,9 +25,7 @@ CLIENT = Path(__file__).resolve().parents[1] / "interop" / "php" / "certify.php"
 
 pytestmark = [
     pytest.mark.interop,
-    pytest.mark.skipif(
-        PHP is None, reason="php not installed (tests/interop/install.sh installs it)"
-    ),
+    pytest.mark.skipif(PHP is None, reason="php not installed (tests/interop/install.sh installs it)"),
 ]
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from support.clock import Clock
 from support.letters import official_letter
 from support.live import CAO_BANG, NGHE_AN, VPCP, seed_directory
 
@@ -29,14 +30,6 @@ FIRST, LAST = date(2026, 11, 1), date(2026, 11, 7)
 NOW = datetime(2026, 11, 10, 3, 0, tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def scripted(tmp_path: Path, database: Database) -> Iterator[Database]:
     """Two documents from VPCP and one from a sandbox agency, handled as the module test expects."""
@@ -52,7 +45,7 @@ def scripted(tmp_path: Path, database: Database) -> Iterator[Database]:
             session.add(agency)
             session.flush()
             session.add(Credential(agency_id=agency.id, secret_hash=hash_secret(f"secret-for-{code}"), created_at=NOW))
-    clock = Clock()
+    clock = Clock(datetime(2026, 11, 2, 1, 0, tzinfo=UTC))
     exchange = ExchangeService(database, BlobStore(tmp_path / "blobs"), Settings(data_dir=tmp_path), clock=clock)
     caller = {
         code: exchange.authenticate(code, f"secret-for-{code}") for code in (VPCP, NGHE_AN, CAO_BANG, SO, SANDBOX)
