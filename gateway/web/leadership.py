@@ -40,14 +40,6 @@ th { background: #eef1f4; } td.n, th.n { text-align: right; font-variant-numeric
 """
 _HEADERS = security_headers(STYLE)
 SERIES_COLOURS = {"01": "#5b6773", "02": "#b3261e", "03": "#1f6fb2", "04": "#8a5a00", "05": "#7b3fa0", "06": "#1e6b34"}
-STATUS_WORDS = {
-    "01": "arrived",
-    "02": "rejected",
-    "03": "accepted",
-    "04": "assigned",
-    "05": "in progress",
-    "06": "completed",
-}
 
 
 def _e(value: object) -> str:
