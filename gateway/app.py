@@ -19,6 +19,8 @@ from typing import Any
 from sqlalchemy import text
 
 from gateway.accesslog import AccessLog
+from gateway.certification import Certifications
+from gateway.certification.recorder import FaultRecorder
 from gateway.config import Settings
 from gateway.exchange.service import ExchangeService
 from gateway.federation.service import FederationService
@@ -29,6 +31,8 @@ from gateway.soap.relay import RelayEndpoint
 from gateway.store.blobs import BlobStore
 from gateway.store.database import Database
 from gateway.web import Dashboard
+from gateway.web.certificate import CertificationPages
+from gateway.web.leadership import LeadershipPage
 
 log = logging.getLogger("gateway")
 STALE_TEMP_FILES = timedelta(hours=1)
@@ -81,9 +85,12 @@ class Router:
             public_url=settings.public_url,
             trusted_proxy=settings.trusted_proxy,
         )
+        self.certifications = Certifications.from_settings(gateway.exchange)
         self.routes: dict[str, WsgiApp] = {
-            "/soap": self.soap,
+            "/soap": FaultRecorder(self.soap, self.certifications),
             "/relay": self.relay,
+            "/certification": CertificationPages(self.certifications, settings.operator_password),
+            "/leadership": LeadershipPage(gateway.db, settings.operator_password),
             "/health": self.health,
             "/dashboard": self.dashboard,
             "/": self.index,

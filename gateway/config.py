@@ -101,6 +101,12 @@ class Settings:
     relay_interval: float = setting(5.0, minimum=0.05)
     relay_max_attempts: int = 8
     relay_backoff_seconds: float = setting(30.0, minimum=0)
+    # Certification runs (docs/certification.md).
+    certify_large_bytes: int = 20 * 1024 * 1024
+    """Size of the large test attachment the sandbox agency sends."""
+    sandbox_signing_key: Path | None = None
+    sandbox_signing_cert: Path | None = None
+    """With GATEWAY_TRUSTED_CERTS: the sandbox also sends a document signed with this key and certificate."""
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))

@@ -121,6 +121,12 @@ class RelayLoop(ClientError):
     code = "Client.RelayLoop"
 
 
+class CertificationInProgress(ClientError):
+    """A certification run for this agency is already active (docs/certification.md)."""
+
+    code = "Client.CertificationInProgress"
+
+
 class ServerError(GatewayError):
     """The gateway could not complete the request; the client may retry later."""
 

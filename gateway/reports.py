@@ -65,9 +65,24 @@ def connected_agencies(session: Session, at: datetime) -> set[int]:
     return active & _live_credential_agencies(session, at)
 
 
+def _sandbox_documents() -> Any:
+    """Documents the sandbox agency of certification runs sent or received: test traffic, never counted."""
+    sandbox = select(Agency.id).where(Agency.sandbox.is_(True))
+    return select(Document.id).where(
+        or_(
+            Document.sender_id.in_(sandbox),
+            Document.id.in_(select(Recipient.document_id).where(Recipient.agency_id.in_(sandbox))),
+        )
+    )
+
+
 def senders(session: Session, start: datetime | None = None, end: datetime | None = None) -> Counter[int]:
-    """Documents sent per agency id (in [start, end) when given)."""
-    query = select(Document.sender_id, func.count()).group_by(Document.sender_id)
+    """Documents sent per agency id (in [start, end) when given); certification traffic left out."""
+    query = (
+        select(Document.sender_id, func.count())
+        .where(Document.id.not_in(_sandbox_documents()))
+        .group_by(Document.sender_id)
+    )
     if start is not None and end is not None:
         query = query.where(_in(Document.created_at, start, end))
     return Counter(dict(session.execute(query).all()))
@@ -77,7 +92,11 @@ def receivers(session: Session, start: datetime | None = None, end: datetime | N
     """Documents fetched per agency id (first fetch in [start, end) when given)."""
     query = (
         select(Delivery.agency_id, func.count())
-        .where(Delivery.kind == "document", Delivery.fetched_at.is_not(None))
+        .where(
+            Delivery.kind == "document",
+            Delivery.fetched_at.is_not(None),
+            Delivery.document_id.not_in(_sandbox_documents()),
+        )
         .group_by(Delivery.agency_id)
     )
     if start is not None and end is not None:
@@ -89,7 +108,7 @@ def status_reporters(session: Session, start: datetime | None = None, end: datet
     """Statuses 02-06 reported per agency id (in [start, end) when given)."""
     query = (
         select(StatusEvent.reporter_agency_id, func.count())
-        .where(StatusEvent.code.in_(REPORTED_STATUS_CODES))
+        .where(StatusEvent.code.in_(REPORTED_STATUS_CODES), StatusEvent.document_id.not_in(_sandbox_documents()))
         .group_by(StatusEvent.reporter_agency_id)
     )
     if start is not None and end is not None:
@@ -142,7 +161,9 @@ def interconnection_report(
     if end <= start:
         raise ValueError(f"empty period: end {end.isoformat()} is not after start {start.isoformat()}")
     as_of = as_of or end
-    agencies = session.execute(select(Agency.id, Agency.level, Agency.active)).all()
+    agencies = session.execute(
+        select(Agency.id, Agency.level, Agency.active).where(Agency.sandbox.is_(False))
+    ).all()
     level_of = {agency_id: level for agency_id, level, _ in agencies}
     connected = connected_agencies(session, as_of)
     sent = senders(session, start, end)
@@ -151,7 +172,11 @@ def interconnection_report(
     events = session.execute(
         select(Agency.level, StatusEvent.code, func.count())
         .join(Agency, Agency.id == StatusEvent.reporter_agency_id)
-        .where(_in(StatusEvent.reported_at, start, end))
+        .where(
+            _in(StatusEvent.reported_at, start, end),
+            Agency.sandbox.is_(False),
+            StatusEvent.document_id.not_in(_sandbox_documents()),
+        )
         .group_by(Agency.level, StatusEvent.code)
     )
     codes_by_level: dict[int, Counter[str]] = {}
@@ -228,7 +253,7 @@ def connection_grades(
             receives=received[a.id] > 0,
             reports_status=reported[a.id] > 0,
         )
-        for a in session.scalars(select(Agency).order_by(Agency.level, Agency.code))
+        for a in session.scalars(select(Agency).where(Agency.sandbox.is_(False)).order_by(Agency.level, Agency.code))
     ]
 
 

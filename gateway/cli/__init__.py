@@ -21,8 +21,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway import directory
 from gateway.cli import admin, audit, client, serve, ui
+from gateway.cli.agent import agent
 from gateway.cli.blobs import blobs_group
+from gateway.cli.certify import certify
 from gateway.cli.federation import demo_network, peers_group, relay_group
+from gateway.cli.leadership import leadership
 from gateway.config import SettingsError
 from gateway.errors import GatewayError
 
@@ -76,5 +79,8 @@ for _command in (
     peers_group,
     relay_group,
     demo_network,
+    agent,
+    certify,
+    leadership,
 ):
     main.add_command(_command)

@@ -6,9 +6,12 @@ comes from agencies or the database, so a name with brackets is printed as it is
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import FrameType
 from typing import NoReturn
 
 import click
@@ -93,3 +96,15 @@ def open_database(settings: Settings, require_schema: bool = True) -> Database:
     if require_schema and not has_schema:
         fail(f"error: the database {shown} has no gateway tables yet; run `edxml-gateway db upgrade` first.")
     return db
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM, so a long-running command can finish its step and stop."""
+    stop = threading.Event()
+
+    def request_stop(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    return stop

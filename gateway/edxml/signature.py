@@ -19,9 +19,10 @@ from pathlib import Path
 
 from cryptography import x509
 from lxml import etree
-from signxml import InvalidInput, InvalidSignature, XMLVerifier
+from signxml import InvalidInput, InvalidSignature, XMLSigner, XMLVerifier
 from signxml.exceptions import InvalidCertificate, InvalidDigest, SignXMLException
 
+from gateway.edxml.ns import QCVN
 from gateway.errors import SignatureInvalid
 
 DSIG = "http://www.w3.org/2000/09/xmldsig#"
@@ -66,3 +67,19 @@ def _signer(signature: etree._Element) -> str:
         return "unknown signer"
     certificate = x509.load_der_x509_certificate(base64.b64decode("".join(text.split())))
     return certificate.subject.rfc4514_string()
+
+
+def sign_document(edxml: bytes, key_pem: bytes, cert_pem: bytes) -> bytes:
+    """``edxml`` with an enveloped XML-DSig signature over the whole document, placed in ``edXMLHeader``.
+
+    What an agency's signing software does (``Reference URI=""``, exclusive c14n, RSA-SHA256), used
+    by the sandbox agency of certification runs; the signer's certificate travels in ``KeyInfo``.
+    """
+    root = etree.fromstring(edxml, _PARSER)
+    header = root.find(f"{{{QCVN}}}edXMLEnvelope/{{{QCVN}}}edXMLHeader")
+    if header is None:
+        raise ValueError("not an edXML document: no edXMLEnvelope/edXMLHeader to hold the signature")
+    etree.SubElement(header, f"{{{DSIG}}}Signature", Id="placeholder")
+    signer = XMLSigner(c14n_algorithm="http://www.w3.org/2001/10/xml-exc-c14n#")
+    signed = signer.sign(root, key=key_pem, cert=[cert_pem.decode("ascii")])
+    return bytes(etree.tostring(signed, xml_declaration=True, encoding="UTF-8"))

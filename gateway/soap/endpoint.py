@@ -151,6 +151,7 @@ class SoapEndpoint:
         answer = self.binding.answer(environ, body, context)
         if answer.fault_code is not None:
             environ[wsgi_keys.FAULT_CODE] = answer.fault_code
+            environ[wsgi_keys.FAULT_MESSAGE] = answer.fault_message or ""
             log.info("fault %s answered to %s", answer.fault_code, environ.get(wsgi_keys.OPERATION, "?"))
         elif context.outbound is not None and answer.status.startswith("200"):
             outbound = context.outbound
@@ -177,6 +178,7 @@ def _fault_response(
     extra: list[tuple[str, str]] | None = None,
 ) -> Iterable[bytes]:
     environ[wsgi_keys.FAULT_CODE] = error.code
+    environ[wsgi_keys.FAULT_MESSAGE] = error.message
     body = fault_envelope(error)
     headers = [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(body))), *(extra or [])]
     start_response(status, headers)

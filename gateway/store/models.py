@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -74,6 +75,8 @@ class Agency(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     require_signature: Mapped[bool] = mapped_column(Boolean, default=False)
     test_code: Mapped[bool] = mapped_column(Boolean, default=False)
+    sandbox: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """The gateway's own test agency for certification runs: never counted in reports."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     home_instance: Mapped[str | None] = mapped_column(String(35))
     """The gateway instance that serves the agency; NULL means this one (docs/federation.md)."""
@@ -309,3 +312,54 @@ class RelayState(Base):
 
     name: Mapped[str] = mapped_column(String(40), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class CertificationRun(Base):
+    """One interconnection test of an agency's software, driven by the sandbox agency.
+
+    ``documents`` maps each role of the script (``process``, ``reject``, ``recall``…) to the gateway
+    id of the test document the sandbox sent for it (JSON); ``grade`` is set when the run ends.
+    """
+
+    __tablename__ = "certification_runs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"), index=True)
+    started_by: Mapped[str] = mapped_column(String(60))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    deadline: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    grade: Mapped[str | None] = mapped_column(String(60))
+    documents: Mapped[str] = mapped_column(Text, default="{}")
+
+    agency: Mapped[Agency] = relationship()
+    checks: Mapped[list[CertificationCheck]] = relationship(order_by="CertificationCheck.id")
+
+
+class CertificationCheck(Base):
+    """One expectation of a run: ``pending`` until ``passed``, ``failed`` or ``skipped``, with evidence (JSON)."""
+
+    __tablename__ = "certification_checks"
+    __table_args__ = (UniqueConstraint("run_id", "key", name="uq_certification_checks_run_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("certification_runs.id"), index=True)
+    key: Mapped[str] = mapped_column(String(40))
+    title: Mapped[str] = mapped_column(String(300))
+    deadline: Mapped[datetime] = mapped_column(UTCDateTime())
+    state: Mapped[str] = mapped_column(String(10), default="pending")
+    evidence: Mapped[str] = mapped_column(Text, default="{}")
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class CertificationFault(Base):
+    """A SOAP fault the agency under test provoked while its run was active."""
+
+    __tablename__ = "certification_faults"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("certification_runs.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    operation: Mapped[str] = mapped_column(String(60))
+    code: Mapped[str] = mapped_column(String(60))
+    message: Mapped[str] = mapped_column(Text)

@@ -26,9 +26,7 @@ log = logging.getLogger("gateway.web")
 StartResponse = Callable[..., Any]
 OPERATOR_USER = "operator"
 REALM = "edxml-gateway operator"
-UNSET_MESSAGE = (
-    "The operator dashboard is disabled: set GATEWAY_OPERATOR_PASSWORD and restart the gateway.\n"
-)
+UNSET_MESSAGE = "The operator dashboard is disabled: set GATEWAY_OPERATOR_PASSWORD and restart the gateway.\n"
 _SECURITY_HEADERS = [
     ("Cache-Control", "no-store"),
     ("X-Content-Type-Options", "nosniff"),

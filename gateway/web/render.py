@@ -82,7 +82,7 @@ def _status(code: str | None) -> str:
 
 def _table(headers: Iterable[str], rows: Iterable[str], numeric: Iterable[int] = ()) -> str:
     numeric = set(numeric)
-    head = "".join(f'<th{" class=n" if i in numeric else ""}>{_e(h)}</th>' for i, h in enumerate(headers))
+    head = "".join(f"<th{' class=n' if i in numeric else ''}>{_e(h)}</th>" for i, h in enumerate(headers))
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 

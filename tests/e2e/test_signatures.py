@@ -4,82 +4,27 @@ signer reported; unsigned documents refused only from agencies configured to sig
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import zeep
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from lxml import etree
-from signxml import XMLSigner
 from sqlalchemy import update
+from support.certificates import Authority
 from support.letters import official_letter
 from support.live import CAO_BANG, NGHE_AN, VPCP
 
 from gateway.config import Settings
+from gateway.edxml.signature import sign_document
 from gateway.store.models import Agency
 
 DSIG = "http://www.w3.org/2000/09/xmldsig#"
 QCVN = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
 
 
-class Authority:
-    """A certificate authority issuing one signing certificate, as an agency's CA would."""
-
-    def __init__(self, name: str) -> None:
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        self.cert = _certificate(subject, subject, self.key.public_key(), self.key, ca=True)
-
-    def issue(self, common_name: str) -> tuple[bytes, bytes]:
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        subject = x509.Name([
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Văn phòng Chính phủ"),
-        ])
-        cert = _certificate(subject, self.cert.subject, key.public_key(), self.key, ca=False)
-        key_pem = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        return key_pem, cert.public_bytes(serialization.Encoding.PEM)
-
-    def pem(self) -> bytes:
-        return self.cert.public_bytes(serialization.Encoding.PEM)
-
-
-def _certificate(subject, issuer, public_key, signing_key, ca: bool) -> x509.Certificate:
-    now = datetime.now(UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if ca:
-        builder = builder.add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
-    else:
-        builder = builder.add_extension(
-            x509.KeyUsage(True, True, False, False, False, False, False, False, False), critical=True
-        )
-    return builder.sign(signing_key, hashes.SHA256())
-
-
 def signed(edxml: bytes, key_pem: bytes, cert_pem: bytes) -> bytes:
-    """``edxml`` with an enveloped XML-DSig signature over the whole document, in edXMLHeader."""
-    root = etree.fromstring(edxml)
-    header = root.find(f"{{{QCVN}}}edXMLEnvelope/{{{QCVN}}}edXMLHeader")
-    etree.SubElement(header, f"{{{DSIG}}}Signature", Id="placeholder")
-    signer = XMLSigner(c14n_algorithm="http://www.w3.org/2001/10/xml-exc-c14n#")
-    return etree.tostring(signer.sign(root, key=key_pem, cert=[cert_pem]), xml_declaration=True, encoding="UTF-8")
+    """``edxml`` signed as an agency's signing software does (the gateway's own signer, used by its sandbox)."""
+    return sign_document(edxml, key_pem, cert_pem)
 
 
 @pytest.fixture(scope="module")

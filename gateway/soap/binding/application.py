@@ -41,6 +41,7 @@ _SOAP12_PREFIXES = ("wsdlsoap12", "soap12env", "soap12enc")
 """Declared by Spyne though no SOAP 1.2 binding exists; gSOAP then speaks SOAP 1.2 and fails."""
 _CONTEXT = "gateway.soap.binding.context"
 _FAULT_CODE = "gateway.soap.binding.fault_code"
+_FAULT_MESSAGE = "gateway.soap.binding.fault_message"
 """Keys of the private environ Spyne is called with (never the client's environ)."""
 
 # Spyne logs whole request bodies, a traceback per fault and a warning per response it builds from a
@@ -111,6 +112,7 @@ class _SpyneWsgi(WsgiApplication):
         fault = _as_gateway_fault(error)
         p_ctx.out_error = fault
         p_ctx.transport.req_env[_FAULT_CODE] = fault.faultcode
+        p_ctx.transport.req_env[_FAULT_MESSAGE] = str(fault.faultstring)
         return super().handle_error(p_ctx, others, fault, start_response)
 
 
@@ -143,6 +145,7 @@ class Answer:
     body: bytes
     fault_code: str | None
     """The gateway fault code when the answer is a fault."""
+    fault_message: str | None = None
 
 
 class SpyneBinding:
@@ -173,7 +176,7 @@ class SpyneBinding:
 
         response = b"".join(self.server(inner, capture))
         headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]
-        return Answer(captured["status"], headers, response, inner.get(_FAULT_CODE))
+        return Answer(captured["status"], headers, response, inner.get(_FAULT_CODE), inner.get(_FAULT_MESSAGE))
 
 
 def _attach_context(ctx: Any) -> None:

@@ -8,13 +8,15 @@ and the streaming hook for large edXML responses.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
 from spyne import Array, Boolean, ByteArray, Integer32, ServiceBase, rpc
 
+from gateway.certification import Certifications, RunView
 from gateway.edxml.model import StaffInfo as StaffInfoModel
-from gateway.errors import AuthenticationFailed, MalformedRequest
+from gateway.errors import AuthenticationFailed, MalformedRequest, NotFound
 from gateway.exchange.results import Caller
 from gateway.soap.binding import types as t
 from gateway.soap.context import RequestContext
@@ -183,3 +185,40 @@ class EdxmlGatewayService(ServiceBase):
         """
         context = _request(ctx)
         return context.exchange.acknowledge_many(_caller(ctx), [i for i in itemIds or [] if i is not None])
+
+    @_rpc(Integer32(min_occurs=0, nillable=False), _returns=t.CertificationRun)
+    def startCertification(ctx: Any, minutes: int | None) -> t.CertificationRun:
+        """Start an interconnection test of the caller's software: the sandbox agency sends it test documents."""
+        caller = _caller(ctx)
+        duration = timedelta(minutes=min(max(minutes or 120, 1), 1440))
+        return _run(_certifications(ctx).start(caller.code, "agency", duration))
+
+    @_rpc(Required, _returns=t.CertificationRun)
+    def getCertification(ctx: Any, runId: str) -> t.CertificationRun:
+        """One of the caller's certification runs: every check, and the grade so far."""
+        caller = _caller(ctx)
+        certifications = _certifications(ctx)
+        owned = {run.run_id for run in certifications.runs(caller.code)}
+        if runId not in owned:
+            raise NotFound(f"No certification run '{runId}' of {caller.code}. Use the runId startCertification gave.")
+        return _run(certifications.view(runId))
+
+
+def _certifications(ctx: Any) -> Certifications:
+    exchange = _request(ctx).exchange
+    return Certifications.from_settings(exchange)
+
+
+def _run(run: RunView) -> t.CertificationRun:
+    return t.CertificationRun(
+        runId=run.run_id,
+        agencyCode=run.agency_code,
+        startedAt=run.started_at,
+        deadline=run.deadline,
+        active=run.active,
+        grade=run.grade,
+        checks=[
+            t.CertificationCheck(key=c.key, title=c.title, state=c.state, deadline=c.deadline, decidedAt=c.decided_at)
+            for c in run.checks
+        ],
+    )

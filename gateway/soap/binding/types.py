@@ -124,3 +124,31 @@ class Agency(ComplexModel):
         ("parentCode", Optional),
         ("active", Boolean(min_occurs=1, nillable=False)),
     ]
+
+
+class CertificationCheck(ComplexModel):
+    """One expectation of a certification run and where it stands (pending, passed, failed, skipped)."""
+
+    __namespace__ = NAMESPACE
+    _type_info = [
+        ("key", Required),
+        ("title", Required),
+        ("state", Required),
+        ("deadline", DateTime(min_occurs=1, nillable=False)),
+        ("decidedAt", DateTime(min_occurs=0, nillable=False)),
+    ]
+
+
+class CertificationRun(ComplexModel):
+    """A certification run of the calling agency; ``grade`` is provisional while ``active``."""
+
+    __namespace__ = NAMESPACE
+    _type_info = [
+        ("runId", Required),
+        ("agencyCode", Required),
+        ("startedAt", DateTime(min_occurs=1, nillable=False)),
+        ("deadline", DateTime(min_occurs=1, nillable=False)),
+        ("active", Boolean(min_occurs=1, nillable=False)),
+        ("grade", Required),
+        ("checks", Array(CertificationCheck, min_occurs=1, nillable=False)),
+    ]
