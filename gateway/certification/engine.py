@@ -52,6 +52,8 @@ DEFAULT_DURATION = timedelta(hours=2)
 LARGE_ATTACHMENT_BYTES = 20 * 1024 * 1024
 """The large test attachment: tens of MB, like the scanned maps and records real traffic carries."""
 RECALL_SENT = "recall-13-sent-at"
+CLAIMED = "claimed"
+"""A scripted step under way in some process (see :meth:`Certifications._once`)."""
 
 
 @dataclass(frozen=True)
@@ -254,17 +256,47 @@ class Certifications:
             documents: dict[str, str] = json.loads(run.documents)
         now = self.clock()
         if documents and script.UPDATE not in documents and _fetched(self.db, documents[script.ATTACHMENTS], agency_id):
-            documents[script.UPDATE] = self._send(sandbox, script.UPDATE, agency, run_id, started_at)
+            self._once(run_id, script.UPDATE, lambda: self._send(sandbox, script.UPDATE, agency, run_id, started_at))
         if documents and RECALL_SENT not in documents and _fetched(self.db, documents[script.RECALL], agency_id):
-            self.exchange.update_status(
-                sandbox, documents[script.RECALL], "13", "Thu hồi văn bản kiểm thử liên thông (kịch bản kiểm thử)."
-            )
-            documents[RECALL_SENT] = now.isoformat()
+
+            def recall() -> str:
+                reason = "Thu hồi văn bản kiểm thử liên thông (kịch bản kiểm thử)."
+                self.exchange.update_status(sandbox, documents[script.RECALL], "13", reason)
+                return now.isoformat()
+
+            self._once(run_id, RECALL_SENT, recall)
         with self.db.transaction() as session:
-            run = session.get_one(CertificationRun, run_id)
-            run.documents = json.dumps(documents)
-            self._decide(session, run, documents, sandbox, now)
+            run = _locked(session, run_id)
+            self._decide(session, run, json.loads(run.documents), sandbox, now)
             return self._view(session, run)
+
+    def _once(self, run_id: str, key: str, step: Callable[[], str]) -> None:
+        """Take a scripted step exactly once, even when several processes advance the run at the same time.
+
+        The step is claimed in the run's ``documents`` under a lock first; only the claimer takes it,
+        then records what it produced (or releases the claim when it failed, for a later retry).
+        """
+        with self.db.transaction() as session:
+            run = _locked(session, run_id)
+            documents = json.loads(run.documents)
+            if key in documents:
+                return
+            documents[key] = CLAIMED
+            run.documents = json.dumps(documents)
+        try:
+            outcome: str | None = step()
+        except Exception:
+            outcome = None
+            raise
+        finally:
+            with self.db.transaction() as session:
+                run = _locked(session, run_id)
+                documents = json.loads(run.documents)
+                if outcome is None:
+                    documents.pop(key, None)
+                else:
+                    documents[key] = outcome
+                run.documents = json.dumps(documents)
 
     def _answer_sandbox_inbox(self, sandbox: Caller) -> None:
         """Fetch and acknowledge everything sent to the sandbox; answer each document with 03-06."""
@@ -311,7 +343,7 @@ class Certifications:
     ) -> tuple[bool, dict[str, Any]]:
         kind, _, role = key.partition(":")
         if kind == "receive":
-            if role not in documents:
+            if documents.get(role, CLAIMED) == CLAIMED:
                 return False, {"note": "not sent yet: it follows once the agency fetched the earlier document"}
             return _received(session, documents[role], run.agency_id)
         if kind == "status":
@@ -369,6 +401,14 @@ class Certifications:
             ),
             faults=tuple(FaultView(f.at, f.operation, f.code, f.message) for f in faults),
         )
+
+
+def _locked(session: Session, run_id: str) -> CertificationRun:
+    """The run, locked for this transaction (a row lock on PostgreSQL; SQLite's writer lock already holds)."""
+    run = session.scalar(select(CertificationRun).where(CertificationRun.id == run_id).with_for_update())
+    if run is None:
+        raise NotFound(f"No certification run {run_id}.")
+    return run
 
 
 def _run_number(run_id: str) -> str:
