@@ -369,13 +369,24 @@ class Base64Text:
             self._decode(data, begin, end)
 
     def _decode(self, data: Buffer, begin: int, end: int) -> None:
+        """Decode whole quanta into the sink; the one to three characters of an unfinished one wait.
+
+        A waiting quantum is completed from the head of the next piece and decoded on its own, so a
+        megabyte piece is never copied just to prepend three characters to it.
+        """
         assert self.sink is not None
-        if self._carry:
-            data, begin, end = self._carry + data[begin:end], 0, len(self._carry) + end - begin
-        whole = end - (end - begin) % 4
-        self._carry = bytes(data[whole:end])
-        view = memoryview(data)
         try:
+            if self._carry:
+                need = min(4 - len(self._carry), end - begin)
+                self._carry += data[begin : begin + need]
+                begin += need
+                if len(self._carry) < 4:
+                    return
+                self.sink.write(pybase64.b64decode(self._carry, validate=True))
+                self._carry = b""
+            whole = end - (end - begin) % 4
+            self._carry = bytes(data[whole:end])
+            view = memoryview(data)
             for piece in range(begin, whole, CHUNK):
                 self.sink.write(pybase64.b64decode(view[piece : min(piece + CHUNK, whole)], validate=True))
         except (binascii.Error, ValueError):
