@@ -27,7 +27,7 @@ DEMO_CREDENTIALS_FILE = "demo-credentials.json"
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="gunicorn sync workers.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="gunicorn gevent workers.")
 @click.option("--production", is_flag=True, help="Run under gunicorn even with one worker.")
 @click.option("--timeout", default=120, show_default=True, type=click.IntRange(min=1), help="gunicorn worker timeout.")
 @click.option("--demo", is_flag=True, help="Migrate, load the shipped directory and issue three demo credentials.")
