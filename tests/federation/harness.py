@@ -355,7 +355,7 @@ class Network:
         for instance in self.instances.values():
             instance.stop()
 
-    def wait_for_directory(self, timeout: float = 45) -> None:
+    def wait_for_directory(self, timeout: float = 90) -> None:
         """Every instance's getAgencies lists every agency of the network (directory sync has run)."""
         wanted = set(HOME)
         for instance in self.instances.values():
