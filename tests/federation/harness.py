@@ -1,10 +1,11 @@
 """A network of real gateways for the federation tests: national hub, provinces A (``HA``) and B (``HB``).
 
-Every instance is what an operator would run (docs: README "Network of gateways"): its own data
-dir and database, its schema made by ``edxml-gateway db upgrade``, its directory and secrets made
-with the CLI (``agencies add --home``, ``peers add``, ``credentials issue``), then
-``edxml-gateway serve`` on a free port and ``edxml-gateway relay`` beside it, each a subprocess in
-its own process group so that a test can stop or SIGKILL one of them like a machine losing power.
+Every instance is what an operator would run (README "Running a provincial gateway"): its own
+data dir and database, its schema made by ``edxml-gateway db upgrade``, its directory and secrets
+made with the CLI (``agencies add --home``, ``peers add``, ``credentials issue``; these run through
+click in this process, see :meth:`Instance.cli`), then ``edxml-gateway serve`` on a free port and
+``edxml-gateway relay`` beside it, each a subprocess in its own process group so that a test can
+stop or SIGKILL one of them like a machine losing power.
 Agencies talk to their home instance with zeep exactly as their software would; the tests look
 into each instance's database only to count what was stored.
 
@@ -354,7 +355,7 @@ class Network:
         for instance in self.instances.values():
             instance.stop()
 
-    def wait_for_directory(self, timeout: float = 45) -> None:
+    def wait_for_directory(self, timeout: float = 90) -> None:
         """Every instance's getAgencies lists every agency of the network (directory sync has run)."""
         wanted = set(HOME)
         for instance in self.instances.values():
