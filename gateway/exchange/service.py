@@ -51,7 +51,7 @@ from gateway.federation import hooks as federation
 from gateway.store import audit, nonces, queue
 from gateway.store.blobs import CHUNK_SIZE, BlobStore
 from gateway.store.database import Database
-from gateway.store.models import Agency, Credential, Delivery, Document, Recipient, StatusEvent, UTCDateTime
+from gateway.store.models import Agency, Credential, Delivery, Document, Recipient, StatusEvent, UTCDateTime, table_of
 
 Clock = Callable[[], datetime]
 
@@ -110,7 +110,7 @@ _PENDING_VIEWS = (
 
 _DOCUMENT_TO_FETCH = SUBJECT.add_columns(Document.blob_sha256, Document.size)
 """A fetched document's file, and what its 01 status message says about it."""
-_RECIPIENTS = Recipient.__table__
+_RECIPIENTS = table_of(Recipient)
 _ARRIVED = (
     update(_RECIPIENTS)
     .where(
@@ -344,7 +344,7 @@ class ExchangeService:
         now = self.clock()
         document_id = str(uuid.uuid4())
         session.execute(
-            insert(Document.__table__),
+            insert(table_of(Document)),
             dict(
                 id=document_id,
                 sender_id=caller.agency_id,
@@ -366,7 +366,7 @@ class ExchangeService:
             ),
         )
         session.execute(
-            insert(Recipient.__table__), [{"document_id": document_id, "agency_id": a} for a, _, _ in recipients]
+            insert(table_of(Recipient)), [{"document_id": document_id, "agency_id": a} for a, _, _ in recipients]
         )
         # Federation hook: recipients served by another instance go to the relay outbox.
         local = federation.route_document(

@@ -27,12 +27,12 @@ from gateway.federation import hooks as federation
 from gateway.store import audit, queue
 from gateway.store.blobs import BlobStore
 from gateway.store.database import Database
-from gateway.store.models import Agency, Document, Recipient, StatusEvent
+from gateway.store.models import Agency, Document, Recipient, StatusEvent, table_of
 
 VIETNAM_TIME = timezone(timedelta(hours=7), "ICT")
 """edXML timestamps carry no zone; QCVN 102 senders write Vietnam local time (UTC+7, no DST)."""
 
-_EVENTS = StatusEvent.__table__
+_EVENTS = table_of(StatusEvent)
 _Sender = aliased(Agency)
 SUBJECT = (
     select(

@@ -48,7 +48,7 @@ from gateway.federation.model import (
 from gateway.store import audit, queue
 from gateway.store.blobs import BlobStore, BlobWriter
 from gateway.store.database import Database
-from gateway.store.models import Agency, Document, InboundConsignment, Recipient, StatusEvent
+from gateway.store.models import Agency, Document, InboundConsignment, Recipient, StatusEvent, table_of
 
 PULL_CAP = 100
 RELAY_LEASE_SECONDS = 30
@@ -225,7 +225,7 @@ class FederationService:
         if document is None:
             document_id = str(uuid.uuid4())
             session.execute(
-                insert(Document.__table__),
+                insert(table_of(Document)),
                 dict(
                     id=document_id,
                     sender_id=sender_id,
@@ -255,7 +255,7 @@ class FederationService:
             new = [r for r in recipients if r[0] not in present]
         if new:
             session.execute(
-                insert(Recipient.__table__), [{"document_id": document_id, "agency_id": a} for a, _, _ in new]
+                insert(table_of(Recipient)), [{"document_id": document_id, "agency_id": a} for a, _, _ in new]
             )
         local = hooks.route_document(
             session,

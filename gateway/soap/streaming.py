@@ -1,7 +1,7 @@
 """Large edXML payloads bypass Spyne, in both directions, in bounded memory; callers are known first.
 
 Spyne reads a whole request into memory, parses it into one tree and copies a ``ByteArray``
-about eleven times (../shared/stack-notes.md §1.7). The gateway instead streams each request
+about eleven times (docs/spyne.md §5). The gateway instead streams each request
 through expat once: the base64 text of ``sendDocument/document`` is decoded chunk by chunk
 into a staging file, and Spyne receives the same envelope with that element emptied. On the
 way out, ``getDocument`` hands Spyne a short placeholder which is replaced here by the file's

@@ -18,12 +18,12 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, insert, select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
-from gateway.store.models import AuditEntry
+from gateway.store.models import AuditEntry, table_of
 
 GENESIS_HASH = "0" * 64
 # The audit chain's PostgreSQL advisory lock key: the ASCII bytes of "edxml" then 0x000002, read as a
@@ -88,7 +88,7 @@ def append(
         "prev_hash": prev_hash,
         "hash": compute_hash(prev_hash, at, actor, action, document_id, decoded),
     }
-    table = cast(Table, AuditEntry.__table__)
+    table = table_of(AuditEntry)
     entry_id = session.execute(insert(table).returning(table.c.id), row).scalar_one()
     return AuditEntry(id=entry_id, **row)
 

@@ -10,7 +10,7 @@ form an append-only hash chain.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -22,6 +22,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
     false,
@@ -59,6 +60,11 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     """Declarative base; alembic autogenerate compares against ``Base.metadata``."""
+
+
+def table_of(model: type[Base]) -> Table:
+    """The Core ``Table`` of a mapped class (``__table__`` is typed as a bare ``FromClause``)."""
+    return cast(Table, model.__table__)
 
 
 class Agency(Base):

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import ColumnElement, and_, bindparam, case, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from gateway.store.models import Delivery, UTCDateTime
+from gateway.store.models import Delivery, UTCDateTime, table_of
 
 _TIME = UTCDateTime()
 
@@ -72,7 +72,7 @@ def enqueue_many(session: Session, agency_ids: Sequence[int], kind: str, documen
         raise ValueError(f"enqueue_many queues documents, not {kind!r} items")
     created = _require_aware(now)
     session.execute(
-        insert(Delivery.__table__),
+        insert(table_of(Delivery)),
         [
             {
                 "id": str(uuid.uuid4()),
@@ -92,7 +92,7 @@ def enqueue_status(session: Session, agency_id: int, document_id: str, status_ev
     """Queue a status message for one agency with a plain INSERT (no entity); return the item id."""
     item_id = str(uuid.uuid4())
     session.execute(
-        insert(Delivery.__table__),
+        insert(table_of(Delivery)),
         {
             "id": item_id,
             "agency_id": agency_id,
@@ -211,7 +211,7 @@ class Item:
     state: str
 
 
-_TABLE = Delivery.__table__
+_TABLE = table_of(Delivery)
 _ITEM_COLUMNS = (_TABLE.c.id, _TABLE.c.kind, _TABLE.c.document_id, _TABLE.c.status_event_id, _TABLE.c.state)
 
 
