@@ -416,7 +416,7 @@ class MetricsMiddleware:
                 ],
             )
             return [body]
-        encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT"))
+        encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT") or "")
         body = encoder(self.metrics.scrape_registry(self.store))
         headers = [("Content-Type", content_type), ("Content-Length", str(len(body))), ("Cache-Control", "no-store")]
         start_response("200 OK", headers)

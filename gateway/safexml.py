@@ -31,7 +31,7 @@ import binascii
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeAlias
+from typing import Any, NoReturn, Protocol, TypeAlias
 from xml.parsers import expat
 
 import pybase64
@@ -136,7 +136,7 @@ def create_parser(dialect: Dialect) -> Any:
     def refuse_doctype(*_args: object) -> None:
         raise dialect.error(f"{dialect.subject} contains a DOCTYPE declaration. {dialect.doctype_reason}")
 
-    def refuse_entity(*_args: object) -> None:
+    def refuse_entity(*_args: object) -> NoReturn:
         raise dialect.error(
             f"{dialect.subject} declares or references an external entity; the gateway refuses entities."
         )
@@ -279,7 +279,7 @@ class Base64Text:
         """Decoded byte count."""
         return self.chars // 4 * 3 - self.padding
 
-    def take(self, buf: Buffer, start: int, stop: int) -> bytes | None:
+    def take(self, buf: Buffer, start: int, stop: int) -> Buffer | None:
         """Accept raw ``buf[start:stop]`` if it is plain base64 and XML whitespace.
 
         Returns the whitespace it held (for line counting), or None when the text needs expat: a
@@ -606,7 +606,7 @@ class PayloadFeeder:
         self._content = None
         return lt
 
-    def _count_lines(self, buf: Buffer, start: int, stop: int, spaces: bytes) -> None:
+    def _count_lines(self, buf: Buffer, start: int, stop: int, spaces: Buffer) -> None:
         """Record the line breaks of skipped ``buf[start:stop]`` (whose whitespace bytes, in order,
         are ``spaces``) as expat counts them: CR LF, lone CR and lone LF each end one line."""
         line_feeds = spaces.count(b"\n")

@@ -26,7 +26,7 @@ import sys
 import time
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.accesslog import configure_logging
 from gateway.config import Settings
@@ -97,6 +97,13 @@ class _DeadlineInput:
 
     def __iter__(self) -> Any:
         return iter(self.readline, b"")
+
+
+class _DeadlineWorker(Protocol):
+    """The gunicorn worker class of ``_worker_class``, with its two deadlines (set before forking)."""
+
+    header_timeout: float
+    body_timeout: float
 
 
 class _GuardExpired(Exception):
@@ -187,7 +194,7 @@ def _accept_in_batches(server: Any, limit: int) -> None:
 
 def build_development_server(settings: Settings, host: str, port: int, app: WsgiApp | None = None) -> Any:
     """The waitress server ``run_development`` runs (not started); ``app`` defaults to the gateway."""
-    from waitress import create_server
+    from waitress.server import create_server  # what ``waitress.create_server`` re-exports
 
     from gateway.app import create_app
 
@@ -233,12 +240,12 @@ def _cooperative_psycopg() -> None:
     ``select`` module is already patched. ``serve`` opens the database in the master (importing
     psycopg) before gunicorn forks, so the choice is redone here, in the patched worker.
     """
-    waiting = sys.modules.get("psycopg.waiting")
+    waiting: Any = sys.modules.get("psycopg.waiting")  # psycopg.waiting, if imported
     if waiting is not None and waiting.wait is getattr(waiting, "wait_c", None):
         waiting.wait = waiting.wait_select
 
 
-def _worker_class() -> type:
+def _worker_class() -> type[_DeadlineWorker]:
     from gevent import Timeout
     from gunicorn.workers.base_async import AsyncWorker
     from gunicorn.workers.ggevent import GeventWorker
@@ -264,7 +271,8 @@ def _worker_class() -> type:
             AsyncWorker.init_process(self)
 
         def timeout_ctx(self) -> Any:
-            return Timeout(self.header_timeout, False)
+            # gevent documents exception=False as a silent timeout; its stubs leave False out.
+            return Timeout(self.header_timeout, False)  # type: ignore[arg-type]
 
         def handle(self, listener: Any, client: Any, addr: Any) -> None:
             client.settimeout(self.body_timeout)
@@ -306,7 +314,7 @@ def run_production(settings: Settings, host: str, port: int, workers: int, timeo
     print(f"Prometheus multiprocess directory: {metrics_dir}", file=sys.stderr, flush=True)
     options = build_production_options(settings, host, port, workers, timeout)
 
-    class GatewayApplication(BaseApplication):  # type: ignore[misc]
+    class GatewayApplication(BaseApplication):
         def load_config(self) -> None:
             for key, value in options.items():
                 self.cfg.set(key, value)
@@ -315,7 +323,8 @@ def run_production(settings: Settings, host: str, port: int, workers: int, timeo
                 # the systemd unit gives the service no home directory.
                 self.cfg.set("control_socket_disable", True)
 
-        def load(self) -> WsgiApp:
+        # PEP 3333 makes environ a dict; types-gunicorn types the app's environ as a MutableMapping.
+        def load(self) -> WsgiApp:  # type: ignore[override]
             from gateway.app import create_app
 
             return BodyDeadline(create_app(settings), settings.body_timeout, _gevent_guard)

@@ -10,7 +10,7 @@ namespace). Elements in any other namespace are left alone for the schema to ref
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
 from lxml import etree
 
@@ -87,8 +87,9 @@ def kind_of(root: etree._Element) -> MessageKind:
 
 def normalize(root: etree._Element) -> MessageKind:
     """Rewrite ``root`` in place into SDK namespace, spelling, order and trimmed leaf text; return its kind."""
-    if namespace_of(root.tag) is None:
-        root.tag = q(root.tag)
+    tag = cast(str, root.tag)  # parsed tags are str; types-lxml types any settable tag value
+    if namespace_of(tag) is None:
+        root.tag = q(tag)
     _adopt(root)
     kind = kind_of(root)
     _reorder(root, kind)
@@ -123,12 +124,13 @@ def _reorder(root: etree._Element, kind: MessageKind) -> None:
     stack = [root]
     while stack:
         element = stack.pop()
-        if namespace_of(element.tag) != QCVN:
+        if namespace_of(cast(str, element.tag)) != QCVN:  # only str-tagged elements are stacked
             continue
         name = local_name(element.tag)
         if name == "Signature":
             continue
         stack.extend(child for child in element if isinstance(child.tag, str))
+        order: tuple[str, ...] | None
         if name == "MessageHeader":
             order = STATUS_HEADER_ORDER if kind == "status" else DOCUMENT_HEADER_ORDER
         else:

@@ -99,7 +99,7 @@ class _TreeBuilder:
             element = self._attach(tag, attrib)
         except ValueError as exc:
             raise MalformedEdxml(f"The edXML is not acceptable XML: line {self.line()}: {exc}.") from None
-        element.sourceline = self.line()
+        element.sourceline = self.line()  # type: ignore[misc]  # read-write in lxml; types-lxml stubs it read-only
         opened = _Open(element)
         if local_name(tag) == ENCODED_CONTENT:
             opened.encoded = EncodedContent(line=element.sourceline)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import date, datetime
 from pathlib import Path
+from typing import cast
 
 from lxml import etree
 
@@ -41,7 +42,7 @@ def read_document(source: Source) -> DocumentMessage:
     header = _header(root)
     attachments = _attachment_infos(root, parsed)
     code = header.find(q("Code"))
-    promulgation = header.find(q("PromulgationInfo"))
+    promulgation = cast(etree._Element, header.find(q("PromulgationInfo")))  # the schema requires it
     doc_type = header.find(q("DocumentType"))
     signer = header.find(q("SignerInfo"))
     trace_list = root.find(f"{q('edXMLEnvelope')}/{q('edXMLHeader')}/{q('TraceHeaderList')}")
@@ -170,7 +171,8 @@ def _check_manifest(root: etree._Element) -> None:
         f"{q('edXMLEnvelope')}/{q('edXMLBody')}/{q('edXMLManifest')}/{q('Reference')}/{q('ContentId')}"
     )
     attachments = root.findall(f"{q('AttachmentEncoded')}/{q('Attachment')}")
-    attachment_ids = [attachment.find(q("ContentId")) for attachment in attachments]
+    # The schema requires a ContentId in every Attachment.
+    attachment_ids = [cast(etree._Element, attachment.find(q("ContentId"))) for attachment in attachments]
     for counted, what in ((references, "manifest Reference"), (attachment_ids, "Attachment")):
         duplicates = [cid for cid, count in Counter(e.text for e in counted).items() if count > 1]
         if duplicates:

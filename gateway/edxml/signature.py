@@ -57,7 +57,9 @@ def verify_signature(source: Path, trusted_certs: Path) -> str:
         ) from None
     except (InvalidSignature, InvalidInput, SignXMLException) as exc:
         raise SignatureInvalid(f"The document's signature does not verify: {exc}.") from None
-    return _signer(result.signature_xml)
+    # verify() returns a list only when asked to expect several references; the default is one.
+    verified = result[0] if isinstance(result, list) else result
+    return _signer(verified.signature_xml)
 
 
 def _signer(signature: etree._Element) -> str:

@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import cast
 
 from lxml import etree
 
@@ -148,10 +149,11 @@ class PathFinder:
         steps: list[str] = []
         node: etree._Element | None = element
         while node is not None:
-            name = _display_name(node.tag)
+            tag = cast(str, node.tag)  # parsed tags are str; types-lxml types any settable tag value
+            name = _display_name(tag)
             parent = node.getparent()
             if parent is not None:
-                same = self._same_named(parent, node.tag)
+                same = self._same_named(parent, tag)
                 if len(same) > 1:
                     name = f"{name}[{same[node]}]"
             steps.append(name)
@@ -233,7 +235,7 @@ def explain(message: str, root: etree._Element | None = None) -> str:
     """One libxml2 schema message as a plain sentence naming the element and what is wrong."""
     message = message.strip()
     if "No matching global declaration available for the validation root" in message:
-        found = _display_name(root.tag) if root is not None else "the root element"
+        found = _display_name(cast(str, root.tag)) if root is not None else "the root element"
         return (
             f"the root element is {found}; it must be edXML in namespace {QCVN} "
             "(is this an edXML file of QCVN 102:2016?)"

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 from sqlalchemy import Row, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -70,6 +70,8 @@ _LIVE_CREDENTIALS = (
 _SENT_DOCUMENT = select(Document.id, Document.signer, Document.blob_sha256, Document.created_at).where(
     Document.sender_id == bindparam("sender_id"), Document.edxml_document_id == bindparam("edxml_id")
 )
+_SentDocument: TypeAlias = Row[str, str | None, str, datetime]
+"""A row of ``_SENT_DOCUMENT``."""
 _ACTIVE_AGENCIES = select(Agency.code, Agency.id, Agency.home_instance).where(
     Agency.code.in_(bindparam("codes", expanding=True)), Agency.active.is_(True)
 )
@@ -129,6 +131,11 @@ class StagedDocument(Protocol):
     """An incoming document written to the blob store's staging area, not yet committed."""
 
     temp_path: Path
+
+    @property
+    def size(self) -> int:
+        """Bytes written so far."""
+        ...
 
     def write(self, data: bytes) -> int: ...
 
@@ -420,7 +427,7 @@ class ExchangeService:
             views = {row.item_id: row for row in rows}
         return [self._pending_view(views[d.id]) for d in leased]
 
-    def _pending_view(self, row: Row[Any]) -> PendingItem:
+    def _pending_view(self, row: Row[*tuple[Any, ...]]) -> PendingItem:
         size = row.size
         if row.event_sha256 is not None:
             # Status messages are sized when stored (migration 0003); older rows may lack it.
@@ -553,7 +560,7 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _refuse_other_content(sent: Row[Any], edxml_id: str, staged_sha256: str, staged: StagedDocument) -> None:
+def _refuse_other_content(sent: _SentDocument, edxml_id: str, staged_sha256: str, staged: StagedDocument) -> None:
     """Let a resend of the same bytes through; refuse other bytes under a DocumentId already used.
 
     Either way the staged file is not stored again (``discard`` leaves an already committed blob alone).
@@ -571,7 +578,7 @@ def _refuse_other_content(sent: Row[Any], edxml_id: str, staged_sha256: str, sta
     )
 
 
-def _receipt_of(session: Session, sent: Row[Any], edxml_id: str) -> SendReceipt:
+def _receipt_of(session: Session, sent: _SentDocument, edxml_id: str) -> SendReceipt:
     """The first receipt again, for a resend of the same document."""
     document_id, signer, _sha256, _sent_at = sent
     codes = session.scalars(

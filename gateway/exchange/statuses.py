@@ -81,7 +81,7 @@ class Subject:
         return self.sender.agency_id
 
     @classmethod
-    def of(cls, row: Row[Any]) -> Subject:
+    def of(cls, row: Row[*tuple[Any, ...]]) -> Subject:
         document_id, sender_id, sender_code, sender_name, number, notation, edxml_id, promulgated, home = row[:9]
         sender = Party(sender_id, sender_code, sender_name, home)
         return cls(document_id, sender, f"{number}/{notation}", edxml_id, promulgated)

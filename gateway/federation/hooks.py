@@ -63,13 +63,20 @@ def route_document(
 
 
 class _Party(Protocol):
-    agency_id: int
-    code: str
-    home: str | None
+    # Read-only properties, so frozen dataclasses (statuses.Party) satisfy the protocol.
+    @property
+    def agency_id(self) -> int: ...
+
+    @property
+    def code(self) -> str: ...
+
+    @property
+    def home(self) -> str | None: ...
 
 
 class _Subject(Protocol):
-    document_id: str
+    @property
+    def document_id(self) -> str: ...
 
     @property
     def sender(self) -> _Party: ...

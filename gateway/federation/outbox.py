@@ -287,29 +287,31 @@ def stats(session: Session, now: datetime) -> list[HopStats]:
             OutboxConsignment.next_hop, OutboxConsignment.state, func.count(), func.min(OutboxConsignment.created_at)
         ).group_by(OutboxConsignment.next_hop, OutboxConsignment.state)
     ).all()
-    hops: dict[str, dict[str, object]] = {}
+    hops: dict[str, dict[str, int]] = {}
+    oldest_by_hop: dict[str, datetime] = {}
     for hop, state, count, oldest in rows:
-        entry = hops.setdefault(hop, {"oldest": None})
+        entry = hops.setdefault(hop, {})
         entry[state] = count
         if state in (WAITING, SENDING) and oldest is not None:
             if oldest.tzinfo is None:
                 from datetime import UTC
 
                 oldest = oldest.replace(tzinfo=UTC)
-            current = entry["oldest"]
-            entry["oldest"] = oldest if current is None or oldest < current else current  # type: ignore[operator]
+            current = oldest_by_hop.get(hop)
+            if current is None or oldest < current:
+                oldest_by_hop[hop] = oldest
     result = []
     for hop in sorted(hops):
         entry = hops[hop]
-        oldest = entry["oldest"]
-        age = (now - oldest).total_seconds() if isinstance(oldest, datetime) else 0.0
+        first = oldest_by_hop.get(hop)
+        age = (now - first).total_seconds() if first is not None else 0.0
         result.append(
             HopStats(
                 hop,
-                int(entry.get(WAITING, 0)),  # type: ignore[call-overload]
-                int(entry.get(SENDING, 0)),  # type: ignore[call-overload]
-                int(entry.get(FAILED, 0)),  # type: ignore[call-overload]
-                int(entry.get(DELIVERED, 0)),  # type: ignore[call-overload]
+                int(entry.get(WAITING, 0)),
+                int(entry.get(SENDING, 0)),
+                int(entry.get(FAILED, 0)),
+                int(entry.get(DELIVERED, 0)),
                 max(age, 0.0),
             )
         )

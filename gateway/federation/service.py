@@ -34,7 +34,7 @@ from gateway.errors import (
     UnknownRecipient,
 )
 from gateway.exchange import workflow
-from gateway.exchange.service import ExchangeService
+from gateway.exchange.service import ExchangeService, StagedDocument
 from gateway.federation import directory_sync, hooks, outbox, peers, routing
 from gateway.federation.model import (
     DELIVERY_REPORT,
@@ -94,7 +94,7 @@ class FederationService:
 
     # -- receiving ----------------------------------------------------------------------------
 
-    def receive(self, from_peer: str, header: ConsignmentHeader, staged: BlobWriter) -> Received:
+    def receive(self, from_peer: str, header: ConsignmentHeader, staged: StagedDocument) -> Received:
         """Verify, store durably and route one consignment; a repeated consignment id is a no-op."""
         self._check_header(header)
         with self.db.transaction(readonly=True) as session:

@@ -123,8 +123,8 @@ class SoapEndpoint:
             log.info("refused request: %s %s", error.code, error.message)
             return _fault_response(environ, start_response, error, http_status(error))
         except Exception:
-            error = internal_error(f"the SOAP endpoint ({environ.get(wsgi_keys.OPERATION, 'unknown operation')})")
-            return _fault_response(environ, start_response, error, http_status(error))
+            fault = internal_error(f"the SOAP endpoint ({environ.get(wsgi_keys.OPERATION, 'unknown operation')})")
+            return _fault_response(environ, start_response, fault, http_status(fault))
         finally:
             if staged is not None:
                 staged.discard()

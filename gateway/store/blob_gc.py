@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import column, inspect, literal, select, table
+from sqlalchemy import ColumnClause, column, inspect, literal, select, table
 from sqlalchemy.sql import Select
 
 from gateway.store import audit
@@ -88,9 +88,9 @@ def reference_columns(db: Database) -> list[tuple[str, str]]:
     return found
 
 
-def _references(columns: list[tuple[str, str]], sha256: str | None = None) -> Iterator[Select[tuple[str]]]:
+def _references(columns: list[tuple[str, str]], sha256: str | None = None) -> Iterator[Select[str]]:
     for table_name, column_name in columns:
-        col = column(column_name)
+        col: ColumnClause[str] = column(column_name)
         query = select(col).select_from(table(table_name, col))
         if sha256 is None:
             yield query.where(col.is_not(None)).distinct()

@@ -128,10 +128,10 @@ def test_only_old_blobs_no_row_names_are_freed_and_the_run_is_audited(
 def test_a_column_a_later_release_adds_is_honoured(database: Database, blob_store: BlobStore) -> None:
     sha = orphan(blob_store, b"relayed payload")
     with database.engine.begin() as connection:
-        connection.exec_driver_sql("CREATE TABLE relay_outbox (id INTEGER PRIMARY KEY, payload_sha256 VARCHAR(64))")
-        connection.exec_driver_sql(f"INSERT INTO relay_outbox (id, payload_sha256) VALUES (1, '{sha}')")
+        connection.exec_driver_sql("CREATE TABLE future_archive (id INTEGER PRIMARY KEY, payload_sha256 VARCHAR(64))")
+        connection.exec_driver_sql(f"INSERT INTO future_archive (id, payload_sha256) VALUES (1, '{sha}')")
     report = collect(database, blob_store)
-    assert "relay_outbox.payload_sha256" in report.columns
+    assert "future_archive.payload_sha256" in report.columns
     assert report.freed_files == 0 and blob_store.verify(sha)
 
 

@@ -22,6 +22,7 @@ from gateway.soap.binding import types as t
 from gateway.soap.binding.application import _SOAP12_PREFIXES, _GatewayApplication, _Soap11
 from gateway.soap.binding.wsdl import render_wsdl
 from gateway.soap.context import RelayContext
+from gateway.soap.namespaces import RELAY_NAMESPACE
 
 RELAY_SERVICE_NAME = "EdxmlGatewayRelay"
 RELAY_WSDL_LOCATION = "http://localhost:8080/relay"
@@ -155,7 +156,7 @@ def build_relay_application() -> Application:
     """The relay's Spyne application: one service, document/literal wrapped SOAP 1.1, validated input."""
     application = _GatewayApplication(
         [EdxmlGatewayRelayService],
-        tns=rt.RELAY_NAMESPACE,
+        tns=RELAY_NAMESPACE,
         name=RELAY_SERVICE_NAME,
         in_protocol=_Soap11(validator="lxml"),
         out_protocol=_Soap11(),

@@ -177,7 +177,7 @@ class EdxmlGatewayService(ServiceBase):
     # -- confirmReceivedItems (issue 13.2): an addition to the contract; the existing operations are unchanged.
 
     @_rpc(Array(Required, min_occurs=1, nillable=False), _returns=Integer32(min_occurs=1, nillable=False))
-    def confirmReceivedItems(ctx: Any, itemIds: list[str] | None) -> int:
+    def confirmReceivedItems(ctx: Any, itemIds: list[str | None] | None) -> int:
         """Acknowledge several of the caller's items at once (all or none); returns how many were still pending.
 
         Same rules as confirmReceived: only the caller's own items, a NotFound fault naming the first

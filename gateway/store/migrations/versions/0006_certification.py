@@ -16,8 +16,8 @@ depends_on: str | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("agencies") as batch:
-        batch.add_column(sa.Column("sandbox", sa.Boolean(), nullable=False, server_default=sa.false()))
+    # A plain ADD COLUMN (no batch copy of the table: on SQLite that would drop a table others reference).
+    op.add_column("agencies", sa.Column("sandbox", sa.Boolean(), nullable=False, server_default=sa.false()))
     op.create_table(
         "certification_runs",
         sa.Column("id", sa.String(36), primary_key=True),
@@ -59,5 +59,4 @@ def downgrade() -> None:
     op.drop_table("certification_faults")
     op.drop_table("certification_checks")
     op.drop_table("certification_runs")
-    with op.batch_alter_table("agencies") as batch:
-        batch.drop_column("sandbox")
+    op.drop_column("agencies", "sandbox")
