@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 NS = "urn:edxml-gateway:soap:v1"
+CLIENT_EXTRA_MISSING = "the agency client needs zeep (not installed): pip install 'edxml-gateway[client]'"
 
 
 class ClientError(Exception):
@@ -51,7 +52,15 @@ def items(value: Any) -> list[Any]:
         return []
     if isinstance(value, list):
         return value
-    for key in ("PendingItem", "StatusEntry", "Agency", "string"):
+    for key in (
+        "PendingItem",
+        "StatusEntry",
+        "Agency",
+        "CertificationCheck",
+        "ConsignmentHeader",
+        "DirectoryEntry",
+        "string",
+    ):
         inner = value.get(key) if isinstance(value, dict) else getattr(value, key, None)
         if inner is not None:
             return list(inner) if isinstance(inner, list) else [inner]
@@ -60,21 +69,32 @@ def items(value: Any) -> list[Any]:
 
 @contextmanager
 def _translated(url: str) -> Iterator[None]:
-    """zeep's and requests' exceptions as :class:`Fault` or :class:`Unreachable`."""
-    import requests
-    from zeep.exceptions import Error as ZeepError
-    from zeep.exceptions import Fault as ZeepFault
-    from zeep.exceptions import TransportError
-
+    """zeep's and requests' exceptions as :class:`Fault`, or :class:`Unreachable` saying what to check."""
+    try:
+        import requests
+        from zeep.exceptions import Error as ZeepError
+        from zeep.exceptions import Fault as ZeepFault
+        from zeep.exceptions import TransportError
+    except ModuleNotFoundError as error:  # pragma: no cover - depends on the install
+        raise ClientError(CLIENT_EXTRA_MISSING) from error
     try:
         yield
     except ZeepFault as fault:
         code = str(fault.code or "Server").rpartition(":")[2]
         raise Fault(code, str(fault.message or "").strip()) from None
+    except requests.exceptions.ConnectionError:
+        raise Unreachable(
+            f"cannot reach the gateway at {url} (is it running? check --url or EDXML_GATEWAY_URL)."
+        ) from None
+    except requests.exceptions.Timeout:
+        raise Unreachable(f"the gateway at {url} did not answer in time.") from None
+    except requests.exceptions.HTTPError as error:
+        status = error.response.status_code if error.response is not None else "an error"
+        raise Unreachable(f"{url} answered HTTP {status}; is --url the gateway's /soap endpoint?") from None
     except requests.exceptions.RequestException as error:
-        raise Unreachable(f"cannot reach the gateway at {url}: {type(error).__name__}") from None
+        raise Unreachable(f"request to {url} failed: {error}") from None
     except TransportError as error:
-        raise Unreachable(f"{url} answered HTTP {error.status_code}, not SOAP") from None
+        raise Unreachable(f"{url} answered HTTP {error.status_code}; is --url the gateway's /soap endpoint?") from None
     except ZeepError as error:
         raise Unreachable(f"unexpected answer from {url}: {error}") from None
 
@@ -94,13 +114,14 @@ class AgencyClient:
         self._client: Any = None
         self._header: Any = None
 
-    def _connect(self) -> Any:
+    def connect(self) -> Any:
+        """Load the WSDL now (calls do it on first use); Unreachable when the gateway cannot be read."""
         if self._service is None:
             try:
                 import zeep
                 from zeep.transports import Transport
-            except ImportError as error:  # pragma: no cover - depends on the install
-                raise ClientError("the agency client needs zeep: pip install 'edxml-gateway[client]'") from error
+            except ModuleNotFoundError as error:  # pragma: no cover - depends on the install
+                raise ClientError(CLIENT_EXTRA_MISSING) from error
             with _translated(self.url):
                 timeout, operation_timeout = self._timeouts
                 transport = Transport(timeout=timeout, operation_timeout=operation_timeout)
@@ -115,7 +136,7 @@ class AgencyClient:
 
     def call(self, operation: str, **arguments: Any) -> Any:
         """Call ``operation`` with the agency's AuthHeader; faults raise :class:`Fault`."""
-        service = self._connect()
+        service = self.connect()
         with _translated(self.url):
             return getattr(service, operation)(**arguments, _soapheaders=[self._header])
 
@@ -150,9 +171,13 @@ class AgencyClient:
         """``updateStatus``: report a processing status (or 13 to recall, as the sender)."""
         arguments: dict[str, Any] = {"documentId": document_id, "statusCode": code, "description": description}
         if staff or department:
-            self._connect()
-            arguments["staff"] = self._client.get_type(f"{{{NS}}}StaffInfo")(department=department, staff=staff)
+            arguments["staff"] = self.staff(department=department, staff=staff)
         return self.call("updateStatus", **arguments)
+
+    def staff(self, **fields: str | None) -> Any:
+        """A wire ``StaffInfo`` (department, staff, email, mobile) for updateStatus."""
+        self.connect()
+        return self._client.get_type(f"{{{NS}}}StaffInfo")(**fields)
 
     def history(self, document_id: str) -> list[Any]:
         """``getStatusHistory``."""

@@ -151,6 +151,12 @@ def create_parser(dialect: Dialect) -> Any:
     parser.ExternalEntityRefHandler = refuse_entity
     parser.XmlDeclHandler = require_utf8
     parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    if hasattr(parser, "SetReparseDeferralEnabled"):
+        # expat 2.6 (Python 3.13, 3.12.3+) defers parsing an unfinished token until more input
+        # arrives, its own guard against quadratic re-scans of huge tokens. The reader bounds tokens
+        # itself (Limits.token_bytes) and relies on expat reporting each piece as it is fed, as
+        # expat 2.5 (Python 3.11) does; deferral made character references fed a byte at a time fail.
+        parser.SetReparseDeferralEnabled(False)
     return parser
 
 

@@ -26,6 +26,7 @@ from gateway.cli.blobs import blobs_group
 from gateway.cli.certify import certify
 from gateway.cli.federation import demo_network, peers_group, relay_group
 from gateway.cli.leadership import leadership
+from gateway.client import Fault
 from gateway.config import SettingsError
 from gateway.errors import GatewayError
 
@@ -40,7 +41,7 @@ class _Cli(click.Group):
             raise
         except SettingsError as error:
             ui.fail(f"error: {error}", code=ui.EXIT_USAGE)
-        except client.SoapFault as fault:
+        except Fault as fault:
             ui.fail(str(fault))
         except directory.DirectoryError as error:
             ui.fail(f"error: {error.message}")

@@ -23,22 +23,14 @@ from rich.text import Text
 
 from gateway import reports
 from gateway.cli import ui
+from gateway.client import AgencyClient, ClientError, Unreachable, items
+from gateway.client import Fault as SoapFault
 from gateway.store.evidence import json_default
 
 NS = "urn:edxml-gateway:soap:v1"
 DEFAULT_URL = "http://127.0.0.1:8080/soap"
-CLIENT_EXTRA_MISSING = "error: the agency commands need zeep (not installed): pip install 'edxml-gateway[client]'"
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class SoapFault(Exception):
-    """A SOAP fault from the gateway, with the code stripped of its namespace prefix."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"error {code}: {message}")
-        self.code = code
-        self.message = message
 
 
 def client_options(func: F) -> F:
@@ -56,74 +48,41 @@ def client_options(func: F) -> F:
 
 
 class GatewayClient:
-    """A zeep client for one agency: every call carries its AuthHeader."""
+    """The agency client (:class:`gateway.client.AgencyClient`) as the commands use it.
+
+    A fault leaves as :class:`SoapFault` (the command group prints it as one line); a gateway that
+    cannot be reached ends the command with one line saying what to check.
+    """
 
     def __init__(self, url: str, agency: str | None, secret: str | None) -> None:
         if not agency or not secret:
             ui.fail("error: give --agency and --secret (or set EDXML_AGENCY and EDXML_SECRET).")
-        try:
-            import zeep
-            from zeep.transports import Transport
-        except ModuleNotFoundError:
-            ui.fail(CLIENT_EXTRA_MISSING)
-
         self.agency = agency
         self.url = url
-        with _soap_errors(url):
-            self.client = zeep.Client(f"{url}?wsdl", transport=Transport(timeout=30, operation_timeout=600))
-            binding = next(iter(self.client.wsdl.bindings))
-            self.service = self.client.create_service(binding, url)
-            self.header = self.client.get_element(f"{{{NS}}}AuthHeader")(agencyCode=agency, secret=secret)
+        self.client = AgencyClient(url, agency, secret, timeout=30, operation_timeout=600)
+        with _soap_errors():
+            self.client.connect()
 
     def call(self, operation: str, **arguments: Any) -> Any:
-        with _soap_errors(self.url):
-            return getattr(self.service, operation)(**arguments, _soapheaders=[self.header])
+        with _soap_errors():
+            return self.client.call(operation, **arguments)
 
     def staff(self, **fields: str | None) -> Any:
-        return self.client.get_type(f"{{{NS}}}StaffInfo")(**fields)
+        with _soap_errors():
+            return self.client.staff(**fields)
 
 
 @contextlib.contextmanager
-def _soap_errors(url: str) -> Iterator[None]:
-    """Faults become SoapFault; transport problems end the command with one line."""
-    try:
-        import requests
-        from zeep.exceptions import Error as ZeepError
-        from zeep.exceptions import Fault, TransportError
-    except ModuleNotFoundError:
-        ui.fail(CLIENT_EXTRA_MISSING)
-
+def _soap_errors() -> Iterator[None]:
+    """Transport problems and a missing client extra end the command with one line."""
     try:
         yield
-    except Fault as fault:
-        code = str(fault.code or "Server").rpartition(":")[2]
-        raise SoapFault(code, str(fault.message or "").strip()) from None
-    except requests.exceptions.ConnectionError:
-        ui.fail(f"error: cannot reach the gateway at {url} (is it running? check --url or EDXML_GATEWAY_URL).")
-    except requests.exceptions.Timeout:
-        ui.fail(f"error: the gateway at {url} did not answer in time.")
-    except requests.exceptions.HTTPError as error:
-        status = error.response.status_code if error.response is not None else "an error"
-        ui.fail(f"error: {url} answered HTTP {status}; is --url the gateway's /soap endpoint?")
-    except requests.exceptions.RequestException as error:
-        ui.fail(f"error: request to {url} failed: {error}")
-    except TransportError as error:
-        ui.fail(f"error: {url} answered HTTP {error.status_code}; is --url the gateway's /soap endpoint?")
-    except ZeepError as error:
-        ui.fail(f"error: unexpected answer from {url}: {error}")
-
-
-def _items(value: Any) -> list[Any]:
-    """The elements of a SOAP array however zeep shaped it (None, list, or wrapper object)."""
-    if value is None:
-        return []
-    if isinstance(value, list):
-        return value
-    for key in ("PendingItem", "StatusEntry", "Agency", "string"):
-        inner = getattr(value, key, None) if not isinstance(value, dict) else value.get(key)
-        if inner is not None:
-            return list(inner) if isinstance(inner, list) else [inner]
-    return [value]
+    except Unreachable as error:
+        ui.fail(f"error: {error}")
+    except ClientError as error:
+        if isinstance(error, SoapFault):
+            raise
+        ui.fail(f"error: {error}")
 
 
 @click.command()
@@ -170,7 +129,7 @@ def send(
                 duplicate += f"; signed by {signer}" if signer else ""
                 console.print(
                     f"{label}: documentId {receipt.documentId} edxmlDocumentId {receipt.edxmlDocumentId} "
-                    f"to {', '.join(_items(receipt.recipients))}{duplicate}",
+                    f"to {', '.join(items(receipt.recipients))}{duplicate}",
                     markup=False,
                 )
             progress.advance(task)
@@ -190,7 +149,7 @@ def _new_document(
     """A Công văn from ``agency`` carrying ``files``; names come from the gateway's directory."""
     from gateway.edxml import AttachmentSource, DocumentMessage, Organization, document_bytes
 
-    names = {a.code: a.name for a in _items(client.call("getAgencies", parentCode=None))}
+    names = {a.code: a.name for a in items(client.call("getAgencies", parentCode=None))}
     now = datetime.now(reports.VIETNAM_TIME)
     message = DocumentMessage(
         sender=Organization(agency, names.get(agency, agency)),
@@ -233,7 +192,7 @@ def _emit_json(rows: list[dict[str, Any]]) -> None:
 def pending(max_items: int | None, as_json: bool, url: str, agency: str | None, secret: str | None) -> None:
     """List (and lease) the documents and status messages waiting for your agency."""
     client = GatewayClient(url, agency, secret)
-    items = _items(client.call("getPendingDocuments", maxItems=max_items))
+    pending_items = items(client.call("getPendingDocuments", maxItems=max_items))
     fields = (
         "itemId",
         "kind",
@@ -249,7 +208,7 @@ def pending(max_items: int | None, as_json: bool, url: str, agency: str | None, 
         "attempts",
         "signer",
     )
-    rows = [{f: getattr(i, f, None) for f in fields} for i in items]
+    rows = [{f: getattr(i, f, None) for f in fields} for i in pending_items]
     if as_json:
         _emit_json(rows)
         return
@@ -334,7 +293,7 @@ def status(
     receipt = client.call("updateStatus", **arguments)
     ui.out().print(
         f"Recorded status {receipt.statusCode} for {receipt.documentId} at {_when(receipt.reportedAt)}; "
-        f"notified {', '.join(_items(receipt.notified))}.",
+        f"notified {', '.join(items(receipt.notified))}.",
         markup=False,
     )
 
@@ -346,7 +305,7 @@ def status(
 def history(document_id: str, as_json: bool, url: str, agency: str | None, secret: str | None) -> None:
     """Show every status of a document (per recipient for its sender)."""
     client = GatewayClient(url, agency, secret)
-    entries = _items(client.call("getStatusHistory", documentId=document_id))
+    entries = items(client.call("getStatusHistory", documentId=document_id))
     fields = (
         "recipientCode",
         "statusCode",

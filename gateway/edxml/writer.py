@@ -17,15 +17,19 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 from xml.sax.saxutils import escape
 
 from gateway.edxml.model import DocumentMessage, Organization, ResponseFor, StatusMessage
 from gateway.edxml.ns import QCVN
 from gateway.edxml.reader import DATE_FORMAT, TIMESTAMP_FORMAT, load
 
-if TYPE_CHECKING:
-    from _typeshed import SupportsWrite
+
+class Writable(Protocol):
+    """Where a document is written: a file, a BytesIO, or a blob store's staged document."""
+
+    def write(self, data: bytes, /) -> object: ...
+
 
 READ_CHUNK = 3 * (1 << 16)
 """Bytes read per step; a multiple of 3 so chunk encodings concatenate into one base64 string."""
@@ -248,7 +252,7 @@ def _trace_header_list(xml: _Xml, msg: DocumentMessage, now: datetime) -> None:
 def write_document(
     msg: DocumentMessage,
     attachments: Sequence[AttachmentSource],
-    out: SupportsWrite[bytes],
+    out: Writable,
     *,
     now: datetime | None = None,
 ) -> None:

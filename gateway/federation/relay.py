@@ -21,9 +21,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from gateway.client import items
 from gateway.config import WSDL_DIR, Settings
 from gateway.errors import GatewayError, UnknownRecipient
 from gateway.exchange.service import utc_now
+from gateway.extras import require
 from gateway.federation import directory_sync, outbox, routing
 from gateway.federation.model import ConsignmentHeader, DirectoryEntry
 from gateway.federation.service import FederationService
@@ -68,28 +70,27 @@ class RelayClient:
     """Calls a peer's ``/relay`` endpoint as ``instance_id`` (zeep, from the published WSDL)."""
 
     def __init__(self, base_url: str, instance_id: str, secret: str, timeout: float = HTTP_TIMEOUT) -> None:
-        import zeep
-        from zeep.transports import Transport
+        zeep = require("zeep", "client", "The relay to another gateway instance")
 
         self.url = base_url.rstrip("/") + "/relay"
-        client = zeep.Client(str(RELAY_WSDL), transport=Transport(timeout=timeout, operation_timeout=timeout))
+        transport = zeep.Transport(timeout=timeout, operation_timeout=timeout)
+        client = zeep.Client(str(RELAY_WSDL), transport=transport)
         client.set_default_soapheaders(
             [client.get_element(f"{{{RELAY_NS}}}PeerHeader")(instanceId=instance_id, secret=secret)]
         )
         self.service = client.create_service(f"{{{RELAY_NS}}}EdxmlGatewayRelay", self.url)
 
     def _call(self, operation: str, **arguments: Any) -> Any:
-        from requests import RequestException
-        from zeep.exceptions import Error as ZeepError
-        from zeep.exceptions import Fault, TransportError
+        requests = require("requests", "client", "The relay to another gateway instance")
+        exceptions = require("zeep", "client", "The relay to another gateway instance").exceptions
 
         try:
             return getattr(self.service, operation)(**arguments)
-        except Fault as fault:
+        except exceptions.Fault as fault:
             raise PeerFault(str(fault.code or "").rsplit(":", 1)[-1], str(fault.message)) from None
-        except (TransportError, RequestException, OSError) as error:
+        except (exceptions.TransportError, requests.RequestException, OSError) as error:
             raise PeerUnreachable(f"{self.url}: {error}") from None
-        except ZeepError as error:
+        except exceptions.Error as error:
             raise PeerUnreachable(f"{self.url}: unexpected answer: {error}") from None
 
     def push(self, header: ConsignmentHeader, payload: bytes) -> tuple[str, bool]:
@@ -97,7 +98,7 @@ class RelayClient:
         return str(receipt.consignmentId), bool(receipt.duplicate)
 
     def pull(self, max_items: int) -> list[ConsignmentHeader]:
-        return [_header(h) for h in _items(self._call("pullConsignments", maxItems=max_items))]
+        return [_header(h) for h in items(self._call("pullConsignments", maxItems=max_items))]
 
     def fetch(self, consignment_id: str) -> tuple[ConsignmentHeader, bytes]:
         fetched = self._call("fetchConsignment", consignmentId=consignment_id)
@@ -124,22 +125,9 @@ class RelayClient:
         page = self._call("getDirectory", sinceVersion=since)
         entries = [
             DirectoryEntry(e.code, e.name, int(e.level), e.parentCode, bool(e.active), e.homeInstance)
-            for e in _items(page.entries)
+            for e in items(page.entries)
         ]
         return int(page.version), entries
-
-
-def _items(value: Any) -> list[Any]:
-    """The elements of a SOAP array however zeep shaped it (None, list, or wrapper object)."""
-    if value is None:
-        return []
-    if isinstance(value, list):
-        return value
-    for attribute in ("ConsignmentHeader", "DirectoryEntry", "string"):
-        inner = getattr(value, attribute, None)
-        if inner is not None:
-            return list(inner)
-    return list(value)
 
 
 def _wire(header: ConsignmentHeader) -> dict[str, Any]:
@@ -171,11 +159,11 @@ def _header(wire: Any) -> ConsignmentHeader:
         origin_instance=wire.originInstance,
         origin_document_id=wire.originDocumentId,
         sender_code=wire.senderCode,
-        recipients=tuple(_items(wire.recipients)),
+        recipients=tuple(items(wire.recipients)),
         payload_sha256=wire.payloadSha256,
         payload_size=int(wire.payloadSize),
         hop_count=int(wire.hopCount),
-        path=tuple(_items(wire.path)),
+        path=tuple(items(wire.path)),
         status_code=wire.statusCode,
         recipient_code=wire.recipientCode,
         reporter_code=wire.reporterCode,
