@@ -122,9 +122,7 @@ def parse_csv(text: str) -> list[AgencyRow]:
     header = reader.fieldnames or []
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
-        raise DirectoryError(
-            f"line 1: the header lacks {', '.join(missing)}; expected columns {','.join(COLUMNS)}"
-        )
+        raise DirectoryError(f"line 1: the header lacks {', '.join(missing)}; expected columns {','.join(COLUMNS)}")
     rows: list[AgencyRow] = []
     for raw in reader:
         where = f"line {reader.line_num}"
@@ -210,10 +208,18 @@ def import_agencies(
             changed.append(agency)
             added += 1
         elif (agency.name, agency.level, agency.parent_code, agency.test_code, agency.home_instance) != (
-            row.name, row.level, row.parent_code, row.test_code, row.home_instance,
+            row.name,
+            row.level,
+            row.parent_code,
+            row.test_code,
+            row.home_instance,
         ):
             agency.name, agency.level, agency.parent_code, agency.test_code, agency.home_instance = (
-                row.name, row.level, row.parent_code, row.test_code, row.home_instance,
+                row.name,
+                row.level,
+                row.parent_code,
+                row.test_code,
+                row.home_instance,
             )
             changed.append(agency)
             updated += 1
@@ -254,8 +260,14 @@ def add_agency(
     ``home_instance`` names the gateway instance that serves it when that is not this one.
     """
     row = _parse_row(
-        {"code": code, "name": name, "level": level, "parent_code": parent_code, "test_code": int(test_code),
-         "home_instance": home_instance},
+        {
+            "code": code,
+            "name": name,
+            "level": level,
+            "parent_code": parent_code,
+            "test_code": int(test_code),
+            "home_instance": home_instance,
+        },
         "agency",
     )
     if session.scalar(select(Agency.id).where(Agency.code == row.code)) is not None:
@@ -324,9 +336,7 @@ def issue_credential(session: Session, code: str, now: datetime, expires_at: dat
     if expires_at is not None and expires_at <= now:
         raise DirectoryError(f"The expiry {expires_at.isoformat()} is not in the future.")
     secret = new_secret()
-    credential = Credential(
-        agency_id=agency.id, secret_hash=hash_secret(secret), created_at=now, expires_at=expires_at
-    )
+    credential = Credential(agency_id=agency.id, secret_hash=hash_secret(secret), created_at=now, expires_at=expires_at)
     session.add(credential)
     session.flush()
     audit.append(

@@ -206,7 +206,8 @@ class StoreCollector:
                 value=overdue,
             ),
             GaugeMetricFamily(
-                "gateway_failed_deliveries", "Queue items withdrawn or leased repeatedly without acknowledgement.",
+                "gateway_failed_deliveries",
+                "Queue items withdrawn or leased repeatedly without acknowledgement.",
                 value=failed,
             ),
             *relay,
@@ -224,7 +225,8 @@ def _relay_families(session: Any, now: datetime) -> list[Metric]:
         "gateway_relay_queue_depth", "Consignments not yet delivered, per next hop.", labels=["next_hop"]
     )
     oldest = GaugeMetricFamily(
-        "gateway_relay_oldest_waiting_seconds", "Age of the oldest undelivered consignment, per next hop.",
+        "gateway_relay_oldest_waiting_seconds",
+        "Age of the oldest undelivered consignment, per next hop.",
         labels=["next_hop"],
     )
     failed = GaugeMetricFamily("gateway_relay_failed", "Consignments that failed, per next hop.", labels=["next_hop"])
@@ -245,12 +247,14 @@ def _relay_families(session: Any, now: datetime) -> list[Metric]:
     for hop, kind, count in rows:
         sent.add_metric([hop, kind], count)
     received = CounterMetricFamily(
-        "gateway_relay_consignments_received", "Consignments this instance took custody of, per peer.",
+        "gateway_relay_consignments_received",
+        "Consignments this instance took custody of, per peer.",
         labels=["from_peer", "kind"],
     )
     rows = session.execute(
-        select(InboundConsignment.from_peer, InboundConsignment.kind, func.count())
-        .group_by(InboundConsignment.from_peer, InboundConsignment.kind)
+        select(InboundConsignment.from_peer, InboundConsignment.kind, func.count()).group_by(
+            InboundConsignment.from_peer, InboundConsignment.kind
+        )
     )
     for peer, kind, count in rows:
         received.add_metric([peer, kind], count)

@@ -51,10 +51,14 @@ def _in(column: Any, start: datetime, end: datetime) -> Any:
 
 
 def _live_credential_agencies(session: Session, at: datetime) -> set[int]:
-    query = select(Credential.agency_id).distinct().where(
-        Credential.created_at <= at,
-        or_(Credential.revoked_at.is_(None), Credential.revoked_at > at),
-        or_(Credential.expires_at.is_(None), Credential.expires_at > at),
+    query = (
+        select(Credential.agency_id)
+        .distinct()
+        .where(
+            Credential.created_at <= at,
+            or_(Credential.revoked_at.is_(None), Credential.revoked_at > at),
+            or_(Credential.expires_at.is_(None), Credential.expires_at > at),
+        )
     )
     return set(session.scalars(query))
 
@@ -161,9 +165,7 @@ def interconnection_report(
     if end <= start:
         raise ValueError(f"empty period: end {end.isoformat()} is not after start {start.isoformat()}")
     as_of = as_of or end
-    agencies = session.execute(
-        select(Agency.id, Agency.level, Agency.active).where(Agency.sandbox.is_(False))
-    ).all()
+    agencies = session.execute(select(Agency.id, Agency.level, Agency.active).where(Agency.sandbox.is_(False))).all()
     level_of = {agency_id: level for agency_id, level, _ in agencies}
     connected = connected_agencies(session, as_of)
     sent = senders(session, start, end)
@@ -445,8 +447,15 @@ def write_csv(rows: Sequence[Any], out: TextIO, extra: Sequence[str] = ()) -> No
 
 
 INTERCONNECTION_COLUMNS = (
-    "level", "agencies", "active", "connected", "sent", "received", "reported_status",
-    "documents_sent", "documents_received",
+    "level",
+    "agencies",
+    "active",
+    "connected",
+    "sent",
+    "received",
+    "reported_status",
+    "documents_sent",
+    "documents_received",
 )
 
 

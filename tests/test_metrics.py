@@ -249,6 +249,7 @@ def _authorization(base: str, value: str | None) -> int:
 def test_a_metrics_token_is_required_when_set(tmp_path: Path, sqlite_url: str) -> None:
     settings = Settings(data_dir=tmp_path / "var", database_url=sqlite_url, metrics_token="scrape-Tôken-42")
     with serving(settings) as live:
+
         def basic(user: str, password: str) -> str:
             return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
@@ -336,9 +337,9 @@ def test_prepare_works_after_prometheus_client_was_imported(tmp_path: Path) -> N
     [written] = (tmp_path / "prom").glob("counter_*.db")
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, str(tmp_path / "prom"))
-    assert registry.get_sample_value(
-        "gateway_http_requests_total", {"operation": "health", "status": "200"}
-    ) == 7, written
+    assert registry.get_sample_value("gateway_http_requests_total", {"operation": "health", "status": "200"}) == 7, (
+        written
+    )
 
 
 def _free_port() -> int:

@@ -91,7 +91,11 @@ def story(database: Database, tmp_path: Path) -> Story:
     with database.transaction() as session:
         for code, name, level, parent in AGENCIES:
             agency = Agency(
-                code=code, name=name, level=level, parent_code=parent, active=code != ROOM,
+                code=code,
+                name=name,
+                level=level,
+                parent_code=parent,
+                active=code != ROOM,
                 created_at=datetime(2015, 12, 1, tzinfo=UTC),
             )
             session.add(agency)
@@ -160,18 +164,42 @@ def test_interconnection_report_counts(story: Story) -> None:
         result = reports.interconnection_report(session, start, end)
     by_level = {s.level: s for s in result.levels}
     assert by_level[1] == reports.LevelStats(
-        level=1, agencies=4, active=4, connected=3, sent=2, received=2, reported_status=2,
-        documents_sent=2, documents_received=2, status_counts={"01": 2, "03": 2, "04": 1, "05": 1, "06": 1},
+        level=1,
+        agencies=4,
+        active=4,
+        connected=3,
+        sent=2,
+        received=2,
+        reported_status=2,
+        documents_sent=2,
+        documents_received=2,
+        status_counts={"01": 2, "03": 2, "04": 1, "05": 1, "06": 1},
     )
     assert by_level[2] == reports.LevelStats(
-        level=2, agencies=1, active=1, connected=1, sent=1, received=1, reported_status=0,
-        documents_sent=1, documents_received=1, status_counts={"01": 1},
+        level=2,
+        agencies=1,
+        active=1,
+        connected=1,
+        sent=1,
+        received=1,
+        reported_status=0,
+        documents_sent=1,
+        documents_received=1,
+        status_counts={"01": 1},
     )
     assert by_level[3] == reports.LevelStats(3, 1, 1, 0, 0, 0, 0, 0, 0, {})
     assert by_level[4] == reports.LevelStats(4, 1, 0, 0, 0, 0, 0, 0, 0, {})
     assert result.total == reports.LevelStats(
-        level=None, agencies=7, active=6, connected=4, sent=3, received=3, reported_status=2,
-        documents_sent=3, documents_received=3, status_counts={"01": 3, "03": 2, "04": 1, "05": 1, "06": 1},
+        level=None,
+        agencies=7,
+        active=6,
+        connected=4,
+        sent=3,
+        received=3,
+        reported_status=2,
+        documents_sent=3,
+        documents_received=3,
+        status_counts={"01": 3, "03": 2, "04": 1, "05": 1, "06": 1},
     )
 
 
@@ -201,7 +229,10 @@ def test_connection_grades_in_period_and_ever(story: Story) -> None:
     }
     assert ever[SO_TTTT] == reports.REPORTS_STATUS
     assert counts[1] == {
-        reports.NOT_CONNECTED: 1, reports.CONNECTED: 1, reports.SENDS_AND_RECEIVES: 0, reports.REPORTS_STATUS: 2
+        reports.NOT_CONNECTED: 1,
+        reports.CONNECTED: 1,
+        reports.SENDS_AND_RECEIVES: 0,
+        reports.REPORTS_STATUS: 2,
     }
     assert counts[2][reports.SENDS_AND_RECEIVES] == 1
 
@@ -241,10 +272,26 @@ def test_interconnection_csv(story: Story) -> None:
     reports.write_interconnection_csv(result, out)
     rows = list(csv.reader(io.StringIO(out.getvalue())))
     assert rows[0] == [
-        "period_start", "period_end", "level", "agencies", "active", "connected", "sent", "received",
-        "reported_status", "documents_sent", "documents_received",
-        "status_01", "status_02", "status_03", "status_04", "status_05", "status_06",
-        "status_13", "status_15", "status_16",
+        "period_start",
+        "period_end",
+        "level",
+        "agencies",
+        "active",
+        "connected",
+        "sent",
+        "received",
+        "reported_status",
+        "documents_sent",
+        "documents_received",
+        "status_01",
+        "status_02",
+        "status_03",
+        "status_04",
+        "status_05",
+        "status_06",
+        "status_13",
+        "status_15",
+        "status_16",
     ]
     period = ["2016-01-03T17:00:00+00:00", "2016-01-10T17:00:00+00:00"]
     codes = ["0", "2", "1", "1", "1", "0", "0", "0"]
@@ -267,8 +314,17 @@ def test_report_command_prints_and_writes_csv(story: Story, tmp_path: Path) -> N
     target = tmp_path / "report.csv"
     result = CliRunner().invoke(
         main,
-        ["--database-url", story.settings.database_url, "report", "--from", "2016-01-04", "--to", "2016-01-10",
-         "--csv", str(target)],
+        [
+            "--database-url",
+            story.settings.database_url,
+            "report",
+            "--from",
+            "2016-01-04",
+            "--to",
+            "2016-01-10",
+            "--csv",
+            str(target),
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "Interconnection 2016-01-04 – 2016-01-10" in result.stdout

@@ -70,9 +70,7 @@ def main() -> int:
         path = Path(tmp) / "big.edxml"
         raw_size = build(path, args.mb)
         file_size = path.stat().st_size
-        result = subprocess.run(
-            [sys.executable, "-c", CHILD, str(path)], check=True, capture_output=True, text=True
-        )
+        result = subprocess.run([sys.executable, "-c", CHILD, str(path)], check=True, capture_output=True, text=True)
     numbers = json.loads(result.stdout)
     if numbers["attachment_size"] != raw_size:
         print(f"attachment size mismatch: read {numbers['attachment_size']}, wrote {raw_size}")

@@ -69,9 +69,7 @@ def read_document(source: Source) -> DocumentMessage:
         due_date=_optional_date(header.find(q("DueDate"))),
         priority=_int(_text(header.find(q("OtherInfo")), "Priority")),
         steering_type=_int(_text(header, "SteeringType")),
-        to_places=tuple(
-            place.text or "" for place in header.iterfind(f"{q('ToPlaces')}/{q('Place')}") if place.text
-        ),
+        to_places=tuple(place.text or "" for place in header.iterfind(f"{q('ToPlaces')}/{q('Place')}") if place.text),
         response_for=tuple(_response_for(item) for item in header.iterfind(q("ResponseFor"))),
         business=_business(trace_list),
         trace_organ_ids=tuple(

@@ -146,7 +146,6 @@ class StagedDocument(Protocol):
     def discard(self) -> None: ...
 
 
-
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -239,9 +238,7 @@ class ExchangeService:
             query = select(Agency).order_by(Agency.level, Agency.code)
             if parent_code:
                 query = query.where(Agency.parent_code == parent_code)
-            return [
-                AgencyView(a.code, a.name, a.level, a.parent_code, a.active) for a in session.scalars(query)
-            ]
+            return [AgencyView(a.code, a.name, a.level, a.parent_code, a.active) for a in session.scalars(query)]
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -285,9 +282,7 @@ class ExchangeService:
             # is already stored under its sha256: with the same bytes it is that document's blob;
             # with other bytes it stays unreferenced, like the blob of a send cut short by a crash.
             with self.db.transaction(readonly=True) as session:
-                sent = session.execute(
-                    _SENT_DOCUMENT, {"sender_id": caller.agency_id, "edxml_id": edxml_id}
-                ).first()
+                sent = session.execute(_SENT_DOCUMENT, {"sender_id": caller.agency_id, "edxml_id": edxml_id}).first()
                 if sent is None:
                     raise
                 _refuse_other_content(sent, edxml_id, sha256, staged)
@@ -323,9 +318,7 @@ class ExchangeService:
         target_ids += list(business.replaced_document_ids)
         for target in target_ids:
             original = session.scalar(
-                select(Document).where(
-                    Document.sender_id == caller.agency_id, Document.edxml_document_id == target
-                )
+                select(Document).where(Document.sender_id == caller.agency_id, Document.edxml_document_id == target)
             )
             if original is not None:
                 return original
@@ -476,8 +469,14 @@ class ExchangeService:
                 if arrived is not None:
                     me = Party.of(caller)
                     self.statuses.record(
-                        session, Subject.of(row), about=me, reporter=me, code=Status.ARRIVED, description=None,
-                        staff=None, now=now,
+                        session,
+                        Subject.of(row),
+                        about=me,
+                        reporter=me,
+                        code=Status.ARRIVED,
+                        description=None,
+                        staff=None,
+                        now=now,
                     )
             else:
                 event = session.execute(_EVENT_BLOB, {"event_id": item.status_event_id}).one()

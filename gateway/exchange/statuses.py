@@ -174,16 +174,16 @@ class Statuses:
             return [
                 federation.as_delivery_report(
                     StatusEntry(
-                    document_id=found.id,
-                    recipient_code=recipient_code,
-                    recipient_name=recipient_name,
-                    status_code=e.code,
-                    status_name=workflow.status_name(e.code),
-                    description=e.description,
-                    staff_department=e.staff_department,
-                    staff_name=e.staff_name,
-                    reporter_code=reporter_code,
-                    reported_at=e.reported_at,
+                        document_id=found.id,
+                        recipient_code=recipient_code,
+                        recipient_name=recipient_name,
+                        status_code=e.code,
+                        status_name=workflow.status_name(e.code),
+                        description=e.description,
+                        staff_department=e.staff_department,
+                        staff_name=e.staff_name,
+                        reporter_code=reporter_code,
+                        reported_at=e.reported_at,
                     )
                 )
                 for e, recipient_code, recipient_name, reporter_code in rows

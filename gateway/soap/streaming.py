@@ -93,8 +93,7 @@ class StagedRequest:
 
 def _bad_base64(problem: str) -> MalformedEdxml:
     return MalformedEdxml(
-        f"The document element does not hold valid base64 (it {problem}). Send the .edxml file's bytes "
-        "base64-encoded."
+        f"The document element does not hold valid base64 (it {problem}). Send the .edxml file's bytes base64-encoded."
     )
 
 
@@ -262,9 +261,7 @@ def stage_request(
                 raise _too_large(limit)
             feeder.window(chunk, 0, len(chunk))
         if content_length is not None and received < content_length:
-            raise MalformedRequest(
-                f"The request body ended after {received} of {content_length} bytes; send it again."
-            )
+            raise MalformedRequest(f"The request body ended after {received} of {content_length} bytes; send it again.")
         feeder.finish()
         if scanner.operation is None or scanner.caller is None:
             raise MalformedRequest("The request is XML but not a SOAP 1.1 envelope with an operation in its Body.")
@@ -289,9 +286,7 @@ def _too_large(limit: int) -> TooLarge:
 def _check_soap_action(soap_action: str | None, operation: str) -> None:
     action = (soap_action or "").strip().strip('"')
     if action and action != operation and not action.endswith(("/" + operation, "#" + operation)):
-        raise MalformedRequest(
-            f"SOAPAction '{action}' does not match the operation '{operation}' in the body."
-        )
+        raise MalformedRequest(f"SOAPAction '{action}' does not match the operation '{operation}' in the body.")
 
 
 def _discard(staged: StagedDocument | None) -> None:

@@ -41,9 +41,7 @@ def _iso(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def compute_hash(
-    prev_hash: str, at: datetime, actor: str, action: str, document_id: str | None, detail: Any
-) -> str:
+def compute_hash(prev_hash: str, at: datetime, actor: str, action: str, document_id: str | None, detail: Any) -> str:
     """The chain hash of one entry; ``detail`` is the decoded JSON value."""
     record = {"at": _iso(at), "actor": actor, "action": action, "document_id": document_id, "detail": detail}
     return hashlib.sha256((prev_hash + canonical_json(record)).encode("utf-8")).hexdigest()
@@ -114,16 +112,20 @@ def verify(session: Session, batch: int = 1000) -> VerifyResult:
     last_id: int | None = None
     while True:
         # Plain column tuples, not ORM objects: nothing accumulates in the session while streaming.
-        query = select(
-            AuditEntry.id,
-            AuditEntry.at,
-            AuditEntry.actor,
-            AuditEntry.action,
-            AuditEntry.document_id,
-            AuditEntry.detail,
-            AuditEntry.prev_hash,
-            AuditEntry.hash,
-        ).order_by(AuditEntry.id).limit(batch)
+        query = (
+            select(
+                AuditEntry.id,
+                AuditEntry.at,
+                AuditEntry.actor,
+                AuditEntry.action,
+                AuditEntry.document_id,
+                AuditEntry.detail,
+                AuditEntry.prev_hash,
+                AuditEntry.hash,
+            )
+            .order_by(AuditEntry.id)
+            .limit(batch)
+        )
         if last_id is not None:
             query = query.where(AuditEntry.id > last_id)
         rows = session.execute(query).all()

@@ -44,9 +44,7 @@ _UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 class Database:
     """An engine plus a session factory for one database URL."""
 
-    def __init__(
-        self, url: str | URL, *, echo: bool = False, pool_size: int = 5, max_overflow: int = 10
-    ) -> None:
+    def __init__(self, url: str | URL, *, echo: bool = False, pool_size: int = 5, max_overflow: int = 10) -> None:
         self.url: URL = make_url(url)
         if self.url.get_backend_name() == "sqlite":
             self.engine = _sqlite_engine(self.url, echo=echo)

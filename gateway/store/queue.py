@@ -126,9 +126,7 @@ def has_available(session: Session, agency_id: int, now: datetime) -> bool:
     return session.execute(select(Delivery.id).where(*_available(agency_id, now)).limit(1)).first() is not None
 
 
-def lease_pending(
-    session: Session, agency_id: int, limit: int, lease_seconds: int, now: datetime
-) -> list[Delivery]:
+def lease_pending(session: Session, agency_id: int, limit: int, lease_seconds: int, now: datetime) -> list[Delivery]:
     """Lease up to ``limit`` of the agency's oldest available items for ``lease_seconds``.
 
     Available means pending and not under a live lease (``lease_until`` null or ``<= now``). Each

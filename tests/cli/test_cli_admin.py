@@ -241,8 +241,9 @@ def test_report_csvs_never_carry_a_formula(upgraded_cli: Invoke, tmp_path: Path)
     rows = "".join(f'{code},"{name.replace(chr(34), chr(34) * 2)}",1,,0,\n' for code, name in FORMULA_NAMES.items())
     imported = upgraded_cli("agencies", "import", str(_write(tmp_path, "hostile.csv", HEADER + rows)))
     assert imported.exit_code == 0, imported.output
-    added = upgraded_cli("agencies", "add", "000.00.01.G22", "@ Phòng Hành chính", "--level", "2", "--parent",
-                         "000.00.00.G22")
+    added = upgraded_cli(
+        "agencies", "add", "000.00.01.G22", "@ Phòng Hành chính", "--level", "2", "--parent", "000.00.00.G22"
+    )
     assert added.exit_code == 0, added.output
     grades, table = tmp_path / "grades.csv", tmp_path / "report.csv"
     result = upgraded_cli("report", "--grades-csv", str(grades), "--csv", str(table))

@@ -25,8 +25,6 @@ from gateway.store.models import Delivery
 VPCP, NGHE_AN, CAO_BANG = "000.00.00.G22", "000.00.00.H41", "000.00.00.H14"
 
 
-
-
 @dataclass
 class Live:
     url: str
@@ -90,8 +88,18 @@ def test_round_trip_through_the_cli(live: Live, tmp_path: Path) -> None:
     pdf = tmp_path / "ke-hoach.pdf"
     pdf.write_bytes(b"%PDF-1.4 ke hoach\n")
     sent = live.as_agency(
-        VPCP, "send", str(note), str(pdf), "--to", NGHE_AN, "--subject", "Kế hoạch kết nối liên thông",
-        "--code-number", "7816", "--code-notation", "VPCP-TTĐT",
+        VPCP,
+        "send",
+        str(note),
+        str(pdf),
+        "--to",
+        NGHE_AN,
+        "--subject",
+        "Kế hoạch kết nối liên thông",
+        "--code-number",
+        "7816",
+        "--code-notation",
+        "VPCP-TTĐT",
     )
     assert sent.exit_code == 0, sent.output
     document_id = _document_id(sent.stdout)
@@ -121,8 +129,16 @@ def test_round_trip_through_the_cli(live: Live, tmp_path: Path) -> None:
         assert session.scalar(select(Delivery.state).where(Delivery.id == item_id)) == "acked"
 
     reported = live.as_agency(
-        NGHE_AN, "status", document_id, "03", "--description", "Đã tiếp nhận", "--staff", "Nguyễn Văn A",
-        "--department", "Văn thư",
+        NGHE_AN,
+        "status",
+        document_id,
+        "03",
+        "--description",
+        "Đã tiếp nhận",
+        "--staff",
+        "Nguyễn Văn A",
+        "--department",
+        "Văn thư",
     )
     assert reported.exit_code == 0, reported.output
     assert f"Recorded status 03 for {document_id}" in reported.stdout and f"notified {VPCP}" in reported.stdout
@@ -198,9 +214,15 @@ def test_client_usage_and_connection_errors(live: Live, tmp_path: Path) -> None:
     anonymous = live.run("pending", "--url", live.url)
     assert anonymous.exit_code == 1 and "give --agency and --secret" in anonymous.stderr
 
-    from_env = live.run("pending", "--json", env={
-        "EDXML_GATEWAY_URL": live.url, "EDXML_AGENCY": NGHE_AN, "EDXML_SECRET": live.secrets[NGHE_AN],
-    })
+    from_env = live.run(
+        "pending",
+        "--json",
+        env={
+            "EDXML_GATEWAY_URL": live.url,
+            "EDXML_AGENCY": NGHE_AN,
+            "EDXML_SECRET": live.secrets[NGHE_AN],
+        },
+    )
     assert from_env.exit_code == 0 and json.loads(from_env.stdout) == []
 
     note = tmp_path / "note.txt"

@@ -111,7 +111,5 @@ def test_business_doc_types_supersede_the_original(client_for, live_gateway, doc
 def test_cannot_supersede_a_document_one_did_not_send(client_for, live_gateway) -> None:
     vpcp, nghe_an = client_for(VPCP), client_for(NGHE_AN)
     vpcp.service.sendDocument(document=official_letter(VPCP, [NGHE_AN]))
-    foreign = official_letter(
-        NGHE_AN, [VPCP], number="12", business=Business(doc_type=1, document_id=ORIGINAL_ID)
-    )
+    foreign = official_letter(NGHE_AN, [VPCP], number="12", business=Business(doc_type=1, document_id=ORIGINAL_ID))
     assert code_of(nghe_an.service.sendDocument, document=foreign) == "Client.NotFound"

@@ -45,7 +45,9 @@ def test_ministry_sends_two_provinces_handle_it_and_the_sender_follows(client_fo
 
     for code, text in (("03", "Đã vào sổ"), ("04", "Giao Sở TT&TT"), ("05", "Đang xử lý"), ("06", "Hoàn thành")):
         receipt_status = nghe_an.service.updateStatus(
-            documentId=document_id, statusCode=code, description=text,
+            documentId=document_id,
+            statusCode=code,
+            description=text,
             staff={"department": "Văn thư", "staff": "Nguyễn Văn A"},
         )
         assert (receipt_status.statusCode, receipt_status.notified.string) == (code, [VPCP])

@@ -14,4 +14,3 @@ def line_of(path: Path, needle: str) -> int:
     text = path.read_text(encoding="utf-8")
     index = text.index(needle)
     return text.count("\n", 0, index) + 1
-

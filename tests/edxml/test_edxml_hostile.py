@@ -122,7 +122,6 @@ def test_unsupported_or_wrong_encoding_is_malformed(encoding: str) -> None:
         read_document(data)
 
 
-
 @pytest.mark.parametrize(
     "encoded",
     [

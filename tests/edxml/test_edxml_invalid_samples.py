@@ -15,24 +15,64 @@ HEADER = "/edXML/edXMLEnvelope/edXMLHeader/MessageHeader"
 
 # file, exception, words the message must contain, issue path (None: not a schema issue), line needle
 CASES = [
-    ("bad-date-format.edxml", SchemaInvalid, "PromulgationDate '2016-04-01' must be written yyyy/MM/dd",
-     f"{HEADER}/PromulgationInfo/PromulgationDate", "2016-04-01"),
-    ("impossible-date.edxml", SchemaInvalid, "PromulgationDate '2015/02/29' is not a real date",
-     f"{HEADER}/PromulgationInfo/PromulgationDate", "2015/02/29"),
-    ("bad-organid.edxml", SchemaInvalid, "OrganId 'H14-CAOBANG' must be written as an agency code",
-     f"{HEADER}/To[2]/OrganId", "H14-CAOBANG"),
-    ("unknown-status-code.edxml", SchemaInvalid, "StatusCode '07' is not one of the allowed codes",
-     f"{HEADER}/StatusCode", "<edXML:StatusCode>07"),
-    ("status-bad-timestamp.edxml", SchemaInvalid, "must be written yyyy/MM/dd HH:mm:ss",
-     f"{HEADER}/Timestamp", "2016/04/02T09:15"),
+    (
+        "bad-date-format.edxml",
+        SchemaInvalid,
+        "PromulgationDate '2016-04-01' must be written yyyy/MM/dd",
+        f"{HEADER}/PromulgationInfo/PromulgationDate",
+        "2016-04-01",
+    ),
+    (
+        "impossible-date.edxml",
+        SchemaInvalid,
+        "PromulgationDate '2015/02/29' is not a real date",
+        f"{HEADER}/PromulgationInfo/PromulgationDate",
+        "2015/02/29",
+    ),
+    (
+        "bad-organid.edxml",
+        SchemaInvalid,
+        "OrganId 'H14-CAOBANG' must be written as an agency code",
+        f"{HEADER}/To[2]/OrganId",
+        "H14-CAOBANG",
+    ),
+    (
+        "unknown-status-code.edxml",
+        SchemaInvalid,
+        "StatusCode '07' is not one of the allowed codes",
+        f"{HEADER}/StatusCode",
+        "<edXML:StatusCode>07",
+    ),
+    (
+        "status-bad-timestamp.edxml",
+        SchemaInvalid,
+        "must be written yyyy/MM/dd HH:mm:ss",
+        f"{HEADER}/Timestamp",
+        "2016/04/02T09:15",
+    ),
     ("missing-subject.edxml", SchemaInvalid, "MessageHeader is missing Subject", HEADER, "<edXML:MessageHeader>"),
     ("missing-to.edxml", SchemaInvalid, "To is missing", f"{HEADER}/DocumentId", "<edXML:DocumentId>"),
-    ("subject-too-long.edxml", SchemaInvalid, "Subject is 1439 characters long; at most 1000",
-     f"{HEADER}/Subject", "<edXML:Subject>"),
-    ("bad-base64.edxml", SchemaInvalid, "not base64",
-     "/edXML/AttachmentEncoded/Attachment[2]/ContentTransferEncoded", "*!"),
-    ("wrong-root-namespace.edxml", SchemaInvalid, "must be edXML in namespace http://www.mic.gov.vn/TBT/QCVN_102_2016",
-     "/{http://www.e-doc.vn/Schema/}edXML", "<edXML xmlns"),
+    (
+        "subject-too-long.edxml",
+        SchemaInvalid,
+        "Subject is 1439 characters long; at most 1000",
+        f"{HEADER}/Subject",
+        "<edXML:Subject>",
+    ),
+    (
+        "bad-base64.edxml",
+        SchemaInvalid,
+        "not base64",
+        "/edXML/AttachmentEncoded/Attachment[2]/ContentTransferEncoded",
+        "*!",
+    ),
+    (
+        "wrong-root-namespace.edxml",
+        SchemaInvalid,
+        "must be edXML in namespace http://www.mic.gov.vn/TBT/QCVN_102_2016",
+        "/{http://www.e-doc.vn/Schema/}edXML",
+        "<edXML xmlns",
+    ),
 ]
 
 
@@ -89,8 +129,12 @@ def test_doctype_refused(name: str) -> None:
 
 def test_every_invalid_sample_is_covered() -> None:
     covered = {case[0] for case in CASES} | {
-        "duplicate-to.edxml", "reference-without-attachment.edxml", "not-well-formed.edxml",
-        "doctype.edxml", "xxe-local-file.edxml", "billion-laughs.edxml",
+        "duplicate-to.edxml",
+        "reference-without-attachment.edxml",
+        "not-well-formed.edxml",
+        "doctype.edxml",
+        "xxe-local-file.edxml",
+        "billion-laughs.edxml",
     }
     assert {path.name for path in Path(INVALID).iterdir()} == covered
 

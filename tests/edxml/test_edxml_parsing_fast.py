@@ -238,7 +238,7 @@ def test_every_window_boundary_around_the_attachment() -> None:
     data = (
         b'<?xml version="1.0"?>\n<r xmlns:x="urn:x"><a/>\n <x:ContentTransferEncoded id="1">'
         + text
-        + b'</x:ContentTransferEncoded>\n<x:ContentTransferEncoded>AAAA</x:ContentTransferEncoded><b>t</b></r>'
+        + b"</x:ContentTransferEncoded>\n<x:ContentTransferEncoded>AAAA</x:ContentTransferEncoded><b>t</b></r>"
     )
     expected = [_line_of(data, needle) for needle in (b"<r ", b"<a/>", b"<x:Content", b"<x:Content", b"<b>")]
     expected[3] = _line_of(data, b"<x:Content", data.index(b"</x:Content"))

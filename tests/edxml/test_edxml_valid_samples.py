@@ -43,8 +43,14 @@ def test_minimal() -> None:
 def test_full_document_every_optional_element() -> None:
     doc = read_document(VALID / "full.edxml")
     assert doc.sender == Organization(
-        "000.00.00.G22", "Văn phòng Chính phủ", "Chính phủ", "Số 1 Hoàng Hoa Thám, Quận Ba Đình, Hà Nội",
-        "vpcp@chinhphu.vn", "080 43100", "080 44130", "vpcp.chinhphu.vn",
+        "000.00.00.G22",
+        "Văn phòng Chính phủ",
+        "Chính phủ",
+        "Số 1 Hoàng Hoa Thám, Quận Ba Đình, Hà Nội",
+        "vpcp@chinhphu.vn",
+        "080 43100",
+        "080 44130",
+        "vpcp.chinhphu.vn",
     )
     assert [r.organ_id for r in doc.recipients] == ["000.00.00.H41", "000.00.00.H14"]
     assert doc.recipients[0].website == "nghean.gov.vn"
@@ -53,7 +59,9 @@ def test_full_document_every_optional_element() -> None:
     assert doc.type_detail == 0
     assert doc.content == "Đề nghị các địa phương hoàn thành kết nối trước ngày 30/6/2016."
     assert (doc.signer_competence, doc.signer_position, doc.signer_full_name) == (
-        "KT. BỘ TRƯỞNG, CHỦ NHIỆM", "Phó Chủ nhiệm", "Nguyễn Văn A",
+        "KT. BỘ TRƯỞNG, CHỦ NHIỆM",
+        "Phó Chủ nhiệm",
+        "Nguyễn Văn A",
     )
     assert doc.due_date == date(2016, 6, 30)
     assert doc.priority == 2

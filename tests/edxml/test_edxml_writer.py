@@ -43,7 +43,7 @@ def _message(**changes: object) -> DocumentMessage:
         "promulgation_date": date(2016, 4, 1),
         "type_code": 1,
         "type_name": "Công văn",
-        "subject": "V/v kết nối <liên thông> & \"thử\"",
+        "subject": 'V/v kết nối <liên thông> & "thử"',
         "document_id": "000.00.00.G22,2016/04/01,7816/VPCP-TTĐT",
         "place": "Hà Nội",
         "type_detail": 0,
@@ -104,8 +104,21 @@ def test_sdk_layout() -> None:
     assert header is not None
     names = [etree.QName(child).localname for child in header]
     assert names == [
-        "From", "To", "To", "DocumentId", "Code", "PromulgationInfo", "DocumentType", "Subject", "Content",
-        "SignerInfo", "DueDate", "OtherInfo", "ResponseFor", "SteeringType", "ToPlaces",
+        "From",
+        "To",
+        "To",
+        "DocumentId",
+        "Code",
+        "PromulgationInfo",
+        "DocumentType",
+        "Subject",
+        "Content",
+        "SignerInfo",
+        "DueDate",
+        "OtherInfo",
+        "ResponseFor",
+        "SteeringType",
+        "ToPlaces",
     ]
 
 

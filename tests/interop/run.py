@@ -69,8 +69,9 @@ def parties(edxml: bytes) -> tuple[str, list[str]]:
 
 def fresh_copy(edxml: bytes, tag: str) -> bytes:
     """The document with its (first, MessageHeader) DocumentId made unique by appending ``#tag``."""
-    new, count = re.subn(rb"(<(?:[\w.-]+:)?DocumentId>)([^<]*)(<)", lambda m: m[1] + m[2] + b"#" + tag.encode() + m[3],
-                         edxml, count=1)
+    new, count = re.subn(
+        rb"(<(?:[\w.-]+:)?DocumentId>)([^<]*)(<)", lambda m: m[1] + m[2] + b"#" + tag.encode() + m[3], edxml, count=1
+    )
     if count != 1:
         raise ValueError("no DocumentId element in the document")
     return new

@@ -61,7 +61,11 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [*_gateway_command(), "serve", "--demo", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=data,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=data,
         )
     try:
         deadline = time.monotonic() + STARTUP_SECONDS
@@ -94,10 +98,28 @@ def test_stack_runs_the_whole_story(stack: str, gateway: Gateway, tmp_path: Path
     document.write_bytes(letter(f"{time.time_ns()}"))
     build = tmp_path / "build"
     proc = subprocess.run(
-        [sys.executable, str(HERE / "run.py"), "--wsdl", gateway.wsdl, "--credentials", str(gateway.credentials),
-         "--document", str(document), "--stacks", stack, "--build-dir", str(build),
-         "--timeout", str(STACK_SECONDS), "-v"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", timeout=STACK_SECONDS + 60,
+        [
+            sys.executable,
+            str(HERE / "run.py"),
+            "--wsdl",
+            gateway.wsdl,
+            "--credentials",
+            str(gateway.credentials),
+            "--document",
+            str(document),
+            "--stacks",
+            stack,
+            "--build-dir",
+            str(build),
+            "--timeout",
+            str(STACK_SECONDS),
+            "-v",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        timeout=STACK_SECONDS + 60,
     )
     out = proc.stdout
     if re.search(rf"^interop: {stack}\s+SKIP", out, re.M):

@@ -73,7 +73,6 @@ DOCUMENTED_CODES = frozenset(
 """The fault codes of the README's table: the only ones a client may ever see."""
 
 
-
 # -- documents -----------------------------------------------------------------------------------
 
 
@@ -535,8 +534,6 @@ def running(gateway: GatewayProcess) -> Iterator[GatewayProcess]:
         yield gateway
     finally:
         gateway.stop()
-
-
 
 
 @dataclass

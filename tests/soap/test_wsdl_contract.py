@@ -19,9 +19,7 @@ REGENERATE = "run `.venv/bin/python tools/write_wsdl.py`, review and commit wsdl
 
 
 def test_generated_wsdl_matches_published_contract() -> None:
-    assert published_wsdl() == PUBLISHED.read_bytes(), (
-        f"the SOAP service no longer matches {PUBLISHED}: {REGENERATE}"
-    )
+    assert published_wsdl() == PUBLISHED.read_bytes(), f"the SOAP service no longer matches {PUBLISHED}: {REGENERATE}"
 
 
 @pytest.fixture(scope="module")

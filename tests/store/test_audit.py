@@ -158,7 +158,13 @@ def test_evidence_of_one_document(
     assert found.audit_chain == {"ok": True, "checked": 2, "first_broken_id": None}
     written = json.loads(found.to_json())
     assert list(written) == [
-        "exported_at", "document", "recipients", "deliveries", "status_events", "audit_entries", "blob_intact",
+        "exported_at",
+        "document",
+        "recipients",
+        "deliveries",
+        "status_events",
+        "audit_entries",
+        "blob_intact",
         "audit_chain",
     ]
     assert written["exported_at"] == "2026-11-04T08:00:00+00:00"

@@ -130,7 +130,7 @@ def test_rejects_names_that_are_not_sha256(blob_store: BlobStore, bad: str) -> N
 
 
 def test_stored_blobs_ignores_stray_files(blob_store: BlobStore) -> None:
-    stored = {blob_store.put_bytes(bytes([i])) [0] for i in range(5)}
+    stored = {blob_store.put_bytes(bytes([i]))[0] for i in range(5)}
     (blob_store.root / "README").write_text("not a blob")
     (blob_store.tmp_dir / "blob-x.part").write_bytes(b"in progress")
     assert set(stored_blobs(blob_store)) == stored

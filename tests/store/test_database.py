@@ -19,6 +19,8 @@ from gateway.store.models import Agency, AuditEntry, Base, Document
 
 MakeAgency = Callable[..., Agency]
 MakeDocument = Callable[..., Document]
+
+
 def _head() -> str:
     """The newest revision of the shipped migrations (one head: the chain must not fork)."""
     from alembic.config import Config
@@ -105,9 +107,7 @@ def test_datetimes_come_back_aware_utc(database: Database) -> None:
 
 def test_naive_datetimes_are_refused(database: Database) -> None:
     with pytest.raises(StatementError, match="naive datetime"), database.transaction() as session:
-        session.add(
-            AuditEntry(at=datetime(2026, 1, 1), actor="a", action="x", detail="{}", prev_hash="0", hash="1")
-        )
+        session.add(AuditEntry(at=datetime(2026, 1, 1), actor="a", action="x", detail="{}", prev_hash="0", hash="1"))
         session.flush()
 
 

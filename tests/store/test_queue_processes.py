@@ -16,9 +16,7 @@ from gateway.store.models import Agency, Document
 NOW = datetime(2026, 11, 3, 8, 0, tzinfo=UTC)
 
 
-def _lease_until_empty(
-    url: str, agency_id: int, start: Barrier, results: multiprocessing.Queue[list[str]]
-) -> None:
+def _lease_until_empty(url: str, agency_id: int, start: Barrier, results: multiprocessing.Queue[list[str]]) -> None:
     database = Database(url)
     got_ids: list[str] = []
     try:
@@ -43,9 +41,17 @@ def test_processes_lease_each_item_once(db_url: str, database: Database) -> None
         session.add_all([sender, recipient])
         session.flush()
         document = Document(
-            id="00000000-0000-4000-8000-000000000001", sender_id=sender.id, edxml_document_id="d1",
-            code_number="1", code_notation="CV", subject="s", type_name="Công văn",
-            promulgation_date=NOW.date(), blob_sha256="0" * 64, size=1, created_at=NOW,
+            id="00000000-0000-4000-8000-000000000001",
+            sender_id=sender.id,
+            edxml_document_id="d1",
+            code_number="1",
+            code_notation="CV",
+            subject="s",
+            type_name="Công văn",
+            promulgation_date=NOW.date(),
+            blob_sha256="0" * 64,
+            size=1,
+            created_at=NOW,
         )
         session.add(document)
         session.flush()
@@ -57,8 +63,7 @@ def test_processes_lease_each_item_once(db_url: str, database: Database) -> None
     start = context.Barrier(workers)
     results: multiprocessing.Queue[list[str]] = context.Queue()
     processes = [
-        context.Process(target=_lease_until_empty, args=(db_url, recipient.id, start, results))
-        for _ in range(workers)
+        context.Process(target=_lease_until_empty, args=(db_url, recipient.id, start, results)) for _ in range(workers)
     ]
     for process in processes:
         process.start()

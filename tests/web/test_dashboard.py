@@ -188,8 +188,7 @@ def test_the_dashboard_shows_exactly_what_the_store_holds(live: Live) -> None:
 
     codes = store["codes"]
     queues = {
-        row.get("data-queue"): int(row.xpath("./td")[1].text_content())
-        for row in page.xpath("//tr[@data-queue]")
+        row.get("data-queue"): int(row.xpath("./td")[1].text_content()) for row in page.xpath("//tr[@data-queue]")
     }
     assert queues == {codes[agency]: count for agency, count in store["pending"].items()} == {VPCP: 2, CAO_BANG: 1}
 
@@ -262,8 +261,12 @@ def test_names_from_the_directory_are_escaped(live: Live) -> None:
     with live.db.transaction() as session:
         session.add(
             Agency(
-                code="000.01.05.H41", name='<script>alert("x")</script> & Trung tâm', level=3,
-                parent_code=SO_TTTT, active=True, created_at=datetime.now(UTC),
+                code="000.01.05.H41",
+                name='<script>alert("x")</script> & Trung tâm',
+                level=3,
+                parent_code=SO_TTTT,
+                active=True,
+                created_at=datetime.now(UTC),
             )
         )
     response = _get(live)
@@ -306,8 +309,14 @@ def test_thousands_of_agencies_keep_the_page_small_and_fast(tmp_path: Path, sqli
         now = datetime.now(UTC)
         with live.db.transaction() as session:
             session.add_all(
-                Agency(code=f"{n:03d}.01.05.H41", name=f"Ủy ban nhân dân xã số {n}", level=3, parent_code=SO_TTTT,
-                       active=True, created_at=now)
+                Agency(
+                    code=f"{n:03d}.01.05.H41",
+                    name=f"Ủy ban nhân dân xã số {n}",
+                    level=3,
+                    parent_code=SO_TTTT,
+                    active=True,
+                    created_at=now,
+                )
                 for n in range(3000)
             )
         scripted_exchange(live)

@@ -65,8 +65,10 @@ def main() -> int:
 
     items = [i for i in vpcp.getPendingDocuments(maxItems=100) or [] if i.documentId == doc_id]
     got = sorted((i.kind, i.statusFrom, i.statusCode) for i in items)
-    want = sorted([("status", na_code, s) for s in ("01", "03", "04", "05", "06")] + [("status", cb_code, "01"),
-                                                                                        ("status", cb_code, "02")])
+    want = sorted(
+        [("status", na_code, s) for s in ("01", "03", "04", "05", "06")]
+        + [("status", cb_code, "01"), ("status", cb_code, "02")]
+    )
     check(got == want, f"{vpcp_code} getPendingDocuments has the 7 status items")
     check(all(vpcp.confirmReceived(itemId=i.itemId) is True for i in items), f"{vpcp_code} confirmReceived x7")
 
