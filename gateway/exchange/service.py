@@ -26,6 +26,7 @@ from gateway.config import Settings
 from gateway.edxml import read_document
 from gateway.edxml.model import DocumentMessage, StaffInfo
 from gateway.edxml.signature import verify_signature
+from gateway.edxml.writer import default_document_id
 from gateway.errors import (
     AuthenticationFailed,
     DocumentIdConflict,
@@ -260,7 +261,7 @@ class ExchangeService:
                 f"The document's From/OrganId is '{message.sender.organ_id}' but you are authenticated as "
                 f"'{caller.code}'. An agency can only send documents as itself."
             )
-        edxml_id = message.document_id or _conventional_document_id(message)
+        edxml_id = message.document_id or default_document_id(message)
         with self.db.transaction(readonly=True) as session:
             sent = session.execute(_SENT_DOCUMENT, {"sender_id": caller.agency_id, "edxml_id": edxml_id}).first()
             if sent is not None:
@@ -345,24 +346,16 @@ class ExchangeService:
         document_id = str(uuid.uuid4())
         session.execute(
             insert(table_of(Document)),
-            dict(
-                id=document_id,
+            document_row(
+                message,
+                document_id=document_id,
                 sender_id=caller.agency_id,
-                edxml_document_id=edxml_id,
-                code_number=message.code_number,
-                code_notation=message.code_notation,
-                subject=message.subject,
-                type_name=message.type_name,
-                promulgation_date=message.promulgation_date,
-                due_date=message.due_date,
-                priority=message.priority,
-                business_type=message.business.doc_type,
-                supersedes_id=original.id if original else None,
-                blob_sha256=sha256,
+                edxml_id=edxml_id,
+                sha256=sha256,
                 size=size,
-                attachment_count=len(message.attachments),
                 signer=signer,
-                created_at=now,
+                now=now,
+                supersedes_id=original.id if original else None,
             ),
         )
         session.execute(
@@ -589,9 +582,41 @@ def _receipt_of(session: Session, sent: _SentDocument, edxml_id: str) -> SendRec
     return SendReceipt(document_id, edxml_id, tuple(codes), duplicate=True, signer=signer)
 
 
-def _conventional_document_id(message: DocumentMessage) -> str:
-    """The DocumentId convention of the SDK when a sender leaves it out: ``From,date,Code``."""
-    return f"{message.sender.organ_id},{message.promulgation_date:%Y/%m/%d},{message.code}"
+def document_row(
+    message: DocumentMessage,
+    *,
+    document_id: str,
+    sender_id: int,
+    edxml_id: str,
+    sha256: str,
+    size: int,
+    signer: str | None,
+    now: datetime,
+    supersedes_id: str | None = None,
+    origin: tuple[str, str] | None = None,
+) -> dict[str, object]:
+    """The ``documents`` row of an accepted document (sent here, or relayed from ``origin``)."""
+    return {
+        "id": document_id,
+        "sender_id": sender_id,
+        "edxml_document_id": edxml_id,
+        "code_number": message.code_number,
+        "code_notation": message.code_notation,
+        "subject": message.subject,
+        "type_name": message.type_name,
+        "promulgation_date": message.promulgation_date,
+        "due_date": message.due_date,
+        "priority": message.priority,
+        "business_type": message.business.doc_type,
+        "supersedes_id": supersedes_id,
+        "blob_sha256": sha256,
+        "size": size,
+        "attachment_count": len(message.attachments),
+        "signer": signer,
+        "created_at": now,
+        "origin_instance": origin[0] if origin else None,
+        "origin_document_id": origin[1] if origin else None,
+    }
 
 
 def _resolve_recipients(session: Session, message: DocumentMessage) -> list[tuple[int, str, str | None]]:

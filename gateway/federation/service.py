@@ -24,6 +24,7 @@ from gateway.config import Settings
 from gateway.edxml import read_document, read_status
 from gateway.edxml.model import DocumentMessage, StaffInfo
 from gateway.edxml.signature import verify_signature
+from gateway.edxml.writer import default_document_id
 from gateway.errors import (
     AuthenticationFailed,
     InvalidEdxml,
@@ -34,7 +35,7 @@ from gateway.errors import (
     UnknownRecipient,
 )
 from gateway.exchange import workflow
-from gateway.exchange.service import ExchangeService, StagedDocument
+from gateway.exchange.service import ExchangeService, StagedDocument, document_row
 from gateway.federation import directory_sync, hooks, outbox, peers, routing
 from gateway.federation.model import (
     DELIVERY_REPORT,
@@ -215,9 +216,7 @@ class FederationService:
         if missing:
             raise UnknownRecipient(f"Recipients {', '.join(missing)} are not in this instance's directory.")
         sender_id = known[header.sender_code][0]
-        edxml_id = message.document_id or (
-            f"{message.sender.organ_id},{message.promulgation_date:%Y/%m/%d},{message.code}"
-        )
+        edxml_id = message.document_id or default_document_id(message)
         document = session.scalar(
             select(Document).where(Document.sender_id == sender_id, Document.edxml_document_id == edxml_id)
         )
@@ -226,26 +225,16 @@ class FederationService:
             document_id = str(uuid.uuid4())
             session.execute(
                 insert(table_of(Document)),
-                dict(
-                    id=document_id,
+                document_row(
+                    message,
+                    document_id=document_id,
                     sender_id=sender_id,
-                    edxml_document_id=edxml_id,
-                    code_number=message.code_number,
-                    code_notation=message.code_notation,
-                    subject=message.subject,
-                    type_name=message.type_name,
-                    promulgation_date=message.promulgation_date,
-                    due_date=message.due_date,
-                    priority=message.priority,
-                    business_type=message.business.doc_type,
-                    supersedes_id=None,
-                    blob_sha256=sha256,
+                    edxml_id=edxml_id,
+                    sha256=sha256,
                     size=header.payload_size,
-                    attachment_count=len(message.attachments),
                     signer=signer,
-                    created_at=now,
-                    origin_instance=header.origin_instance,
-                    origin_document_id=header.origin_document_id,
+                    now=now,
+                    origin=(header.origin_instance, header.origin_document_id),
                 ),
             )
             new = recipients

@@ -116,12 +116,15 @@ class _SpyneWsgi(WsgiApplication):
         return super().handle_error(p_ctx, others, fault, start_response)
 
 
-def build_spyne_application() -> Application:
-    """The Spyne application: one service, document/literal wrapped SOAP 1.1, validated input."""
+def build_application(service: type, namespace: str, name: str) -> Application:
+    """A Spyne application for one service: document/literal wrapped SOAP 1.1, validated input.
+
+    The agency service and the relay service between instances are built alike.
+    """
     application = _GatewayApplication(
-        [EdxmlGatewayService],
-        tns=NAMESPACE,
-        name=SERVICE_NAME,
+        [service],
+        tns=namespace,
+        name=name,
         in_protocol=_Soap11(validator="lxml"),
         out_protocol=_Soap11(),
     )
@@ -129,6 +132,11 @@ def build_spyne_application() -> Application:
     for prefix in _SOAP12_PREFIXES:
         application.interface.nsmap.pop(prefix, None)
     return application
+
+
+def build_spyne_application() -> Application:
+    """The agency service's Spyne application."""
+    return build_application(EdxmlGatewayService, NAMESPACE, SERVICE_NAME)
 
 
 def published_wsdl() -> bytes:

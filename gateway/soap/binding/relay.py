@@ -12,14 +12,13 @@ from functools import partial
 from typing import Any
 
 from spyne import Application, Array, Boolean, ByteArray, Integer32, Long, ServiceBase, rpc
-from spyne.server.wsgi import WsgiApplication
 
 from gateway.errors import MalformedRequest
 from gateway.federation.model import ConsignmentHeader as Header
 from gateway.federation.model import DirectoryEntry as Entry
 from gateway.soap.binding import relay_types as rt
 from gateway.soap.binding import types as t
-from gateway.soap.binding.application import _SOAP12_PREFIXES, _GatewayApplication, _Soap11
+from gateway.soap.binding.application import build_application
 from gateway.soap.binding.wsdl import render_wsdl
 from gateway.soap.context import RelayContext
 from gateway.soap.namespaces import RELAY_NAMESPACE
@@ -153,18 +152,8 @@ RELAY_OPERATIONS: frozenset[str] = frozenset(EdxmlGatewayRelayService.public_met
 
 
 def build_relay_application() -> Application:
-    """The relay's Spyne application: one service, document/literal wrapped SOAP 1.1, validated input."""
-    application = _GatewayApplication(
-        [EdxmlGatewayRelayService],
-        tns=RELAY_NAMESPACE,
-        name=RELAY_SERVICE_NAME,
-        in_protocol=_Soap11(validator="lxml"),
-        out_protocol=_Soap11(),
-    )
-    application.transport = WsgiApplication.transport
-    for prefix in _SOAP12_PREFIXES:
-        application.interface.nsmap.pop(prefix, None)
-    return application
+    """The relay service's Spyne application."""
+    return build_application(EdxmlGatewayRelayService, RELAY_NAMESPACE, RELAY_SERVICE_NAME)
 
 
 def published_relay_wsdl() -> bytes:

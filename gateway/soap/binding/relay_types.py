@@ -6,12 +6,10 @@ Routing facts travel in ``ConsignmentHeader`` beside the payload, never inside t
 
 from __future__ import annotations
 
-from spyne import Array, Boolean, ByteArray, ComplexModel, DateTime, Integer32, Long, Unicode
+from spyne import Array, Boolean, ByteArray, ComplexModel, DateTime, Integer32, Long
 
+from gateway.soap.binding.types import Optional, Required
 from gateway.soap.namespaces import RELAY_NAMESPACE
-
-Required = Unicode(min_occurs=1, nillable=False)
-Optional = Unicode(min_occurs=0, nillable=False)
 
 
 class PeerHeader(ComplexModel):
