@@ -32,6 +32,7 @@ from gateway.store.blobs import BlobStore
 from gateway.store.database import Database
 from gateway.web import Dashboard
 from gateway.web.certificate import CertificationPages
+from gateway.web.dashboard import RelayRequeue
 from gateway.web.leadership import LeadershipPage
 
 log = logging.getLogger("gateway")
@@ -93,6 +94,7 @@ class Router:
             "/leadership": LeadershipPage(gateway.db, settings.operator_password),
             "/health": self.health,
             "/dashboard": self.dashboard,
+            "/relay-requeue": RelayRequeue(gateway.db, settings),
             "/": self.index,
         }
         store = StoreCollector(

@@ -84,7 +84,10 @@ class Dashboard:
             return _text(start_response, "405 Method Not Allowed", "The dashboard is read-only.\n", [("Allow", "GET")])
         try:
             with self.db.transaction() as session:
-                page = render(overview(session, self.clock(), self.settings.ack_overdue_hours, self.limits))
+                page = render(
+                    overview(session, self.clock(), self.settings.ack_overdue_hours, self.limits),
+                    requeue_token(password),
+                )
         except Exception:
             log.exception("dashboard failed")
             return _text(start_response, "503 Service Unavailable", "The store could not be read; retry.\n")
@@ -94,6 +97,52 @@ class Dashboard:
             [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body))), *_SECURITY_HEADERS],
         )
         return [] if method == "HEAD" else [body]
+
+
+def requeue_token(password: str) -> str:
+    """The token the requeue form carries: bound to the operator password, unknown to other sites."""
+    return hmac.new(password.encode(), b"relay-requeue", "sha256").hexdigest()
+
+
+class RelayRequeue:
+    """``POST /relay-requeue``: put a failed consignment back in line from the dashboard (audited).
+
+    Same login as the dashboard; same-origin and the page's token required, because a browser sends
+    Basic credentials with any form that targets this gateway.
+    """
+
+    def __init__(self, db: Database, settings: Settings, clock: Callable[[], datetime] | None = None) -> None:
+        self.db = db
+        self.settings = settings
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        from urllib.parse import parse_qs, urlsplit
+
+        from gateway.federation import outbox
+
+        password = self.settings.operator_password
+        if not password:
+            return _text(start_response, "503 Service Unavailable", UNSET_MESSAGE)
+        if not operator_authorized(environ.get("HTTP_AUTHORIZATION"), password):
+            headers = [("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"')]
+            return _text(start_response, "401 Unauthorized", "Operator login required.\n", headers)
+        if environ.get("REQUEST_METHOD") != "POST":
+            return _text(start_response, "405 Method Not Allowed", "POST the dashboard's form.\n", [("Allow", "POST")])
+        origin = environ.get("HTTP_ORIGIN")
+        if origin is not None and urlsplit(origin).netloc != environ.get("HTTP_HOST", ""):
+            return _text(start_response, "403 Forbidden", "Requeue from this gateway's own dashboard.\n")
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        form = parse_qs(environ["wsgi.input"].read(min(length, 4096)).decode("utf-8", "replace"))
+        if not hmac.compare_digest(form.get("token", [""])[0], requeue_token(password)):
+            return _text(start_response, "403 Forbidden", "Requeue from this gateway's own dashboard.\n")
+        consignment = form.get("consignment", [""])[0]
+        with self.db.transaction() as session:
+            row = outbox.requeue(session, consignment, self.clock(), actor="operator (dashboard)")
+        if row is None:
+            return _text(start_response, "404 Not Found", f"No failed consignment {consignment}.\n")
+        start_response("303 See Other", [("Location", "/dashboard"), ("Content-Length", "0"), *_SECURITY_HEADERS])
+        return []
 
 
 def _text(

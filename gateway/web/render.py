@@ -216,7 +216,7 @@ def _statuses(statuses: dict[str | None, int]) -> str:
     return _table(["Current status", "Copies"], rows, numeric=[1])
 
 
-def _relay(overview: Overview) -> str:
+def _relay(overview: Overview, requeue_token: str | None = None) -> str:
     relay = overview.relay
     if relay is None:
         return '<p class="muted">No relay data.</p>'
@@ -237,16 +237,28 @@ def _relay(overview: Overview) -> str:
         rows = (
             f'<tr data-consignment="{_e(c.id)}"><td><code>{_e(c.id)}</code></td><td>{_e(c.next_hop)}</td>'
             f"<td>{_e(c.kind)}</td><td class=n>{c.attempts}</td><td>{when(c.created_at)}</td>"
-            f"<td>{_e(c.last_error or '')}</td></tr>"
+            f"<td>{_e(c.last_error or '')}</td><td>{_requeue_form(c.id, requeue_token)}</td></tr>"
             for c in relay.failed
         )
-        parts.append(_table(["Failed consignment", "Next hop", "Kind", "Attempts", "Created", "Last error"], rows, [3]))
-        parts.append('<p class="muted">Requeue one with <code>edxml-gateway relay requeue ID</code>.</p>')
+        headers = ["Failed consignment", "Next hop", "Kind", "Attempts", "Created", "Last error", ""]
+        parts.append(_table(headers, rows, [3]))
+        parts.append('<p class="muted">Or from the command line: <code>edxml-gateway relay requeue ID</code>.</p>')
     return "".join(parts)
 
 
-def render(overview: Overview) -> str:
-    """The whole page for ``overview``."""
+def _requeue_form(consignment_id: str, token: str | None) -> str:
+    """A button that puts a failed consignment back in line (POST /relay-requeue, audited)."""
+    if token is None:
+        return ""
+    return (
+        f'<form method="post" action="/relay-requeue"><input type="hidden" name="consignment" '
+        f'value="{_e(consignment_id)}"><input type="hidden" name="token" value="{_e(token)}">'
+        f'<button type="submit">Requeue</button></form>'
+    )
+
+
+def render(overview: Overview, requeue_token: str | None = None) -> str:
+    """The whole page for ``overview``; ``requeue_token`` enables the requeue buttons of failed consignments."""
     flight = overview.in_flight
     cards = "".join(
         (
@@ -269,7 +281,7 @@ def render(overview: Overview) -> str:
         ("failed", "Failed deliveries: withdrawn, or leased repeatedly and never acknowledged", _failed(overview)),
         ("queues", "Queue depth per agency (deepest first)", _queues(overview.queues)),
         ("statuses", "Recipient copies by current status", _statuses(overview.statuses)),
-        ("relay", "Relay to other gateway instances", _relay(overview)),
+        ("relay", "Relay to other gateway instances", _relay(overview, requeue_token)),
     )
     body = "".join(
         f'<section id="{ident}"><h2>{_e(title)}</h2>{content}</section>' for ident, title, content in sections

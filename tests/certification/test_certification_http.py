@@ -142,3 +142,15 @@ def test_the_operator_page_lists_starts_and_prints_runs(gateway: LiveGateway) ->
         "POST", base, fields={"agency": NGHE_AN, "token": token}, headers=auth, encode_multipart=False
     ).data.decode()
     assert "already active" in again
+
+
+def test_faults_the_agency_provokes_during_its_run_are_kept_as_evidence(gateway: LiveGateway) -> None:
+    client = AgencyClient(gateway.url, NGHE_AN, secret_of(NGHE_AN))
+    with pytest.raises(Fault):
+        client.fetch("no-such-item")  # before the run: not evidence of anything
+    run_id = str(client.call("startCertification", minutes=30).runId)
+    with pytest.raises(Fault) as refused:
+        client.report("no-such-document", "03")
+    run = _certifications(gateway).view(run_id)
+    assert [(f.operation, f.code) for f in run.faults] == [("updateStatus", refused.value.code)]
+    assert "no-such-document" in run.faults[0].message

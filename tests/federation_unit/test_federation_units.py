@@ -341,3 +341,50 @@ def test_a_relayed_recall_document_takes_back_the_unfetched_copy_and_answers_15_
     header = outbox.header(back)
     assert (back.next_hop, header.status_code, header.recipient_code) == ("national", "15", B_DEPARTMENT)
     assert header.origin_instance == "HA", "the answer names the original by its origin, for the sender's instance"
+
+
+def test_the_operator_requeues_a_failed_consignment_from_the_dashboard(
+    province: ExchangeService, database: Database, clock: Clock
+) -> None:
+    import base64
+    import io
+
+    from gateway.store.models import AuditEntry
+    from gateway.web.dashboard import Dashboard, RelayRequeue, requeue_token
+
+    province.send_document(_caller(province, COMMUNE), stage(province, official_letter(COMMUNE, [MINISTRY])))
+    relay = _push_relay(province, FakeUpstream([PeerUnreachable("down")] * 3), clock)
+    for wait in (0, 10, 20):
+        clock.now += timedelta(seconds=wait)
+        _push_once(relay)
+    with database.transaction(readonly=True) as session:
+        failed = session.scalars(select(OutboxConsignment)).one()
+    assert failed.state == "failed"
+    settings = replace(province.settings, operator_password="pw")
+    login = "Basic " + base64.b64encode(b"operator:pw").decode()
+
+    def call(app: object, method: str, body: bytes = b"") -> tuple[str, bytes]:
+        seen: dict[str, str] = {}
+        environ = {
+            "REQUEST_METHOD": method,
+            "HTTP_AUTHORIZATION": login,
+            "HTTP_HOST": "gw",
+            "PATH_INFO": "/",
+            "CONTENT_LENGTH": str(len(body)),
+            "wsgi.input": io.BytesIO(body),
+            "QUERY_STRING": "",
+        }
+        answer = b"".join(app(environ, lambda status, headers: seen.update(status=status)))  # type: ignore[operator]
+        return seen["status"], answer
+
+    status, page = call(Dashboard(database, settings, clock=clock), "GET")
+    assert status.startswith("200") and b'action="/relay-requeue"' in page and failed.id.encode() in page
+    requeue = RelayRequeue(database, settings, clock=clock)
+    forged = f"consignment={failed.id}&token=guess".encode()
+    assert call(requeue, "POST", forged)[0].startswith("403")
+    form = f"consignment={failed.id}&token={requeue_token('pw')}".encode()
+    assert call(requeue, "POST", form)[0].startswith("303")
+    with database.transaction(readonly=True) as session:
+        row = session.get_one(OutboxConsignment, failed.id)
+        actors = list(session.scalars(select(AuditEntry.actor).where(AuditEntry.action == "relay_requeue")))
+    assert (row.state, row.attempts) == ("waiting", 0) and actors == ["operator (dashboard)"]
