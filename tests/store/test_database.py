@@ -161,3 +161,29 @@ def test_sqlite_lock_held_past_busy_timeout_is_unavailable(sqlite_url: str) -> N
     finally:
         blocker.close()
         db.dispose()
+
+
+def test_every_migration_downgrades_to_nothing_and_upgrades_again(db_url: str) -> None:
+    """An operator rolling a release back runs the downgrades: each must undo its upgrade exactly."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import inspect
+
+    from gateway.store.database import MIGRATIONS_DIR
+
+    database = Database(db_url)
+    database.upgrade()
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    try:
+        with database.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "base")
+        assert set(inspect(database.engine).get_table_names()) <= {"alembic_version"}
+        database.upgrade()
+        with database.engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            assert compare_metadata(context, Base.metadata) == []
+            assert context.get_current_revision() == HEAD
+    finally:
+        database.dispose()

@@ -1,0 +1,40 @@
+"""``certify`` and ``leadership`` from the command line: start, show (and CSV), list, refusal of a second run."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+
+from click.testing import Result
+
+from gateway.config import Settings
+
+Invoke = Callable[..., Result]
+AGENCY = "000.00.00.H41"
+
+
+def test_a_run_is_started_shown_exported_and_listed(
+    upgraded_cli: Invoke, cli_settings: Settings, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setenv("GATEWAY_CERTIFY_LARGE_BYTES", "20000")
+    assert upgraded_cli("agencies", "add", AGENCY, "Ủy ban nhân dân tỉnh Nghệ An", "--level", "1").exit_code == 0
+
+    started = upgraded_cli("certify", "start", AGENCY, "--minutes", "5")
+    assert started.exit_code == 0, started.output
+    run_id = started.output.split("Run ", 1)[1].split(" ", 1)[0]
+    assert "receive:large" in started.output and "Grade: not connected" in started.output
+
+    again = upgraded_cli("certify", "start", AGENCY)
+    assert again.exit_code == 1 and "Client.CertificationInProgress" in again.stderr and run_id in again.stderr
+
+    export = tmp_path / "run.csv"
+    shown = upgraded_cli("certify", "show", run_id, "--csv", str(export))
+    assert shown.exit_code == 0, shown.output
+    with export.open(encoding="utf-8", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert {r["check"] for r in rows} >= {"receive:process", "status:recall", "send"}
+    assert {r["state"] for r in rows} == {"pending"} and {r["run_id"] for r in rows} == {run_id}
+
+    listed = upgraded_cli("certify", "list", AGENCY)
+    assert listed.exit_code == 0 and run_id in listed.output and "active" in listed.output
+    assert upgraded_cli("certify", "show", "no-such-run").exit_code == 1
