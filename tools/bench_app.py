@@ -26,6 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import gateway.soap.binding.compat  # noqa: F401  (first: lets Spyne import on Python 3.12+)
+
+# isort: split
 from spyne import Application, ServiceBase, Unicode, rpc
 from spyne.protocol.soap import Soap11
 from spyne.server.wsgi import WsgiApplication

@@ -59,9 +59,10 @@ def test_status_messages_carry_vietnam_local_time(service, clock, tmp_path) -> N
 
 def test_missing_document_id_falls_back_to_the_sdk_convention(service, tmp_path) -> None:
     sender = service.authenticate(SENDER, f"s-{SENDER}")
-    receipt = service.send_document(sender, stage(service, letter(document_id=None)))
+    document = letter(document_id=None)  # built once: its TraceHeader carries the time it was written
+    receipt = service.send_document(sender, stage(service, document))
     assert receipt.edxml_document_id == f"{SENDER},2026/11/19,15/TTg-KSTT"
-    assert service.send_document(sender, stage(service, letter(document_id=None))).duplicate is True
+    assert service.send_document(sender, stage(service, document)).duplicate is True
 
 
 def test_recall_marks_the_document_recalled(service, database, clock, tmp_path) -> None:

@@ -80,7 +80,8 @@ def test_character_references_cost_linear_time(server: Server) -> None:
     head, tail = envelope_parts("sendDocument", auth_header(VPCP, server.secrets[VPCP]))
 
     def make(size: int) -> Callable[[], Reply]:
-        body = head + b"<g:document>" + _as_references(os.urandom(size)) + b"</g:document>" + tail
+        # Not XML once decoded (and not mistaken for UTF-16 by its first bytes): a MalformedEdxml refusal.
+        body = head + b"<g:document>" + _as_references(b"<x " + os.urandom(size)) + b"</g:document>" + tail
 
         def request() -> Reply:
             reply = post(server.url, body, "sendDocument")
