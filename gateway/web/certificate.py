@@ -8,8 +8,6 @@ laid out to be printed. Behind the same operator login as ``/dashboard``.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import html
 import logging
 import urllib.parse
@@ -19,11 +17,19 @@ from typing import Any
 
 from gateway.certification import Certifications, RunView
 from gateway.errors import GatewayError
-from gateway.web.pages import refuse_unless_operator, reply_html, reply_text, security_headers
+from gateway.web.pages import (
+    FormRefused,
+    form_token,
+    read_form,
+    refuse_unless_operator,
+    reply_html,
+    reply_text,
+    security_headers,
+)
 
 log = logging.getLogger("gateway.web")
 StartResponse = Callable[..., Any]
-MAX_FORM_BYTES = 4096
+START_PURPOSE = b"certification-start"
 
 STYLE = """
 body { font: 14px/1.45 system-ui, "Segoe UI", "Noto Sans", Arial, sans-serif; margin: 0; color: #1d2733;
@@ -126,7 +132,7 @@ class CertificationPages:
         self.password = password
 
     def token(self) -> str:
-        return hmac.new(self.password.encode(), b"certification-start", hashlib.sha256).hexdigest()
+        return form_token(self.password, START_PURPOSE)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         refusal = refuse_unless_operator(environ, start_response, self.password, _HEADERS)
@@ -152,16 +158,10 @@ class CertificationPages:
         return reply_html(start_response, page, _HEADERS, method == "HEAD")
 
     def _start(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        origin = environ.get("HTTP_ORIGIN")
-        host = environ.get("HTTP_HOST", "")
-        if origin is not None and urllib.parse.urlsplit(origin).netloc != host:
-            return reply_text(start_response, "403 Forbidden", "Start runs from this gateway's own page.", _HEADERS)
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        if length > MAX_FORM_BYTES:
-            return reply_text(start_response, "413 Payload Too Large", "Form too large.", _HEADERS)
-        form = urllib.parse.parse_qs(environ["wsgi.input"].read(length).decode("utf-8", "replace"))
-        if not hmac.compare_digest(form.get("token", [""])[0], self.token()):
-            return reply_text(start_response, "403 Forbidden", "Start runs from this gateway's own page.", _HEADERS)
+        try:
+            form = read_form(environ, self.password, START_PURPOSE, "Start runs from this gateway's own page.")
+        except FormRefused as refused:
+            return reply_text(start_response, refused.status, refused.message, _HEADERS)
         agency = form.get("agency", [""])[0].strip()
         try:
             minutes = min(max(int(form.get("minutes", ["120"])[0]), 1), 1440)

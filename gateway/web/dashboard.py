@@ -8,9 +8,6 @@ with :func:`hmac.compare_digest` so response timing does not reveal how much of 
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 import logging
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -18,14 +15,20 @@ from typing import Any
 
 from gateway.config import Settings
 from gateway.store.database import Database
+from gateway.web.pages import (
+    REALM,
+    FormRefused,
+    form_token,
+    operator_authorized,
+    read_form,
+    refuse_unless_operator,
+)
 from gateway.web.queries import Limits, overview
 from gateway.web.render import STYLE_HASH, render
 
 log = logging.getLogger("gateway.web")
 
 StartResponse = Callable[..., Any]
-OPERATOR_USER = "operator"
-REALM = "edxml-gateway operator"
 UNSET_MESSAGE = "The operator dashboard is disabled: set GATEWAY_OPERATOR_PASSWORD and restart the gateway.\n"
 _SECURITY_HEADERS = [
     ("Cache-Control", "no-store"),
@@ -34,27 +37,6 @@ _SECURITY_HEADERS = [
     ("X-Frame-Options", "DENY"),
     ("Content-Security-Policy", f"default-src 'none'; style-src '{STYLE_HASH}'; frame-ancestors 'none'"),
 ]
-
-
-def operator_authorized(authorization: str | None, password: str) -> bool:
-    """True when ``authorization`` is Basic credentials for the operator with ``password``.
-
-    Both the user and the password are compared in constant time, and both comparisons always
-    run, so a wrong user name is not answered faster than a wrong password.
-    """
-    if not password or not authorization:
-        return False
-    scheme, _, encoded = authorization.partition(" ")
-    if scheme.lower() != "basic":
-        return False
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        return False
-    user, separator, given = decoded.partition(b":")
-    user_ok = hmac.compare_digest(user, OPERATOR_USER.encode())
-    password_ok = hmac.compare_digest(given, password.encode())
-    return bool(separator) and user_ok and password_ok
 
 
 class Dashboard:
@@ -99,16 +81,19 @@ class Dashboard:
         return [] if method == "HEAD" else [body]
 
 
+REQUEUE_PURPOSE = b"relay-requeue"
+
+
 def requeue_token(password: str) -> str:
-    """The token the requeue form carries: bound to the operator password, unknown to other sites."""
-    return hmac.new(password.encode(), b"relay-requeue", "sha256").hexdigest()
+    """The token the dashboard's requeue forms carry (see :func:`gateway.web.pages.form_token`)."""
+    return form_token(password, REQUEUE_PURPOSE)
 
 
 class RelayRequeue:
     """``POST /relay-requeue``: put a failed consignment back in line from the dashboard (audited).
 
-    Same login as the dashboard; same-origin and the page's token required, because a browser sends
-    Basic credentials with any form that targets this gateway.
+    Same login as the dashboard; the form must come from the dashboard itself (:func:`read_form`),
+    because a browser sends Basic credentials with any form that targets this gateway.
     """
 
     def __init__(self, db: Database, settings: Settings, clock: Callable[[], datetime] | None = None) -> None:
@@ -117,25 +102,18 @@ class RelayRequeue:
         self.clock = clock or (lambda: datetime.now(UTC))
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        from urllib.parse import parse_qs, urlsplit
-
         from gateway.federation import outbox
 
         password = self.settings.operator_password
-        if not password:
-            return _text(start_response, "503 Service Unavailable", UNSET_MESSAGE)
-        if not operator_authorized(environ.get("HTTP_AUTHORIZATION"), password):
-            headers = [("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"')]
-            return _text(start_response, "401 Unauthorized", "Operator login required.\n", headers)
+        refusal = refuse_unless_operator(environ, start_response, password, _SECURITY_HEADERS)
+        if refusal is not None:
+            return refusal
         if environ.get("REQUEST_METHOD") != "POST":
             return _text(start_response, "405 Method Not Allowed", "POST the dashboard's form.\n", [("Allow", "POST")])
-        origin = environ.get("HTTP_ORIGIN")
-        if origin is not None and urlsplit(origin).netloc != environ.get("HTTP_HOST", ""):
-            return _text(start_response, "403 Forbidden", "Requeue from this gateway's own dashboard.\n")
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        form = parse_qs(environ["wsgi.input"].read(min(length, 4096)).decode("utf-8", "replace"))
-        if not hmac.compare_digest(form.get("token", [""])[0], requeue_token(password)):
-            return _text(start_response, "403 Forbidden", "Requeue from this gateway's own dashboard.\n")
+        try:
+            form = read_form(environ, password, REQUEUE_PURPOSE, "Requeue from this gateway's own dashboard.")
+        except FormRefused as refused:
+            return _text(start_response, refused.status, refused.message + "\n")
         consignment = form.get("consignment", [""])[0]
         with self.db.transaction() as session:
             row = outbox.requeue(session, consignment, self.clock(), actor="operator (dashboard)")

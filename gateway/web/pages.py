@@ -7,14 +7,73 @@ that stylesheet (by hash) and nothing else, so no script, frame or foreign resou
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
+import hmac
+import urllib.parse
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from gateway.web.dashboard import REALM, operator_authorized
-
 StartResponse = Callable[..., Any]
 Headers = list[tuple[str, str]]
+OPERATOR_USER = "operator"
+REALM = "edxml-gateway operator"
+MAX_FORM_BYTES = 4096
+"""Operator forms carry a few short fields; anything larger is refused unread."""
+
+
+def operator_authorized(authorization: str | None, password: str) -> bool:
+    """True when ``authorization`` is Basic credentials for the operator with ``password``.
+
+    Both the user and the password are compared in constant time, and both comparisons always
+    run, so a wrong user name is not answered faster than a wrong password.
+    """
+    if not password or not authorization:
+        return False
+    scheme, _, encoded = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    user, separator, given = decoded.partition(b":")
+    user_ok = hmac.compare_digest(user, OPERATOR_USER.encode())
+    password_ok = hmac.compare_digest(given, password.encode())
+    return bool(separator) and user_ok and password_ok
+
+
+class FormRefused(Exception):
+    """An operator form that must not be acted on: its HTTP status and the line to answer."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def form_token(password: str, purpose: bytes) -> str:
+    """The token an operator page puts in its form: bound to the operator password, unknown to other sites."""
+    return hmac.new(password.encode(), purpose, hashlib.sha256).hexdigest()
+
+
+def read_form(environ: dict[str, Any], password: str, purpose: bytes, foreign: str) -> dict[str, list[str]]:
+    """The fields of a POSTed operator form, if it came from this gateway's own page.
+
+    A browser sends Basic credentials with any form that targets the gateway, so a form is acted on
+    only when its Origin (if sent) is this host and it carries :func:`form_token` for ``purpose``;
+    otherwise :class:`FormRefused` (403 with ``foreign``, or 413 for an oversize form).
+    """
+    origin = environ.get("HTTP_ORIGIN")
+    if origin is not None and urllib.parse.urlsplit(origin).netloc != environ.get("HTTP_HOST", ""):
+        raise FormRefused("403 Forbidden", foreign)
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    if length > MAX_FORM_BYTES:
+        raise FormRefused("413 Payload Too Large", "Form too large.")
+    form = urllib.parse.parse_qs(environ["wsgi.input"].read(length).decode("utf-8", "replace"))
+    if not hmac.compare_digest(form.get("token", [""])[0], form_token(password, purpose)):
+        raise FormRefused("403 Forbidden", foreign)
+    return form
 
 
 def style_hash(style: str) -> str:
