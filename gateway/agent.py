@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.client import AgencyClient, ClientError, Fault, Unreachable
+from gateway.store.blobs import fsync_dir
 
 log = logging.getLogger("gateway.agent")
 
@@ -110,15 +111,7 @@ def write_atomically(path: Path, data: bytes) -> None:
         out.flush()
         os.fsync(out.fileno())
     os.replace(temp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(path.parent)
 
 
 def _move(path: Path, folder: Path) -> Path:
@@ -127,8 +120,8 @@ def _move(path: Path, folder: Path) -> Path:
     if target.exists():
         target = folder / f"{path.stem}-{uuid.uuid4().hex[:8]}{path.suffix}"
     os.replace(path, target)
-    _fsync_dir(folder)
-    _fsync_dir(path.parent)
+    fsync_dir(folder)
+    fsync_dir(path.parent)
     return target
 
 

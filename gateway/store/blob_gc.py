@@ -35,7 +35,7 @@ from sqlalchemy import ColumnClause, column, inspect, literal, select, table
 from sqlalchemy.sql import Select
 
 from gateway.store import audit
-from gateway.store.blobs import BlobStore, _fsync_dir, check_sha256
+from gateway.store.blobs import BlobStore, check_sha256, fsync_dir
 from gateway.store.database import Database
 
 MIN_GRACE = timedelta(hours=1)
@@ -221,7 +221,7 @@ class Collector:
         # A send may have installed the same content meanwhile; replacing it with identical bytes is harmless.
         self.blobs._make_dirs(final.parent)
         os.replace(held, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
 
     def _audit(self, report: GcReport) -> None:
         detail = {

@@ -43,7 +43,7 @@ def check_sha256(sha256: str) -> str:
     return sha256
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     """Persist a directory entry change (a rename or a new subdirectory)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -235,7 +235,7 @@ class BlobStore:
         self._make_dirs(final.parent)
         os.chmod(temp_path, 0o444)
         os.replace(temp_path, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
 
     def _make_dirs(self, directory: Path) -> None:
         """Create the shard directories, fsyncing each parent so the new entries are durable."""
@@ -246,4 +246,4 @@ class BlobStore:
             current = current.parent
         for new_dir in reversed(missing):
             new_dir.mkdir(exist_ok=True)
-            _fsync_dir(new_dir.parent)
+            fsync_dir(new_dir.parent)
