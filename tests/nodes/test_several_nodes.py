@@ -141,6 +141,24 @@ class Load:
             for item in items:
                 self.deliver(agency, secret, url, item)
 
+    def acknowledge(self, agency: str, secret: str, url: str, inner: str) -> bool:
+        """Acknowledge, retrying an unknown outcome as the README tells clients to.
+
+        The node that committed the acknowledgement may die before answering (nginx then answers
+        502): the item is gone from the queue, so giving up here would leave a document the client
+        holds counted as undelivered. Acknowledging twice is harmless (the first ``acked_at`` stays).
+        """
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                call(url, agency, secret, "confirmReceived", inner)
+                return True
+            except SoapError as error:
+                if error.fault is not None and not error.fault.startswith("Server."):
+                    return False  # refused (e.g. the lease ran out and another puller has it)
+                time.sleep(0.2)
+        return False
+
     def record_grants(self, who: str, items: list[dict[str, str]]) -> None:
         with self.ledger.lock:
             for item in items:
@@ -151,10 +169,11 @@ class Load:
         inner = f"<g:itemId>{item['itemId']}</g:itemId>"
         try:
             fetched = call(url, agency, secret, "getDocument", inner)
-            data = base64.b64decode(text_of(fetched, "edxml") or "")
-            call(url, agency, secret, "confirmReceived", inner)
         except SoapError:
             return  # the lease runs out and the item comes back
+        data = base64.b64decode(text_of(fetched, "edxml") or "")
+        if not self.acknowledge(agency, secret, url, inner):
+            return
         self.count_call()
         with self.ledger.lock:
             expected = self.ledger.sent.get(item["edxmlDocumentId"])
