@@ -11,6 +11,8 @@ import importlib
 import subprocess
 import sys
 
+import pytest
+
 from gateway.soap.binding import compat
 
 
@@ -35,3 +37,29 @@ def test_a_fresh_interpreter_imports_spyne_through_the_binding() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "confirmReceived"
+
+
+def test_the_finder_answers_for_six_moves_only_and_loads_through_six_on_any_python() -> None:
+    """The bridge's own logic, exercised directly so that 3.11 runs it too (where Python never calls it)."""
+    finder = compat.SixMovesFinder()
+    assert finder.find_spec("collections.abc") is None, "names outside six's moves are not ours"
+    assert finder.find_spec(f"{compat.SIX}.moves.no_such_move") is None, "six's importer does not know it"
+    spec = finder.find_spec(f"{compat.SIX}.moves.collections_abc")
+    assert spec is not None and spec.loader is not None and not spec.submodule_search_locations
+    own = collections.abc.__spec__
+    module = spec.loader.create_module(spec)
+    assert module is collections.abc
+    module.__spec__ = spec  # what the import system stamps on the module create_module returned
+    spec.loader.exec_module(module)
+    assert module.__spec__ is own, "the standard module gets its own spec back"
+    package = finder.find_spec(f"{compat.SIX}.moves.urllib")
+    assert package is not None and package.submodule_search_locations is not None
+
+
+def test_install_puts_one_finder_on_the_meta_path_when_python_needs_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "meta_path", [f for f in sys.meta_path if not isinstance(f, compat.SixMovesFinder)])
+    monkeypatch.setattr(compat, "NEEDED", False)
+    assert compat.install() is False and not any(isinstance(f, compat.SixMovesFinder) for f in sys.meta_path)
+    monkeypatch.setattr(compat, "NEEDED", True)
+    assert compat.install() is True and compat.install() is True
+    assert sum(isinstance(f, compat.SixMovesFinder) for f in sys.meta_path) == 1

@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -187,3 +188,45 @@ def test_every_migration_downgrades_to_nothing_and_upgrades_again(db_url: str) -
             assert context.get_current_revision() == HEAD
     finally:
         database.dispose()
+
+
+def _cli_config(url: str | None = None, x_url: str | None = None) -> Any:
+    """An alembic Config as ``alembic -c that.ini [-x url=...]`` builds it: no connection handed in."""
+    from argparse import Namespace
+
+    from alembic.config import Config
+
+    from gateway.store.database import MIGRATIONS_DIR
+
+    config = Config(cmd_opts=Namespace(x=[f"url={x_url}"] if x_url else []))
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if url:
+        config.set_main_option("sqlalchemy.url", url)
+    return config
+
+
+def test_the_alembic_cli_migrates_a_database_it_opens_itself(tmp_path: Path) -> None:
+    """env.py's own path (its docstring): an operator runs alembic directly, by the ini's URL or ``-x url``."""
+    from alembic import command
+
+    for name, config in (
+        ("ini", _cli_config(url=f"sqlite:///{tmp_path / 'ini.sqlite3'}")),
+        ("x", _cli_config(url="sqlite:///unused.sqlite3", x_url=f"sqlite:///{tmp_path / 'x.sqlite3'}")),
+    ):
+        command.upgrade(config, "head")
+        database = Database(f"sqlite:///{tmp_path / f'{name}.sqlite3'}")
+        try:
+            with database.transaction(readonly=True) as session:
+                assert session.scalar(text("SELECT version_num FROM alembic_version")) == HEAD
+        finally:
+            database.dispose()
+    assert not (tmp_path / "unused.sqlite3").exists(), "-x url wins over the ini's URL"
+
+
+def test_the_alembic_cli_refuses_offline_sql_and_a_missing_url() -> None:
+    from alembic import command
+
+    with pytest.raises(RuntimeError, match="offline"):
+        command.upgrade(_cli_config(url="sqlite://"), "head", sql=True)
+    with pytest.raises(RuntimeError, match="no database URL"):
+        command.upgrade(_cli_config(), "head")
