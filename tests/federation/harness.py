@@ -18,10 +18,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -33,6 +29,7 @@ import requests
 import zeep
 from click.testing import CliRunner
 from sqlalchemy import create_engine, text
+from support.processes import Process, free_port, gateway_command
 from zeep.transports import Transport
 
 from gateway.cli import main as cli_main
@@ -79,20 +76,6 @@ T = TypeVar("T")
 _CLI_LOCK = threading.Lock()
 
 
-def gateway_command() -> list[str]:
-    """The ``edxml-gateway`` console script beside this interpreter, else the module through it."""
-    script = Path(sys.executable).parent / "edxml-gateway"
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "import sys; from gateway.cli import main; sys.exit(main())"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -120,60 +103,6 @@ def wait_until(probe: Callable[[], T], timeout: float, what: str, interval: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last probe: {last!r}")
         time.sleep(interval)
-
-
-class Process:
-    """One gateway subprocess in its own process group, its output appended to a log file."""
-
-    def __init__(self, label: str, command: list[str], env: dict[str, str], log: Path, cwd: Path) -> None:
-        self.label, self.command, self.env, self.log, self.cwd = label, command, env, log, cwd
-        self.popen: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Process:
-        with self.log.open("ab") as out:
-            out.write(f"\n==== {time.strftime('%H:%M:%S')} start {' '.join(self.command)}\n".encode())
-            out.flush()
-            self.popen = subprocess.Popen(
-                self.command,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=self.env,
-                cwd=self.cwd,
-                start_new_session=True,
-            )
-        return self
-
-    @property
-    def running(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    @property
-    def pid(self) -> int:
-        assert self.popen is not None
-        return self.popen.pid
-
-    def kill(self) -> None:
-        """SIGKILL the whole group at once: nothing gets to clean up, like a power cut."""
-        if self.popen is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        self.popen.wait(timeout=30)
-        self.popen = None
-
-    def stop(self, grace: float = 10) -> None:
-        """SIGTERM the group, SIGKILL it if it is still there after ``grace`` seconds."""
-        if self.popen is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(timeout=grace)
-        self.kill()
-
-    def tail(self, chars: int = 3000) -> str:
-        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else "(no output)"
 
 
 @dataclass

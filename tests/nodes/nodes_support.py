@@ -13,7 +13,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,21 +20,15 @@ from pathlib import Path
 
 import requests
 from lxml import etree
+from support.processes import Process, free_port, gateway_command
 
 from gateway import directory
 from gateway.store.database import Database
 
-GATEWAY_BIN = Path(sys.executable).parent / "edxml-gateway"
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_BALANCER_CONF = REPO / "deploy" / "nginx" / "several-nodes.conf"
 NS = "urn:edxml-gateway:soap:v1"
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def prepare_store(database_url: str, agencies: list[str]) -> dict[str, str]:
@@ -60,62 +53,37 @@ class Node:
     env: dict[str, str]
     workers: int = 2
     port: int = 0
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def log_path(self) -> Path:
-        return self.data_dir.parent / f"{self.name}.log"
+    process: Process | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/soap"
 
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.running
+
     def start(self) -> Node:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
-        command = [str(GATEWAY_BIN), "serve", "--workers", str(self.workers), "--port", str(self.port)]
+        command = [*gateway_command(), "serve", "--workers", str(self.workers), "--port", str(self.port)]
         env = {**os.environ, "GATEWAY_DATA_DIR": str(self.data_dir), **self.env}
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
+        log = self.data_dir.parent / f"{self.name}.log"
+        self.process = Process(self.name, command, env, log, self.data_dir).start()
         return self
 
     def wait_healthy(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
         assert self.process is not None
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log()}")
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"http://127.0.0.1:{self.port}/health", timeout=2).status_code == 200:
-                    return
-            time.sleep(0.2)
-        raise RuntimeError(f"{self.name} did not answer /health within {timeout} s:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
+        self.process.wait_healthy(self.port, timeout)
 
     def kill(self) -> None:
         """SIGKILL the whole process group (gunicorn master and workers at once, like a lost machine)."""
-        if self.process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=30)
-        self.process = None
+        if self.process is not None:
+            self.process.kill()
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return
-        self.process = None
+        if self.process is not None:
+            self.process.stop()
 
 
 def nginx_binary() -> str | None:

@@ -11,14 +11,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from nodes_support import GATEWAY_BIN, Node, free_port, prepare_store
+from nodes_support import Node, prepare_store
+from support.processes import free_port, gateway_command
 
 from gateway.store.database import SingleNodeOnly, claim_single_node
 
 
 def _second_serve(data_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(GATEWAY_BIN), "--data-dir", str(data_dir), "serve", "--port", str(free_port()), *extra],
+        [*gateway_command(), "--data-dir", str(data_dir), "serve", "--port", str(free_port()), *extra],
         capture_output=True,
         text=True,
         timeout=60,

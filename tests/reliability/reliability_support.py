@@ -18,10 +18,7 @@ import contextlib
 import hashlib
 import json
 import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -36,6 +33,7 @@ import requests
 from lxml import etree
 from support.letters import letter_message
 from support.live import serving_in_thread
+from support.processes import Process, free_port, gateway_command, vm_kib
 
 from gateway import directory
 from gateway.app import create_app
@@ -44,7 +42,6 @@ from gateway.edxml import AttachmentSource, document_bytes, write_document
 from gateway.store.database import Database
 
 REPO = Path(__file__).resolve().parents[2]
-GATEWAY_BIN = Path(sys.executable).parent / "edxml-gateway"
 """The console script of the environment running the tests (never a path inside the checkout)."""
 NS = "urn:edxml-gateway:soap:v1"
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -400,20 +397,6 @@ def measure_send_and_fetch(gateway: GatewayProcess, document: Path) -> Figures:
 # -- gateways ------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def vm_kib(pid: int, field_name: str) -> int:
-    """``VmHWM`` (peak RSS) or ``VmRSS`` of a process, in KiB, from /proc."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field_name + ":"):
-            return int(line.split()[1])
-    raise KeyError(field_name)
-
-
 def reset_peak(pid: int) -> None:
     """Reset the kernel's peak-RSS counter (VmHWM) to the current RSS, so the next peak is one phase's."""
     Path(f"/proc/{pid}/clear_refs").write_text("5")
@@ -432,16 +415,12 @@ class GatewayProcess:
     database_url: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     port: int = 0
-    process: subprocess.Popen[bytes] | None = None
+    process: Process | None = None
     secrets: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/soap"
-
-    @property
-    def log_path(self) -> Path:
-        return self.data_dir.parent / f"{self.data_dir.name}-gateway.log"
 
     @property
     def blob_dir(self) -> Path:
@@ -450,7 +429,7 @@ class GatewayProcess:
     def start(self, timeout: float = 60) -> GatewayProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        command = [str(GATEWAY_BIN), "--data-dir", str(self.data_dir)]
+        command = [*gateway_command(), "--data-dir", str(self.data_dir)]
         if self.database_url:
             command += ["--database-url", self.database_url]
         command += ["serve", "--demo", "--port", str(self.port)]
@@ -458,21 +437,14 @@ class GatewayProcess:
             command += ["--workers", str(self.workers), "--production", "--timeout", "300"]
         env = {**os.environ, "GATEWAY_DATA_DIR": str(self.data_dir), **self.env}
         env.pop("GATEWAY_DATABASE_URL", None)
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=self.data_dir
-            )
+        log = self.data_dir.parent / f"{self.data_dir.name}-gateway.log"
+        self.process = Process("gateway", command, env, log, self.data_dir).start()
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gateway exited with {self.process.returncode}:\n{self.log()}")
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"http://127.0.0.1:{self.port}/health", timeout=2).status_code == 200:
-                    break
-            time.sleep(0.2)
-        else:
+        try:
+            self.process.wait_healthy(self.port, timeout)
+        except RuntimeError:
             self.stop()
-            raise RuntimeError(f"gateway did not answer /health within {timeout} s:\n{self.log()}")
+            raise
         entries = json.loads((self.data_dir / "demo-credentials.json").read_text(encoding="utf-8"))
         self.secrets = {entry["agency"]: entry["secret"] for entry in entries}
         if self.workers is not None:
@@ -495,32 +467,15 @@ class GatewayProcess:
     def agent(self, code: str) -> Agent:
         return Agent(self.url, code, self.secrets[code])
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
-
     def kill(self) -> None:
         """SIGKILL the whole process group at once: master and workers die mid-whatever, like a power cut."""
-        if self.process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=30)
-        self.process = None
+        if self.process is not None:
+            self.process.kill()
 
     def stop(self) -> None:
         """Graceful stop (SIGTERM to the group), escalating to SIGKILL."""
-        if self.process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process = None
+        if self.process is not None:
+            self.process.stop()
 
 
 GatewayFactory = Callable[..., GatewayProcess]
