@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +27,8 @@ from gateway.extras import require
 log = logging.getLogger(__name__)
 
 UNAVAILABLE_MESSAGE = "The gateway's database is busy or unreachable; nothing was stored. Please retry."
+SQLITE_BUSY_SECONDS = 5
+"""How long an SQLite writer waits for the write lock (busy_timeout, and the in-process writer turn)."""
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 # Key for pg_advisory_xact_lock while migrating, so several workers starting at once upgrade in turn.
@@ -67,6 +70,8 @@ class Database:
         )
         # expire_on_commit=False: rows returned from a transaction stay readable after it commits.
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite writers of one process take turns on this lock before BEGIN IMMEDIATE (docs/storage.md §1).
+        self._sqlite_writer: threading.RLock | None = threading.RLock() if self.dialect_name == "sqlite" else None
 
     @property
     def dialect_name(self) -> str:
@@ -87,13 +92,36 @@ class Database:
         wait for the outer one's write lock.
         """
         try:
-            with self._sessions() as session, session.begin():
+            with self._writer_turn(readonly), self._sessions() as session, session.begin():
                 if readonly:
                     session.connection(execution_options=self._readonly_options)
                 yield session
         except _UNAVAILABLE_ERRORS as error:
             log.warning("database unavailable: %s", error)
             raise Unavailable(UNAVAILABLE_MESSAGE) from error
+
+    @contextmanager
+    def _writer_turn(self, readonly: bool) -> Iterator[None]:
+        """On SQLite, queue this process's writers on a lock instead of in SQLite's busy handler.
+
+        The busy handler polls with sleeps of up to 100 ms, so under steady contention a waiting
+        thread can lose every round and reach the busy timeout while others commit (seen with six
+        threads on a loaded machine). Waiting threads of one process block on this lock instead
+        and the next one starts as soon as the previous commits; only other processes (gunicorn
+        workers) still meet in the busy handler. Under gevent the lock is cooperative, so a
+        greenlet waiting its turn lets the one holding the write lock finish.
+        """
+        lock = None if readonly else self._sqlite_writer
+        if lock is None:
+            yield
+            return
+        if not lock.acquire(timeout=SQLITE_BUSY_SECONDS):
+            log.warning("database unavailable: no turn for an SQLite writer within %s s", SQLITE_BUSY_SECONDS)
+            raise Unavailable(UNAVAILABLE_MESSAGE)
+        try:
+            yield
+        finally:
+            lock.release()
 
     def upgrade(self, revision: str = "head") -> None:
         """Run the alembic migrations up to ``revision``, in one transaction."""
@@ -153,7 +181,7 @@ def _sqlite_engine(url: URL, *, echo: bool) -> Engine:
                 if str(mode).lower() != "wal":
                     cursor.execute("PRAGMA journal_mode=WAL")
                 wal_checked = True
-            cursor.execute("PRAGMA busy_timeout=5000")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
             cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute("PRAGMA foreign_keys=ON")
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -230,3 +231,45 @@ def test_the_alembic_cli_refuses_offline_sql_and_a_missing_url() -> None:
         command.upgrade(_cli_config(url="sqlite://"), "head", sql=True)
     with pytest.raises(RuntimeError, match="no database URL"):
         command.upgrade(_cli_config(), "head")
+
+
+def _hold_write_turn(db: Database, holding: threading.Event, release: threading.Event) -> threading.Thread:
+    """A thread that opens a write transaction and keeps it until ``release`` is set."""
+
+    def hold() -> None:
+        with db.transaction() as session:
+            session.execute(text("SELECT 1"))
+            holding.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert holding.wait(30)
+    return thread
+
+
+def test_sqlite_writers_of_one_process_queue_for_their_turn_and_readers_do_not(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A writer waits on the process's writer lock, not in SQLite's busy handler; a reader never waits."""
+    from gateway.store import database as database_module
+
+    db = Database(sqlite_url)
+    db.upgrade()
+    holding, release = threading.Event(), threading.Event()
+    holder = _hold_write_turn(db, holding, release)
+    try:
+        with db.transaction(readonly=True) as session:
+            assert session.scalar(text("SELECT count(*) FROM agencies")) == 0, "a reader does not queue"
+        monkeypatch.setattr(database_module, "SQLITE_BUSY_SECONDS", 0.2)
+        with pytest.raises(Unavailable, match="busy or unreachable"), db.transaction() as session:
+            session.execute(text("SELECT 1"))
+        assert "no turn for an SQLite writer" in caplog.text, "refused by the writer lock, not by SQLite"
+        threading.Timer(0.3, release.set).start()
+        monkeypatch.setattr(database_module, "SQLITE_BUSY_SECONDS", 30)
+        with db.transaction() as session:  # gets its turn as soon as the holder commits
+            session.execute(text("DELETE FROM agencies"))
+    finally:
+        release.set()
+        holder.join(30)
+        db.dispose()
