@@ -2,19 +2,24 @@
 
 A client that sends its headers a byte at a time, or announces a longer body than it sends, must
 not take a worker away from everyone else (README "Deploying"). Both servers therefore hold idle
-connections without a thread each, bound how many they hold, and give up on a request whose
-headers or body do not arrive in time:
+connections as greenlets (gevent), bound how many they hold, and give up on a request whose
+headers or body do not arrive in time: headers must be complete ``header_timeout`` seconds after
+the connection was accepted (or after the previous response on a kept-alive connection); every
+socket operation gives up after ``body_timeout`` seconds without progress; the whole body must be
+in ``body_timeout`` seconds after the headers (:class:`BodyDeadline`). Both hand the body to the
+application as it arrives, so the SOAP endpoint refuses an unknown caller at ``<Body>`` without
+reading the rest of the upload (tests/security/test_auth_first.py).
 
-* ``run_production``: gunicorn with :class:`GatewayGeventWorker` (gevent: a connection waiting
-  for bytes costs a greenlet, not a process). Headers must be complete ``header_timeout``
-  seconds after the connection was accepted (or after the previous response on a kept-alive
-  connection); every socket operation gives up after ``body_timeout`` seconds without progress;
-  the whole body must be in ``body_timeout`` seconds after the headers (:class:`BodyDeadline`).
-  At most ``WORKER_CONNECTIONS`` connections per worker.
-* ``run_development``: waitress (pure Python; an event loop holds the connections and a fixed
-  pool of ``DEVELOPMENT_THREADS`` threads runs the application). Waitress reads the whole body
-  before the application sees it and has only an idle timeout, so :func:`_enforce_deadlines`
-  closes connections whose headers or body are late; at most ``DEVELOPMENT_CONNECTIONS``.
+* ``run_production``: gunicorn with :class:`GatewayGeventWorker`, at most ``WORKER_CONNECTIONS``
+  connections per worker process.
+* ``run_development``: gevent's ``pywsgi.WSGIServer`` in the ``serve`` process itself, at most
+  ``DEVELOPMENT_CONNECTIONS`` connections. It does not monkey-patch: ``serve`` has already
+  imported the application, opened the database and created its locks before the server starts,
+  and patching then would leave them half real, half cooperative. Unpatched, only the server's
+  own sockets are cooperative: a request yields to the others only while it waits for its body or
+  its client, when the gateway holds no lock, transaction or pooled connection, and everything else
+  (SQLite or PostgreSQL, files, CPU) runs to completion before the next request is served. That
+  serialises the application, which suits one developer's process; production has worker processes.
 """
 
 from __future__ import annotations
@@ -22,11 +27,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import resource
+import signal
+import socket
 import sys
 import time
-import weakref
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from types import TracebackType
+from typing import Any, Literal, Protocol
 
 from gateway.accesslog import configure_logging
 from gateway.config import Settings
@@ -40,13 +47,13 @@ WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 WORKER_CONNECTIONS = 1000
 """Connections one gevent worker holds at once (gunicorn's default); more wait in the listen backlog."""
 DEVELOPMENT_CONNECTIONS = 2000
-"""Connections the development server holds at once; beyond it, waitress stops accepting."""
-DEVELOPMENT_THREADS = 8
-"""Threads that run requests in the development server, whatever the number of connections."""
-DEADLINE_CHECK_INTERVAL = 1
-"""Seconds between the development server's sweeps for late headers and bodies."""
-ACCEPT_BATCH = 64
-"""Connections the development server accepts per wake-up of its event loop."""
+"""Connections the development server holds at once; beyond it, it stops accepting until one closes."""
+DEVELOPMENT_BACKLOG = 1024
+"""Connections the kernel queues for the development server while it is busy or full."""
+DEVELOPMENT_STOP_SECONDS = 2
+"""Seconds the development server gives requests in flight on Ctrl+C or SIGTERM before ending them."""
+DRAIN_CHUNK = 65536
+"""Bytes read at a time when draining a body the application left unread."""
 FILE_DESCRIPTORS = 65536
 """Open-file limit asked for at start (capped by the hard limit): every held connection is one."""
 
@@ -144,90 +151,130 @@ def raise_file_limit(wanted: int = FILE_DESCRIPTORS) -> int:
     return soft
 
 
-# -- development: waitress ------------------------------------------------------------------------
+# -- development: gevent's WSGI server, without monkey-patching -----------------------------------
 
 
-def _enforce_deadlines(server: Any, header_timeout: float, body_timeout: float) -> None:
-    """Make waitress close connections whose request headers or body are late.
-
-    Waitress only closes connections idle for ``channel_timeout``; a client trickling a byte every
-    few seconds is never idle. Its periodic ``maintenance`` sweep (every ``cleanup_interval``) is
-    extended: a request still being received is closed once it is older than ``header_timeout``
-    (headers incomplete) or ``body_timeout`` (body incomplete). Age counts from the sweep that
-    first saw the request, so deadlines hold to within ``DEADLINE_CHECK_INTERVAL``.
-    """
-    first_seen: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
-    idle_sweep = server.maintenance
-
-    def maintenance(now: float) -> None:
-        idle_sweep(now)
-        for channel in list(server.active_channels.values()):
-            request = channel.request
-            if request is None or channel.requests:
-                continue
-            started = first_seen.setdefault(request, min(now, max(channel.creation_time, channel.last_activity)))
-            limit = body_timeout if request.headers_finished else header_timeout
-            if now - started > limit:
-                channel.will_close = True
-
-    server.maintenance = maintenance
-
-
-def _accept_in_batches(server: Any, limit: int) -> None:
-    """Let waitress accept up to ``ACCEPT_BATCH`` waiting connections per event-loop pass instead of one.
-
-    Each pass polls every open connection; accepting one per pass made a burst of 1,000 new
-    connections cost a million descriptor checks, and a normal client behind the burst waited
-    more than a second (tests/deploy/test_slow_clients.py).
-    """
-    accept_one = server.handle_accept
-
-    def handle_accept() -> None:
-        for _ in range(ACCEPT_BATCH):
-            before = len(server.active_channels)
-            accept_one()
-            if len(server.active_channels) == before or len(server.active_channels) >= limit:
-                break
-
-    server.handle_accept = handle_accept
+def _server_name(host: str) -> str:
+    """``SERVER_NAME`` for requests without a Host header: the machine's name when bound to every address."""
+    return socket.gethostname() if host in ("", "0.0.0.0", "::") else host
 
 
 def build_development_server(settings: Settings, host: str, port: int, app: WsgiApp | None = None) -> Any:
-    """The waitress server ``run_development`` runs (not started); ``app`` defaults to the gateway."""
-    from waitress.server import create_server  # what ``waitress.create_server`` re-exports
+    """The gevent ``WSGIServer`` ``run_development`` runs (not started); ``app`` defaults to the gateway."""
+    from gevent import Timeout
+    from gevent.pool import Pool
+    from gevent.pywsgi import Input, LoggingLogAdapter, WSGIHandler, WSGIServer
 
     from gateway.app import create_app
 
+    header_timeout, body_timeout = settings.header_timeout, settings.body_timeout
+
+    class DrainedLater(Input):
+        """A request body that does not delay the response: what the application left unread is
+        drained by :class:`DeadlineHandler` after the response, under the next header deadline."""
+
+        __slots__ = ()
+
+        def _discard(self) -> None:
+            """gevent reads the rest of the body here, before the connection can be closed: not yet."""
+
+    class DeadlineHandler(WSGIHandler):
+        """One connection: headers within ``header_timeout``, unread bodies drained like gunicorn's.
+
+        The header deadline starts when a request is awaited (after accept, or after the previous
+        response) and ends once the headers are in; on expiry the connection closes silently, as
+        in the production worker. A body the application did not read (a refused caller's upload)
+        is drained before the next request under that same deadline, as gunicorn does, so the
+        refusal goes out before any more of the body is read.
+        """
+
+        _header_deadline: Timeout | None = None
+
+        def handle_one_request(self) -> tuple[str, bytes] | Literal[True] | None:
+            deadline = self._header_deadline = Timeout(header_timeout)
+            deadline.start()
+            try:
+                return super().handle_one_request() if self._drain_previous_body() else None
+            except Timeout as expired:
+                if expired is not deadline:
+                    raise
+                return None
+            finally:
+                deadline.close()
+
+        def _drain_previous_body(self) -> bool:
+            """Read what the last request left of its body; False when the connection cannot go on."""
+            previous, self.wsgi_input = self.wsgi_input, None
+            if previous is None:
+                return True
+            previous.send_100_continue_enabled = False  # never ask for a body only to drop it
+            try:
+                while previous.read(DRAIN_CHUNK):
+                    pass
+            except OSError:  # the client went away, or broke the chunked framing
+                return False
+            return True
+
+        def get_environ(self) -> dict[str, Any]:
+            if self._header_deadline is not None:
+                self._header_deadline.close()  # headers are in; the body has BodyDeadline and the socket timeout
+            environ = super().get_environ()
+            read = self.wsgi_input
+            if read is not None and environ["wsgi.input"] is read:
+                self.wsgi_input = environ["wsgi.input"] = DrainedLater(
+                    read.rfile, read.content_length, read.socket, read.chunked_input
+                )
+            return environ
+
+        def handle_error(
+            self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
+        ) -> None:
+            if isinstance(v, TimeoutError):  # the client stopped reading the response for body_timeout
+                log.info("closed a connection whose client stopped reading for %g s", body_timeout)
+                self.close_connection = True
+                return
+            super().handle_error(t, v, tb)
+
+    class DevelopmentServer(WSGIServer):
+        """Every socket operation gives up after ``body_timeout`` without progress, as in the production worker."""
+
+        def handle(self, sock: Any, address: Any) -> None:
+            sock.settimeout(body_timeout)
+            super().handle(sock, address)
+
     raise_file_limit()
-    application = BodyDeadline(app or create_app(settings), settings.body_timeout)
-    server = create_server(
+    application = BodyDeadline(app or create_app(settings), body_timeout, _gevent_guard)
+    return DevelopmentServer(
+        (host, port),
         application,
-        host=host,
-        port=port,
-        threads=DEVELOPMENT_THREADS,
-        connection_limit=DEVELOPMENT_CONNECTIONS,
-        channel_timeout=settings.header_timeout,
-        cleanup_interval=DEADLINE_CHECK_INTERVAL,
-        asyncore_use_poll=True,  # select() fails past 1024 descriptors
-        max_request_body_size=settings.max_request_bytes + 1,  # the gateway answers its own 413 fault
-        clear_untrusted_proxy_headers=False,  # the application decides which proxy headers to trust
-        ident="edxml-gateway",
-        expose_tracebacks=False,
+        backlog=DEVELOPMENT_BACKLOG,
+        spawn=Pool(DEVELOPMENT_CONNECTIONS),
+        log=None,  # the application's access log (gateway/accesslog.py) already records each request
+        error_log=LoggingLogAdapter(log, logging.WARNING),  # bad request lines; never sent to the client
+        handler_class=DeadlineHandler,
+        environ={"SERVER_NAME": _server_name(host)},  # instead of a reverse DNS lookup at start
     )
-    _enforce_deadlines(server, settings.header_timeout, settings.body_timeout)
-    _accept_in_batches(server, DEVELOPMENT_CONNECTIONS)
-    return server
 
 
 def run_development(settings: Settings, host: str, port: int) -> None:
-    """One process, a fixed pool of threads: for a laptop, tests and demos. Returns on Ctrl+C."""
+    """One process, one greenlet per connection: for a laptop, tests and demos. Returns on Ctrl+C or SIGTERM.
+
+    Both signals stop accepting and give requests in flight ``DEVELOPMENT_STOP_SECONDS`` to finish,
+    so ``serve``'s exit callbacks (stopping a ``--relay`` process) run afterwards.
+    """
+    import gevent
+
     configure_logging()
     server = build_development_server(settings, host, port)
-    bound = server.effective_port
-    print(f"Serving http://{host}:{bound}/soap (development server; Ctrl+C to stop)", file=sys.stderr, flush=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        server.run()
-    server.close()
+    server.start()
+    print(
+        f"Serving http://{host}:{server.server_port}/soap (development server; Ctrl+C to stop)",
+        file=sys.stderr,
+        flush=True,
+    )
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        gevent.signal_handler(signum, server.close)
+    server.serve_forever(stop_timeout=DEVELOPMENT_STOP_SECONDS)
 
 
 # -- production: gunicorn + gevent ----------------------------------------------------------------

@@ -120,7 +120,7 @@ def _prepare_demo(settings: Settings, host: str, port: int) -> None:
 
 
 def _serve_development(settings: Settings, host: str, port: int) -> None:
-    """waitress: one process, bounded threads and connections (gateway/server.py)."""
+    """gevent's WSGI server in this process: bounded connections, the body streamed (gateway/server.py)."""
     from gateway.server import run_development
 
     run_development(settings, host, port)
