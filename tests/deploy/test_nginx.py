@@ -34,8 +34,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from interop.make_document import letter
-from reliability.reliability_support import VPCP, GatewayProcess, envelope, free_port, parse_reply
+from reliability.reliability_support import VPCP, GatewayProcess, envelope, parse_reply
 from sqlalchemy import func, select
+from support.processes import free_port
 
 from gateway.config import WSDL_DIR, Settings
 from gateway.soap.binding import WSDL_LOCATION

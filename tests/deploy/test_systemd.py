@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from reliability.reliability_support import free_port
+from support.processes import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "deploy" / "systemd" / "edxml-gateway.service"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from reliability.reliability_support import free_port
+from support.processes import free_port
 
 from gateway.config import WSDL_DIR
 from gateway.soap.binding import WSDL_LOCATION

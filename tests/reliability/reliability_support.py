@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 from xml.parsers import expat
 
-import psutil
 import requests
 from lxml import etree
 from support.letters import letter_message
@@ -423,6 +422,10 @@ class GatewayProcess:
         return f"http://127.0.0.1:{self.port}/soap"
 
     @property
+    def log_path(self) -> Path:
+        return self.data_dir.parent / f"{self.data_dir.name}-gateway.log"
+
+    @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
 
@@ -437,8 +440,7 @@ class GatewayProcess:
             command += ["--workers", str(self.workers), "--production", "--timeout", "300"]
         env = {**os.environ, "GATEWAY_DATA_DIR": str(self.data_dir), **self.env}
         env.pop("GATEWAY_DATABASE_URL", None)
-        log = self.data_dir.parent / f"{self.data_dir.name}-gateway.log"
-        self.process = Process("gateway", command, env, log, self.data_dir).start()
+        self.process = Process("gateway", command, env, self.log_path, self.data_dir).start()
         deadline = time.monotonic() + timeout
         try:
             self.process.wait_healthy(self.port, timeout)
@@ -458,11 +460,7 @@ class GatewayProcess:
     def worker_pids(self) -> list[int]:
         """The processes that serve requests: gunicorn's workers, or the development server itself."""
         assert self.process is not None
-        if self.workers is None:
-            return [self.process.pid]
-        with contextlib.suppress(psutil.NoSuchProcess):
-            return [child.pid for child in psutil.Process(self.process.pid).children()]
-        return []
+        return [self.process.pid] if self.workers is None else self.process.children()
 
     def agent(self, code: str) -> Agent:
         return Agent(self.url, code, self.secrets[code])

@@ -14,31 +14,20 @@ import base64
 import contextlib
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
 import requests
 from lxml import etree
+from support.processes import Process, free_port, gateway_command, vm_kib
 
-GATEWAY_BIN = Path(sys.executable).parent / "edxml-gateway"
 NS = "urn:edxml-gateway:soap:v1"
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 VPCP, NGHE_AN = "000.00.00.G22", "000.00.00.H41"
 SERVERS = ["development", "gunicorn"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -50,7 +39,7 @@ class Server:
     database_url: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     port: int = 0
-    process: subprocess.Popen[bytes] | None = None
+    process: Process | None = None
     secrets: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -64,7 +53,7 @@ class Server:
     def start(self, timeout: float = 90) -> Server:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        command = [str(GATEWAY_BIN), "--data-dir", str(self.data_dir)]
+        command = [*gateway_command(), "--data-dir", str(self.data_dir)]
         if self.database_url:
             command += ["--database-url", self.database_url]
         command += ["serve", "--demo", "--port", str(self.port)]
@@ -72,22 +61,14 @@ class Server:
             command += ["--workers", "2", "--timeout", "120"]
         env = {**os.environ, "GATEWAY_DATA_DIR": str(self.data_dir), **self.env}
         env.pop("GATEWAY_DATABASE_URL", None)
-        log = (self.data_dir.parent / f"{self.data_dir.name}-{self.kind}.log").open("ab")
-        with log:
-            self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=self.data_dir
-            )
+        log = self.data_dir.parent / f"{self.data_dir.name}-{self.kind}.log"
+        self.process = Process(f"{self.kind} gateway", command, env, log, self.data_dir).start()
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.kind} gateway exited with {self.process.returncode}")
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"http://127.0.0.1:{self.port}/health", timeout=2).status_code == 200:
-                    break
-            time.sleep(0.2)
-        else:
+        try:
+            self.process.wait_healthy(self.port, timeout)
+        except RuntimeError:
             self.stop()
-            raise RuntimeError(f"{self.kind} gateway did not answer /health within {timeout} s")
+            raise
         entries = json.loads((self.data_dir / "demo-credentials.json").read_text(encoding="utf-8"))
         self.secrets = {entry["agency"]: entry["secret"] for entry in entries}
         while len(self.serving_pids()) < (2 if self.kind == "gunicorn" else 1) and time.monotonic() < deadline:
@@ -97,22 +78,12 @@ class Server:
     def serving_pids(self) -> list[int]:
         """The processes that run requests: gunicorn's workers, or the development server itself."""
         assert self.process is not None
-        if self.kind != "gunicorn":
-            return [self.process.pid]
-        with contextlib.suppress(psutil.NoSuchProcess):
-            return [child.pid for child in psutil.Process(self.process.pid).children()]
-        return []
+        return self.process.children() if self.kind == "gunicorn" else [self.process.pid]
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the gateway and all its processes so far."""
         assert self.process is not None
-        total = 0.0
-        root = psutil.Process(self.process.pid)
-        for process in [root, *root.children(recursive=True)]:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                times = process.cpu_times()
-                total += times.user + times.system
-        return total
+        return self.process.cpu_seconds()
 
     def reset_peaks(self) -> dict[int, int]:
         """Reset each serving process's peak RSS; returns each one's current RSS in KiB."""
@@ -127,17 +98,9 @@ class Server:
         return max(vm_kib(pid, "VmHWM") - rss for pid, rss in base.items())
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=20)
-        self.process = None
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
 
 
 @contextlib.contextmanager
@@ -147,13 +110,6 @@ def running(kind: str, data_dir: Path, **options: Any) -> Iterator[Server]:
         yield server
     finally:
         server.stop()
-
-
-def vm_kib(pid: int, name: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(name + ":"):
-            return int(line.split()[1])
-    raise KeyError(name)
 
 
 # -- requests ------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import requests
 
 
@@ -72,6 +73,22 @@ class Process:
     def pid(self) -> int:
         assert self.popen is not None
         return self.popen.pid
+
+    def children(self) -> list[int]:
+        """The pids of the process's direct children (gunicorn's workers), none once it is gone."""
+        with contextlib.suppress(psutil.NoSuchProcess):
+            return [child.pid for child in psutil.Process(self.pid).children()]
+        return []
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the process and all its descendants so far."""
+        total = 0.0
+        root = psutil.Process(self.pid)
+        for process in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
 
     def wait_healthy(self, port: int, timeout: float = 60) -> None:
         """Return once ``/health`` on ``port`` answers 200; RuntimeError with the log's tail if it exits or is late."""
