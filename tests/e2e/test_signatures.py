@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import zeep
+from cryptography.hazmat.primitives import serialization
 from lxml import etree
 from sqlalchemy import update
 from support.certificates import Authority
@@ -132,3 +133,18 @@ def test_signing_something_that_is_not_edxml_is_refused(authority: Authority) ->
     key, cert = authority.issue("Văn thư VPCP")
     with pytest.raises(ValueError, match="no edXMLEnvelope/edXMLHeader to hold the signature"):
         sign_document(b"<edXML xmlns='http://www.mic.gov.vn/TBT/QCVN_102_2016'/>", key, cert)
+
+
+def test_the_signer_is_the_certificate_that_verified_even_when_the_ca_is_listed_first(
+    tmp_path: Path, authority: Authority
+) -> None:
+    """XML-DSig sets no order on the certificates of X509Data; signing software may put the chain's root first."""
+    key, cert = authority.issue("Trần Thị B - Văn thư VPCP")
+    root = etree.fromstring(signed(official_letter(VPCP, [NGHE_AN]), key, cert))
+    x509_data = _signature_of(root).find(f"{{{DSIG}}}KeyInfo/{{{DSIG}}}X509Data")
+    assert x509_data is not None
+    ca_der = authority.cert.public_bytes(serialization.Encoding.DER)
+    x509_data.insert(0, etree.Element(f"{{{DSIG}}}X509Certificate"))
+    x509_data[0].text = base64.b64encode(ca_der).decode("ascii")
+    signer = verified_signer(tmp_path, etree.tostring(root), authority)
+    assert "Trần Thị B - Văn thư VPCP" in signer and "Root CA" not in signer
