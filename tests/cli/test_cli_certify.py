@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 from support.clock import Clock
+from support.stopping import StopAfterWaits
 
 from gateway.app import Gateway
 from gateway.certification import Certifications
@@ -48,14 +48,6 @@ def test_a_run_is_started_shown_exported_and_listed(
     assert upgraded_cli("certify", "show", "no-such-run").exit_code == 1
 
 
-class _OneRound(threading.Event):
-    """A stop event that is set by the first wait: ``certify watch`` drives exactly one round."""
-
-    def wait(self, timeout: float | None = None) -> bool:
-        self.set()
-        return True
-
-
 def test_watch_finishes_a_run_past_its_deadline_and_show_lists_its_faults(
     upgraded_cli: Invoke, cli_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -69,11 +61,12 @@ def test_watch_finishes_a_run_past_its_deadline_and_show_lists_its_faults(
         assert certifications.record_fault(AGENCY, "getDocument", "Client.NotFound", "No item 'x'")
     finally:
         gateway.db.dispose()
-    monkeypatch.setattr(ui, "stop_on_signals", _OneRound)
+    one_round = StopAfterWaits(1)
+    monkeypatch.setattr(ui, "stop_on_signals", lambda: one_round)
 
     watched = upgraded_cli("certify", "watch", "--interval", "0.05")
     assert watched.exit_code == 0, watched.output
-    assert "Driving certification runs (Ctrl+C to stop)" in watched.stderr
+    assert "Driving certification runs (Ctrl+C to stop)" in watched.stderr and one_round.timeouts == [0.05]
 
     shown = upgraded_cli("certify", "show", run.run_id)
     assert shown.exit_code == 0, shown.output
