@@ -5,25 +5,16 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support.letters import official_letter
-from support.live import NGHE_AN, VPCP, LiveGateway, live_gateway_for, secret_of
+from support.live import NGHE_AN, VPCP, LiveGateway, secret_of
 from support.stopping import StopAfterWaits
 
 from gateway.agent import SENDING, Agent, CycleResult, Folders, queue_report, run_agent
 from gateway.client import AgencyClient, Fetched, Unreachable
-from gateway.config import Settings
-
-
-@pytest.fixture
-def gateway(tmp_path: Path, db_url: str) -> Iterator[LiveGateway]:
-    settings = Settings(data_dir=tmp_path / "var", database_url=db_url, lease_seconds=1)
-    with live_gateway_for(settings) as live:
-        yield live
 
 
 def _client(gateway: LiveGateway, code: str) -> AgencyClient:
