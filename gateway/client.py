@@ -128,7 +128,12 @@ class AgencyClient:
                 client = zeep.Client(
                     f"{self.url}?wsdl", transport=transport, settings=zeep.Settings(xml_huge_tree=True)
                 )
-                binding = next(iter(client.wsdl.bindings))
+                binding = next(iter(client.wsdl.bindings), None)
+                if binding is None:
+                    raise Unreachable(
+                        f"{self.url}?wsdl is not the gateway's WSDL (it declares no SOAP binding); "
+                        "is --url the gateway's /soap endpoint?"
+                    )
                 self._service = client.create_service(binding, self.url)
                 self._header = client.get_element(f"{{{NS}}}AuthHeader")(agencyCode=self.agency, secret=self._secret)
                 self._client = client

@@ -18,8 +18,9 @@ import base64
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from lxml import etree
-from signxml import InvalidInput, InvalidSignature, XMLSigner, XMLVerifier
+from signxml import InvalidInput, InvalidSignature, VerifyResult, XMLSigner, XMLVerifier
 from signxml.exceptions import InvalidCertificate, InvalidDigest, SignXMLException
 
 from gateway.edxml.ns import QCVN
@@ -59,16 +60,28 @@ def verify_signature(source: Path, trusted_certs: Path) -> str:
         raise SignatureInvalid(f"The document's signature does not verify: {exc}.") from None
     # verify() returns a list only when asked to expect several references; the default is one.
     verified = result[0] if isinstance(result, list) else result
-    return _signer(verified.signature_xml)
+    return _signer(verified)
 
 
-def _signer(signature: etree._Element) -> str:
-    """Subject of the first certificate in ``KeyInfo/X509Data`` (the signing certificate)."""
-    text = signature.findtext(f".//{{{DSIG}}}X509Certificate")
-    if not text:
-        return "unknown signer"
-    certificate = x509.load_der_x509_certificate(base64.b64decode("".join(text.split())))
-    return certificate.subject.rfc4514_string()
+def _signer(verified: VerifyResult) -> str:
+    """Subject of the certificate in ``KeyInfo/X509Data`` whose key verified the signature.
+
+    XML-DSig sets no order on the certificates of ``X509Data``: signing software may list the
+    issuing CA first, and the first certificate is then not the signer's. signxml only verifies
+    with a certificate found there, so one of them always holds ``verified.signature_key``.
+    """
+    path = f"{{{DSIG}}}KeyInfo/{{{DSIG}}}X509Data/{{{DSIG}}}X509Certificate"
+    certificates = [
+        x509.load_der_x509_certificate(base64.b64decode("".join((element.text or "").split())))
+        for element in verified.signature_xml.iterfind(path)
+    ]
+    signing = max(certificates, key=lambda certificate: _public_pem(certificate) == verified.signature_key)
+    return signing.subject.rfc4514_string()
+
+
+def _public_pem(certificate: x509.Certificate) -> bytes:
+    """The certificate's public key in the form signxml reports the verifying key."""
+    return certificate.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
 
 
 def sign_document(edxml: bytes, key_pem: bytes, cert_pem: bytes) -> bytes:

@@ -112,13 +112,6 @@ def schema_issues(root: etree._Element, kind: MessageKind) -> list[ValidationIss
     return issues
 
 
-def validate(root: etree._Element, kind: MessageKind) -> None:
-    """Raise :class:`SchemaInvalid` listing the problems if the normalised tree breaks the schema."""
-    issues = schema_issues(root, kind)
-    if issues:
-        raise schema_invalid(issues, kind)
-
-
 def schema_invalid(issues: list[ValidationIssue], kind: MessageKind = "document") -> SchemaInvalid:
     """Build the exception: first :data:`MAX_LISTED` problems in the message, all in ``issues``."""
     what = "status message" if kind == "status" else "document"

@@ -4,10 +4,13 @@ signer reported; unsigned documents refused only from agencies configured to sig
 
 from __future__ import annotations
 
+import base64
+from copy import deepcopy
 from pathlib import Path
 
 import pytest
 import zeep
+from cryptography.hazmat.primitives import serialization
 from lxml import etree
 from sqlalchemy import update
 from support.certificates import Authority
@@ -15,7 +18,8 @@ from support.letters import official_letter
 from support.live import CAO_BANG, NGHE_AN, VPCP
 
 from gateway.config import Settings
-from gateway.edxml.signature import sign_document
+from gateway.edxml.signature import sign_document, verify_signature
+from gateway.errors import SignatureInvalid
 from gateway.store.models import Agency
 
 DSIG = "http://www.w3.org/2000/09/xmldsig#"
@@ -88,3 +92,59 @@ def test_sdk_style_signature_cannot_be_verified(client_for, live_gateway) -> Non
     etree.SubElement(sdk_signature, f"{{{QCVN}}}SignatureValue").text = "ZHVtbXk="
     code, message = fault_code(client_for(VPCP).service.sendDocument, document=etree.tostring(root))
     assert code == "Client.SignatureInvalid" and "not an XML-DSig signature" in message
+
+
+def verified_signer(tmp_path: Path, document: bytes, authority: Authority) -> str:
+    """``verify_signature`` on ``document`` with ``authority`` as the trusted bundle."""
+    source, bundle = tmp_path / "signed.edxml", tmp_path / "trusted.pem"
+    source.write_bytes(document)
+    bundle.write_bytes(authority.pem())
+    return verify_signature(source, bundle)
+
+
+def _signature_of(root: etree._Element) -> etree._Element:
+    signature = root.find(f".//{{{DSIG}}}Signature")
+    assert signature is not None
+    return signature
+
+
+def test_a_document_signed_twice_is_refused(tmp_path: Path, authority: Authority) -> None:
+    key, cert = authority.issue("Văn thư VPCP")
+    root = etree.fromstring(signed(official_letter(VPCP, [NGHE_AN]), key, cert))
+    signature = _signature_of(root)
+    signature.addnext(deepcopy(signature))
+    with pytest.raises(SignatureInvalid, match="more than one XML-DSig Signature; sign it exactly once"):
+        verified_signer(tmp_path, etree.tostring(root), authority)
+
+
+def test_a_damaged_signature_value_is_refused(tmp_path: Path, authority: Authority) -> None:
+    key, cert = authority.issue("Văn thư VPCP")
+    root = etree.fromstring(signed(official_letter(VPCP, [NGHE_AN]), key, cert))
+    value = _signature_of(root).find(f"{{{DSIG}}}SignatureValue")
+    assert value is not None and value.text is not None
+    raw = bytearray(base64.b64decode(value.text))
+    raw[10] ^= 0xFF
+    value.text = base64.b64encode(bytes(raw)).decode("ascii")
+    with pytest.raises(SignatureInvalid, match=r"The document's signature does not verify: .*verification failed"):
+        verified_signer(tmp_path, etree.tostring(root), authority)
+
+
+def test_signing_something_that_is_not_edxml_is_refused(authority: Authority) -> None:
+    key, cert = authority.issue("Văn thư VPCP")
+    with pytest.raises(ValueError, match="no edXMLEnvelope/edXMLHeader to hold the signature"):
+        sign_document(b"<edXML xmlns='http://www.mic.gov.vn/TBT/QCVN_102_2016'/>", key, cert)
+
+
+def test_the_signer_is_the_certificate_that_verified_even_when_the_ca_is_listed_first(
+    tmp_path: Path, authority: Authority
+) -> None:
+    """XML-DSig sets no order on the certificates of X509Data; signing software may put the chain's root first."""
+    key, cert = authority.issue("Trần Thị B - Văn thư VPCP")
+    root = etree.fromstring(signed(official_letter(VPCP, [NGHE_AN]), key, cert))
+    x509_data = _signature_of(root).find(f"{{{DSIG}}}KeyInfo/{{{DSIG}}}X509Data")
+    assert x509_data is not None
+    ca_der = authority.cert.public_bytes(serialization.Encoding.DER)
+    x509_data.insert(0, etree.Element(f"{{{DSIG}}}X509Certificate"))
+    x509_data[0].text = base64.b64encode(ca_der).decode("ascii")
+    signer = verified_signer(tmp_path, etree.tostring(root), authority)
+    assert "Trần Thị B - Văn thư VPCP" in signer and "Root CA" not in signer

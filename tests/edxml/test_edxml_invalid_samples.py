@@ -9,6 +9,7 @@ from edxml_samples import INVALID, line_of
 from support.edxml_kinds import message_kind
 
 from gateway.edxml import ValidationIssue, read_document, read_status
+from gateway.edxml.validation import explain
 from gateway.errors import GatewayError, InvalidEdxml, MalformedEdxml, SchemaInvalid
 
 HEADER = "/edXML/edXMLEnvelope/edXMLHeader/MessageHeader"
@@ -169,3 +170,59 @@ def test_many_problems_list_five_and_keep_all() -> None:
     assert [issue.line for issue in issues] == sorted(issue.line or 0 for issue in issues)
     assert any("Type 'một' must be a whole number" in issue.message for issue in issues)
     assert any("Direction 'không' must be true or false" in issue.message for issue in issues)
+
+
+@pytest.mark.parametrize(
+    ("good", "bad", "issue"),
+    [
+        (
+            "<edXML:Subject>",
+            '<edXML:Subject lang="vi" kind="x">',
+            f"{HEADER}/Subject: attribute lang is not allowed on Subject",
+        ),
+        (
+            "</edXML:MessageHeader>",
+            "<edXML:Extra>1</edXML:Extra></edXML:MessageHeader>",
+            f"{HEADER}/Extra: Extra is not allowed here",
+        ),
+        (
+            "<edXML:Subject>V/v",
+            "<edXML:Subject><edXML:b>V/v</edXML:b>",
+            f"{HEADER}/Subject: Subject must contain text only, not child elements",
+        ),
+        (
+            "<edXML:From>",
+            "<edXML:From>stray",
+            f"{HEADER}/From: From contains text where only child elements are allowed",
+        ),
+    ],
+    ids=["attributes", "element-after-the-last", "child-in-text", "text-in-parent"],
+)
+def test_each_kind_of_problem_is_one_plain_sentence_per_element(good: str, bad: str, issue: str) -> None:
+    text = (INVALID.parent / "valid" / "full.edxml").read_text(encoding="utf-8")
+    assert good in text
+    with pytest.raises(SchemaInvalid) as caught:
+        read_document(text.replace(good, bad, 1).encode("utf-8"))
+    issues: list[ValidationIssue] = caught.value.issues  # type: ignore[attr-defined]
+    assert [str(found).split(", ", 1)[1] for found in issues] == [issue], "two bad attributes are one issue"
+    assert "(1 problem)" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("message", "sentence"),
+    [
+        (
+            "Element '{http://www.mic.gov.vn/TBT/QCVN_102_2016}Code': [facet 'pattern'] The value 'A-1' is not "
+            "accepted by the pattern '[0-9]+'.",
+            "Code 'A-1' is not in the expected format",
+        ),
+        (
+            "Element '{http://www.w3.org/2000/09/xmldsig#}SignatureMethod': The attribute 'Algorithm' is required "
+            "but missing.",
+            "ds:SignatureMethod: The attribute 'Algorithm' is required but missing.",
+        ),
+    ],
+    ids=["pattern-without-a-known-format", "anything-else"],
+)
+def test_messages_without_a_plainer_wording_keep_their_substance(message: str, sentence: str) -> None:
+    assert explain(message) == sentence

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from sqlalchemy import select
 from support.blobs import blob_exists
 from support.staging import stage
@@ -247,22 +247,64 @@ def test_a_grace_period_under_an_hour_is_refused(database: Database, blob_store:
         Collector(database, blob_store, timedelta(minutes=5))
 
 
-def test_cli_reports_what_it_freed(database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def blobs_gc(database_url: str, blob_dir: Path, *args: str) -> Result:
+    """``edxml-gateway blobs gc ARGS``, in-process, on ``database_url`` and the blobs under ``blob_dir``."""
+    command = ["--database-url", database_url, "blobs", "gc", *args]
+    return CliRunner().invoke(main, command, env={"GATEWAY_BLOB_DIR": str(blob_dir)})
+
+
+def test_cli_reports_what_it_freed(database: Database, tmp_path: Path) -> None:
     blobs = BlobStore(tmp_path / "cli-blobs")
     sha = orphan(blobs, b"x" * 1000)
-    monkeypatch.setenv("GATEWAY_BLOB_DIR", str(blobs.root))
     url = database.url.render_as_string(hide_password=False)
-    runner = CliRunner()
-    dry = runner.invoke(main, ["--database-url", url, "blobs", "gc", "--dry-run"])
+    dry = blobs_gc(url, blobs.root, "--dry-run")
     assert dry.exit_code == 0, dry.output
     assert "Would free 1 blob file(s), 1,000 bytes" in dry.output and blob_exists(blobs, sha)
-    done = runner.invoke(main, ["--database-url", url, "blobs", "gc", "--grace-hours", "49"])
+    done = blobs_gc(url, blobs.root, "--grace-hours", "49")
     assert done.exit_code == 0 and "Freed 0 blob file(s)" in done.output, "two days old, grace 49 h: kept"
-    done = runner.invoke(main, ["--database-url", url, "blobs", "gc"])
+    done = blobs_gc(url, blobs.root)
     assert "Freed 1 blob file(s), 1,000 bytes" in done.output and "audit log" in done.output
+    assert "Put back" not in done.output, "nothing was left in quarantine"
     assert not blob_exists(blobs, sha)
-    refused = runner.invoke(main, ["--database-url", url, "blobs", "gc", "--grace-hours", "0.1"])
+    refused = blobs_gc(url, blobs.root, "--grace-hours", "0.1")
     assert refused.exit_code == 2 and "0.1" in refused.output
+
+
+def test_cli_says_what_an_interrupted_collection_left_and_that_it_was_put_back(
+    database: Database, blob_store: BlobStore
+) -> None:
+    sha = orphan(blob_store, b"named by a row; a collector died holding it")
+    _insert_document(database, sha)
+    (blob_store.root / "quarantine").mkdir()
+    os.rename(blob_store.path(sha), blob_store.root / "quarantine" / sha)
+    done = blobs_gc(database.url.render_as_string(hide_password=False), blob_store.root)
+    assert done.exit_code == 0, done.output
+    assert "Freed 0 blob file(s)" in done.output
+    assert "Put back 1 blob(s) an interrupted collection had left in quarantine." in done.output
+    assert blob_store.verify(sha)
+
+
+def test_cli_refuses_while_another_collector_runs(database: Database, blob_store: BlobStore) -> None:
+    sha = orphan(blob_store, b"an orphan the running collector will deal with")
+    with blob_gc.collector_lock(blob_store):
+        busy = blobs_gc(database.url.render_as_string(hide_password=False), blob_store.root)
+    assert busy.exit_code == 1
+    assert f"Error: another `blobs gc` is running on {blob_store.root}; try again when it ends" in busy.output
+    assert blob_exists(blob_store, sha), "the refused run removed nothing"
+
+
+def test_cli_refuses_a_store_that_was_never_migrated(db_url: str, blob_store: BlobStore) -> None:
+    refused = blobs_gc(db_url, blob_store.root)
+    assert refused.exit_code == 1
+    assert "has no gateway tables yet; run `edxml-gateway db upgrade` first." in refused.output
+
+
+def test_cli_refuses_a_blob_directory_that_does_not_exist(database: Database, tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-blobs"
+    refused = blobs_gc(database.url.render_as_string(hide_password=False), missing)
+    assert refused.exit_code == 1
+    assert f"Error: no blob directory at {missing} (GATEWAY_BLOB_DIR)" in refused.output
+    assert not missing.exists(), "the collector does not create the directory it was pointed at"
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -37,7 +38,7 @@ from gateway import reports
 from gateway.app import create_app
 from gateway.config import Settings
 from gateway.store.models import Agency
-from gateway.web.dashboard import Dashboard, operator_authorized
+from gateway.web.dashboard import Dashboard, operator_authorized, requeue_token
 from gateway.web.queries import Limits
 
 Page = lxml.html.HtmlElement
@@ -58,10 +59,15 @@ def _number(page: Page, ident: str) -> int:
 
 
 def _wsgi(
-    app: Any, path: str, authorization: str | None = None, method: str = "GET"
+    app: Any, path: str, authorization: str | None = None, method: str = "GET", body: bytes = b""
 ) -> tuple[str, dict[str, str], bytes]:
     """Call a WSGI app in-process; for requests a browser or urllib cannot send (POST, HEAD, bad headers)."""
-    environ: dict[str, Any] = {"PATH_INFO": path, "REQUEST_METHOD": method, "wsgi.input": io.BytesIO(b"")}
+    environ: dict[str, Any] = {
+        "PATH_INFO": path,
+        "REQUEST_METHOD": method,
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+    }
     if authorization:
         environ["HTTP_AUTHORIZATION"] = authorization
     setup_testing_defaults(environ)
@@ -142,6 +148,32 @@ def test_the_dashboard_is_read_only(live: Live) -> None:
     assert status.startswith("405") and headers["Allow"] == "GET"
     status, headers, body = _wsgi(live.app, "/dashboard", _basic("operator", PASSWORD), method="HEAD")
     assert status.startswith("200") and body == b"" and int(headers["Content-Length"]) > 0
+
+
+def test_a_store_that_cannot_be_read_gives_503_and_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    unreachable = "postgresql+psycopg://nobody@127.0.0.1:9/none?connect_timeout=2"
+    app = create_app(Settings(data_dir=tmp_path / "var", database_url=unreachable, operator_password=PASSWORD))
+    try:
+        with caplog.at_level(logging.ERROR, logger="gateway.web"):
+            status, headers, body = _wsgi(app, "/dashboard", _basic("operator", PASSWORD))
+    finally:
+        app.gateway.db.dispose()
+    assert status == "503 Service Unavailable" and headers["Cache-Control"] == "no-store"
+    assert body == b"The store could not be read; retry.\n"
+    assert "dashboard failed" in caplog.text
+
+
+def test_relay_requeue_needs_the_login_a_post_and_a_failed_consignment(live: Live) -> None:
+    login = _basic("operator", PASSWORD)
+    status, headers, _ = _wsgi(live.app, "/relay-requeue", method="POST")
+    assert status.startswith("401") and "WWW-Authenticate" in headers
+    status, headers, body = _wsgi(live.app, "/relay-requeue", login)
+    assert status.startswith("405") and headers["Allow"] == "POST" and body == b"POST the dashboard's form.\n"
+    form = f"consignment=no-such-consignment&token={requeue_token(PASSWORD)}".encode()
+    status, _, body = _wsgi(live.app, "/relay-requeue", login, method="POST", body=form)
+    assert status == "404 Not Found" and body == b"No failed consignment no-such-consignment.\n"
+    status, _, body = _wsgi(live.app, "/relay-requeue", login, method="POST", body=b"consignment=x&token=guess")
+    assert status.startswith("403") and b"Requeue from this gateway's own dashboard." in body
 
 
 # -- the numbers ----------------------------------------------------------------------------------
