@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +15,7 @@ from gateway.config import Settings
 from gateway.exchange.credentials import hash_secret
 from gateway.exchange.results import Caller
 from gateway.exchange.service import ExchangeService
-from gateway.federation.model import ConsignmentHeader
+from gateway.federation.model import ConsignmentHeader, DirectoryEntry
 from gateway.store.blobs import BlobStore
 from gateway.store.database import Database
 from gateway.store.models import Agency, Credential
@@ -66,11 +67,17 @@ def consignment_header(edxml: bytes, **changes: object) -> ConsignmentHeader:
 
 
 class FakeUpstream:
-    """Stands in for the national instance's /relay: answers pushes as told (an exception is raised)."""
+    """Stands in for the national instance's /relay: answers pushes as told (an exception is raised),
+    serves directory ``pages`` in turn, and lets the relay pull, fetch and acknowledge ``waiting``."""
 
-    def __init__(self, answers: list[object]) -> None:
-        self.answers = answers
+    def __init__(self, answers: list[object] | None = None) -> None:
+        self.answers = answers if answers is not None else []
         self.pushed: list[str] = []
+        self.pages: list[tuple[int, list[DirectoryEntry]]] = []
+        self.asked_since: list[int] = []
+        self.waiting: dict[str, tuple[ConsignmentHeader, bytes]] = {}
+        self.fetched: list[str] = []
+        self.acknowledged: list[str] = []
 
     def push(self, header: ConsignmentHeader, payload: bytes) -> tuple[str, bool]:
         self.pushed.append(header.consignment_id)
@@ -78,3 +85,22 @@ class FakeUpstream:
         if isinstance(answer, Exception):
             raise answer
         return header.consignment_id, bool(answer)
+
+    def register(self, entries: Sequence[DirectoryEntry]) -> int:
+        return len(entries)
+
+    def directory(self, since: int) -> tuple[int, list[DirectoryEntry]]:
+        self.asked_since.append(since)
+        return self.pages.pop(0) if self.pages else (since, [])
+
+    def pull(self, max_items: int) -> list[ConsignmentHeader]:
+        return [header for header, _ in self.waiting.values()][:max_items]
+
+    def fetch(self, consignment_id: str) -> tuple[ConsignmentHeader, bytes]:
+        self.fetched.append(consignment_id)
+        return self.waiting[consignment_id]
+
+    def acknowledge(self, consignment_id: str) -> bool:
+        del self.waiting[consignment_id]
+        self.acknowledged.append(consignment_id)
+        return True
