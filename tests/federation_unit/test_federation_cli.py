@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 from click.testing import CliRunner, Result
 from sqlalchemy import select
 
 from gateway.cli import main
+from gateway.config import Settings
 from gateway.exchange.credentials import secret_matches
+from gateway.federation import outbox
 from gateway.store.database import Database
 from gateway.store.models import AuditEntry, OutboxConsignment, Peer
 
@@ -52,3 +55,56 @@ def test_peers_agencies_home_and_relay_commands(db_url: str, tmp_path: Path) -> 
             assert session.scalars(select(OutboxConsignment)).first() is None
     finally:
         db.dispose()
+
+
+def _failed_consignment(db: Database, tmp_path: Path) -> str:
+    """One consignment to HA that failed after two attempts (a status: no document to report on)."""
+    settings = Settings(data_dir=tmp_path / "var", database_url=str(db.url), instance_id="national")
+    now = datetime.now(UTC)
+    with db.transaction() as session:
+        consignment = outbox.add(
+            session,
+            settings,
+            next_hop="HA",
+            kind="status",
+            document_id=None,
+            origin_instance="HB",
+            origin_document_id="d",
+            sender_code="000.46.24.H14",
+            recipients=["000.46.24.H41"],
+            sha256="0" * 64,
+            size=0,
+            path_so_far=["HB"],
+            now=now,
+        )
+        session.flush()
+        row = session.get_one(OutboxConsignment, consignment)
+        row.attempts = 2
+        outbox.fail(session, row, "HA never answered", now, settings)
+    return consignment
+
+
+def test_relay_status_and_failed_show_a_failed_consignment(db_url: str, tmp_path: Path) -> None:
+    assert _cli(db_url, tmp_path, "db", "upgrade").exit_code == 0
+    db = Database(db_url)
+    try:
+        consignment = _failed_consignment(db, tmp_path)
+    finally:
+        db.dispose()
+    status = _cli(db_url, tmp_path, "relay", "status")
+    assert status.exit_code == 0, status.output
+    assert "Relay outbox per next hop" in status.stdout
+    (line,) = [row for row in status.stdout.splitlines() if " HA " in row]
+    assert [cell.strip() for cell in line.split("│")[1:6]] == ["HA", "0", "0", "1", "0"], "waiting..delivered"
+
+    failed = _cli(db_url, tmp_path, "relay", "failed", "--json")
+    (listed,) = json.loads(failed.stdout)
+    assert (listed["consignment"], listed["next_hop"], listed["attempts"]) == (consignment, "HA", 2)
+    assert (listed["recipients"], listed["error"]) == (["000.46.24.H41"], "HA never answered")
+    table = _cli(db_url, tmp_path, "relay", "failed")
+    assert "1 failed consignments" in table.stdout and consignment in table.stdout
+    assert "HA never answered" in table.stdout
+
+    requeued = _cli(db_url, tmp_path, "relay", "requeue", consignment)
+    assert requeued.exit_code == 0 and f"Requeued {consignment} for HA." in requeued.stdout
+    assert json.loads(_cli(db_url, tmp_path, "relay", "failed", "--json").stdout) == []
