@@ -118,9 +118,7 @@ def register(session: Session, settings: Settings, peer: str, entries: Sequence[
         new = (entry.name, entry.level, entry.parent_code, entry.active, peer)
         if (agency.name, agency.level, agency.parent_code, agency.active, agency.home_instance) != new:
             agency.name, agency.level, agency.parent_code, agency.active, agency.home_instance = new
-            accepted.append(agency)
-        elif agency.home_instance == peer:
-            accepted.append(agency)
+        accepted.append(agency)
     changed = [a for a in accepted if a in session.dirty or a in session.new]
     session.flush()
     stamp(session, changed)

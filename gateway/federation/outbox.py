@@ -293,10 +293,6 @@ def stats(session: Session, now: datetime) -> list[HopStats]:
         entry = hops.setdefault(hop, {})
         entry[state] = count
         if state in (WAITING, SENDING) and oldest is not None:
-            if oldest.tzinfo is None:
-                from datetime import UTC
-
-                oldest = oldest.replace(tzinfo=UTC)
             current = oldest_by_hop.get(hop)
             if current is None or oldest < current:
                 oldest_by_hop[hop] = oldest

@@ -313,9 +313,7 @@ class Relay:
             error = str(failure)
         now = self.clock()
         with self.db.transaction() as session:
-            row = session.get(OutboxConsignment, header.consignment_id, with_for_update=True)
-            if row is None:
-                return
+            row = session.get_one(OutboxConsignment, header.consignment_id, with_for_update=True)
             if error is None:
                 outbox.delivered(session, row, now, duplicate=duplicate)
                 report.pushed += 1

@@ -5,73 +5,37 @@ push outcomes, and the singleton lock. The real multi-process network is tests/f
 from __future__ import annotations
 
 import hashlib
-import uuid
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from support.clock import Clock
+from support.federation import (
+    B_DEPARTMENT,
+    COMMUNE,
+    COMMUNE_2,
+    MINISTRY,
+    T0,
+    FakeUpstream,
+    add_agencies,
+    caller,
+    consignment_header,
+    exchange_service,
+)
 from support.letters import official_letter
 from support.staging import stage
 
 from gateway.config import Settings
 from gateway.errors import RelayLoop
-from gateway.exchange.credentials import hash_secret
-from gateway.exchange.results import Caller
 from gateway.exchange.service import ExchangeService
 from gateway.federation import outbox, routing
-from gateway.federation.model import ConsignmentHeader
 from gateway.federation.relay import PeerFault, PeerUnreachable, Relay
 from gateway.federation.service import FederationService
-from gateway.store.blobs import BlobStore
 from gateway.store.database import Database
 from gateway.store.locks import singleton
-from gateway.store.models import Agency, Credential, Delivery, Document, InboundConsignment, OutboxConsignment
-
-T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
-COMMUNE, COMMUNE_2, MINISTRY, B_DEPARTMENT = "000.46.24.H41", "000.47.24.H41", "000.00.00.G01", "000.00.01.H14"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def _agencies(database: Database, homes: dict[str, str | None]) -> None:
-    with database.transaction() as session:
-        for code, home in homes.items():
-            agency = Agency(code=code, name=f"Cơ quan {code}", level=1, created_at=T0, home_instance=home)
-            session.add(agency)
-            session.flush()
-            session.add(Credential(agency_id=agency.id, secret_hash=hash_secret(f"s-{code}"), created_at=T0))
-
-
-def _service(database: Database, tmp_path: Path, clock: Clock, **settings: object) -> ExchangeService:
-    values: dict[str, object] = dict(
-        data_dir=tmp_path, database_url=str(database.url), relay_max_attempts=3, relay_backoff_seconds=10
-    )
-    values.update(settings)
-    return ExchangeService(database, BlobStore(tmp_path / "blobs"), Settings(**values), clock=clock)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def province(database: Database, tmp_path: Path, clock: Clock) -> ExchangeService:
-    """Instance HA (provincial): the two communes live here, the ministry and B's department elsewhere."""
-    _agencies(database, {COMMUNE: None, COMMUNE_2: "HA", MINISTRY: "national", B_DEPARTMENT: "HB"})
-    return _service(database, tmp_path, clock, instance_id="HA", role="provincial")
-
-
-def _caller(service: ExchangeService, code: str) -> Caller:
-    return service.authenticate(code, f"s-{code}")
+from gateway.store.models import Agency, Delivery, Document, InboundConsignment, OutboxConsignment
 
 
 def test_next_hop_per_role(database: Database, tmp_path: Path) -> None:
@@ -90,7 +54,7 @@ def test_a_send_makes_one_consignment_per_next_hop_and_queues_local_recipients(
     province: ExchangeService, database: Database
 ) -> None:
     edxml = official_letter(COMMUNE, [B_DEPARTMENT, MINISTRY, COMMUNE_2])
-    receipt = province.send_document(_caller(province, COMMUNE), stage(province, edxml))
+    receipt = province.send_document(caller(province, COMMUNE), stage(province, edxml))
     assert sorted(receipt.recipients) == sorted([B_DEPARTMENT, MINISTRY, COMMUNE_2])
     with database.transaction(readonly=True) as session:
         rows = list(session.scalars(select(OutboxConsignment)))
@@ -104,32 +68,9 @@ def test_a_send_makes_one_consignment_per_next_hop_and_queues_local_recipients(
     assert queued == 1, "only the local commune gets a queue item"
 
 
-def _header(edxml: bytes, **changes: object) -> ConsignmentHeader:
-    header = ConsignmentHeader(
-        consignment_id=str(uuid.uuid4()),
-        kind="document",
-        origin_instance="HA",
-        origin_document_id=str(uuid.uuid4()),
-        sender_code=COMMUNE,
-        recipients=(B_DEPARTMENT,),
-        payload_sha256=hashlib.sha256(edxml).hexdigest(),
-        payload_size=len(edxml),
-        hop_count=2,
-        path=("HA", "national"),
-    )
-    return replace(header, **changes)
-
-
-@pytest.fixture
-def province_b(database: Database, tmp_path: Path, clock: Clock) -> FederationService:
-    """Instance HB receiving what the national instance relays."""
-    _agencies(database, {COMMUNE: "national", B_DEPARTMENT: None})
-    return FederationService(_service(database, tmp_path, clock, instance_id="HB", role="provincial"))
-
-
 def test_a_repeated_consignment_id_is_stored_once(province_b: FederationService, database: Database) -> None:
     edxml = official_letter(COMMUNE, [B_DEPARTMENT])
-    header = _header(edxml)
+    header = consignment_header(edxml)
     first = province_b.receive("national", header, stage(province_b.exchange, edxml))
     again = province_b.receive("national", header, stage(province_b.exchange, edxml))
     assert (first.duplicate, again.duplicate) == (False, True)
@@ -148,7 +89,9 @@ def test_a_repeated_consignment_id_is_stored_once(province_b: FederationService,
 def test_loops_are_refused(province_b: FederationService, database: Database, path: tuple[str, ...], hops: int) -> None:
     edxml = official_letter(COMMUNE, [B_DEPARTMENT])
     with pytest.raises(RelayLoop):
-        province_b.receive("national", _header(edxml, path=path, hop_count=hops), stage(province_b.exchange, edxml))
+        province_b.receive(
+            "national", consignment_header(edxml, path=path, hop_count=hops), stage(province_b.exchange, edxml)
+        )
     with database.transaction(readonly=True) as session:
         assert session.scalar(select(func.count()).select_from(Document)) == 0
 
@@ -156,24 +99,11 @@ def test_loops_are_refused(province_b: FederationService, database: Database, pa
 def test_a_damaged_payload_is_refused(province_b: FederationService, database: Database) -> None:
     edxml = official_letter(COMMUNE, [B_DEPARTMENT])
     with pytest.raises(Exception, match="sha256"):
-        province_b.receive("national", _header(edxml, payload_sha256="0" * 64), stage(province_b.exchange, edxml))
+        province_b.receive(
+            "national", consignment_header(edxml, payload_sha256="0" * 64), stage(province_b.exchange, edxml)
+        )
     with database.transaction(readonly=True) as session:
         assert session.scalar(select(func.count()).select_from(InboundConsignment)) == 0
-
-
-class FakeUpstream:
-    """Stands in for the national instance's /relay: answers pushes as told."""
-
-    def __init__(self, answers: list[object]) -> None:
-        self.answers = answers
-        self.pushed: list[str] = []
-
-    def push(self, header: ConsignmentHeader, payload: bytes) -> tuple[str, bool]:
-        self.pushed.append(header.consignment_id)
-        answer = self.answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return header.consignment_id, bool(answer)
 
 
 def _push_relay(province: ExchangeService, upstream: FakeUpstream, clock: Clock) -> Relay:
@@ -190,7 +120,7 @@ def _push_once(relay: Relay) -> None:
 def test_push_retries_with_backoff_then_fails_with_a_delivery_report(
     province: ExchangeService, database: Database, clock: Clock
 ) -> None:
-    receipt = province.send_document(_caller(province, COMMUNE), stage(province, official_letter(COMMUNE, [MINISTRY])))
+    receipt = province.send_document(caller(province, COMMUNE), stage(province, official_letter(COMMUNE, [MINISTRY])))
     upstream = FakeUpstream([PeerUnreachable("down"), PeerUnreachable("down"), PeerUnreachable("still down")])
     relay = _push_relay(province, upstream, clock)
     _push_once(relay)
@@ -210,7 +140,7 @@ def test_push_retries_with_backoff_then_fails_with_a_delivery_report(
     with database.transaction(readonly=True) as session:
         row = session.scalars(select(OutboxConsignment)).one()
         assert row.state == "failed" and "still down" in (row.last_error or "")
-    history = province.history(_caller(province, COMMUNE), receipt.document_id)
+    history = province.history(caller(province, COMMUNE), receipt.document_id)
     (report,) = [e for e in history if e.status_code == "90"]
     assert report.recipient_code == MINISTRY
     assert report.reporter_code == "gateway:HA"
@@ -228,7 +158,7 @@ def test_push_retries_with_backoff_then_fails_with_a_delivery_report(
 def test_a_refusal_no_retry_can_change_fails_at_once(
     province: ExchangeService, database: Database, clock: Clock
 ) -> None:
-    province.send_document(_caller(province, COMMUNE), stage(province, official_letter(COMMUNE, [MINISTRY])))
+    province.send_document(caller(province, COMMUNE), stage(province, official_letter(COMMUNE, [MINISTRY])))
     upstream = FakeUpstream([PeerFault("Client.RelayLoop", "loop")])
     _push_once(_push_relay(province, upstream, clock))
     with database.transaction(readonly=True) as session:
@@ -239,7 +169,7 @@ def test_a_refusal_no_retry_can_change_fails_at_once(
 def test_a_push_interrupted_by_a_crash_is_retried_with_the_same_id(
     province: ExchangeService, database: Database, clock: Clock
 ) -> None:
-    province.send_document(_caller(province, COMMUNE), stage(province, official_letter(COMMUNE, [MINISTRY])))
+    province.send_document(caller(province, COMMUNE), stage(province, official_letter(COMMUNE, [MINISTRY])))
     with database.transaction() as session:
         row = session.scalars(select(OutboxConsignment)).one()
         outbox.start_push(row, clock.now, 240)  # the relay that did this was SIGKILLed
@@ -268,10 +198,10 @@ def test_singleton_admits_one_holder(database: Database, tmp_path: Path) -> None
 def test_a_consignment_failing_at_the_hub_is_reported_back_towards_the_sender(
     database: Database, tmp_path: Path, clock: Clock
 ) -> None:
-    _agencies(database, {COMMUNE: "HA", B_DEPARTMENT: "HB"})
-    hub = FederationService(_service(database, tmp_path, clock, instance_id="national"))
+    add_agencies(database, {COMMUNE: "HA", B_DEPARTMENT: "HB"})
+    hub = FederationService(exchange_service(database, tmp_path, clock, instance_id="national"))
     edxml = official_letter(COMMUNE, [B_DEPARTMENT])
-    hub.receive("HA", _header(edxml, path=("HA",), hop_count=1), stage(hub.exchange, edxml))
+    hub.receive("HA", consignment_header(edxml, path=("HA",), hop_count=1), stage(hub.exchange, edxml))
     for _ in range(3):
         assert len(hub.pull("HB", 10)) == 1, "HB pulls it but never acknowledges"
         clock.now += timedelta(minutes=5)
@@ -324,12 +254,12 @@ def test_a_relayed_recall_document_takes_back_the_unfetched_copy_and_answers_15_
     from gateway.edxml import Business
 
     original = official_letter(COMMUNE, [B_DEPARTMENT], number="11")
-    first = province_b.receive("national", _header(original), stage(province_b.exchange, original))
+    first = province_b.receive("national", consignment_header(original), stage(province_b.exchange, original))
     original_id = f"{COMMUNE},2026/11/20,11/VPCP-TTĐT"
     recall = official_letter(
         COMMUNE, [B_DEPARTMENT], number="12", business=Business(doc_type=1, document_id=original_id)
     )
-    second = province_b.receive("national", _header(recall), stage(province_b.exchange, recall))
+    second = province_b.receive("national", consignment_header(recall), stage(province_b.exchange, recall))
     with database.transaction(readonly=True) as session:
         states = dict(
             session.execute(select(Delivery.document_id, Delivery.state).where(Delivery.kind == "document")).all()
@@ -352,7 +282,7 @@ def test_the_operator_requeues_a_failed_consignment_from_the_dashboard(
     from gateway.store.models import AuditEntry
     from gateway.web.dashboard import Dashboard, RelayRequeue, requeue_token
 
-    province.send_document(_caller(province, COMMUNE), stage(province, official_letter(COMMUNE, [MINISTRY])))
+    province.send_document(caller(province, COMMUNE), stage(province, official_letter(COMMUNE, [MINISTRY])))
     relay = _push_relay(province, FakeUpstream([PeerUnreachable("down")] * 3), clock)
     for wait in (0, 10, 20):
         clock.now += timedelta(seconds=wait)
