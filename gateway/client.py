@@ -117,6 +117,12 @@ class AgencyClient:
     def connect(self) -> Any:
         """Load the WSDL now (calls do it on first use); Unreachable when the gateway cannot be read."""
         if self._service is None:
+            if not self.url.lower().startswith(("http://", "https://")):
+                # zeep would read anything else as a local file path and fail with FileNotFoundError.
+                raise Unreachable(
+                    f"{self.url!r} is not an http:// or https:// address; --url (or EDXML_GATEWAY_URL) is the "
+                    "gateway's /soap endpoint, e.g. http://127.0.0.1:8080/soap"
+                )
             try:
                 import zeep
                 from zeep.transports import Transport

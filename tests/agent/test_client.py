@@ -57,6 +57,11 @@ def test_a_url_without_a_host_is_refused_with_the_reason() -> None:
         AgencyClient("http://", VPCP, "x").pending()
 
 
+def test_a_url_without_a_scheme_is_refused_before_zeep_reads_it_as_a_file() -> None:
+    with pytest.raises(Unreachable, match=r"'localhost:8080/soap' is not an http:// or https:// address"):
+        AgencyClient("localhost:8080/soap", VPCP, "x").pending()
+
+
 def test_an_operation_answered_with_an_http_error_page_names_the_status(gateway: LiveGateway) -> None:
     with urllib.request.urlopen(gateway.wsdl, timeout=30) as response:
         wsdl = response.read()
