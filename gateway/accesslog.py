@@ -13,6 +13,7 @@ stderr, which systemd puts in the journal.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -25,13 +26,21 @@ WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_/:@")
 _MAX_FIELD = 200
+_ALL_SAFE = re.compile(r"[a-zA-Z0-9.\-_/:@]*")
+"""Matches exactly the strings made of ``_SAFE`` characters only."""
 
 
 def _field(value: object) -> str:
-    """A value as one token: ``-`` when absent, unsafe characters escaped, long values cut."""
+    """A value as one token: ``-`` when absent, unsafe characters escaped, long values cut.
+
+    Almost every value (codes, operation names, paths, numbers) is safe as it is; only the others
+    are escaped character by character, which cost more than the rest of the line.
+    """
     if value is None or value == "":
         return "-"
     text = str(value)[:_MAX_FIELD]
+    if _ALL_SAFE.fullmatch(text):
+        return text
     return "".join(c if c in _SAFE else f"%{ord(c):02X}" if ord(c) < 256 else "?" for c in text)
 
 

@@ -352,6 +352,7 @@ class MetricsMiddleware:
         self.fault_codes = fault_codes()
         self.store = store
         self.metrics = metrics or Metrics()
+        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/").rstrip("/") or "/"
@@ -389,8 +390,9 @@ class MetricsMiddleware:
         def done() -> None:
             operation, code = self._labels(environ, route)
             status = str(seen.get("status", "500")).split(" ", 1)[0]
-            self.metrics.requests.labels(operation, status).inc()
-            self.metrics.latency.labels(operation).observe(time.perf_counter() - started)
+            requests, latency = self._instruments(operation, status)
+            requests.inc()
+            latency.observe(time.perf_counter() - started)
             if code is not None:
                 self.metrics.faults.labels(operation, code).inc()
 
@@ -401,6 +403,21 @@ class MetricsMiddleware:
             done()
             raise
         return _Observed(result, done)
+
+    def _instruments(self, operation: str, status: str) -> tuple[Any, Any]:
+        """The request counter and latency histogram of ``(operation, status)``, looked up once per pair.
+
+        prometheus_client's ``labels()`` checks and locks on every call, as much again as the update;
+        the pairs are few (known operations and routes, HTTP statuses), so they are kept.
+        """
+        key = (operation, status)
+        pair = self._children.get(key)
+        if pair is None:
+            pair = self._children[key] = (
+                self.metrics.requests.labels(operation, status),
+                self.metrics.latency.labels(operation),
+            )
+        return pair
 
     def exposition(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """``/metrics``: the Prometheus text format (or OpenMetrics when the scraper asks for it)."""

@@ -147,6 +147,15 @@ class StagedDocument(Protocol):
     def discard(self) -> None: ...
 
 
+def _refusal() -> AuthenticationFailed:
+    """One message for every cause, so a refusal does not tell which part of the credentials was wrong."""
+    return AuthenticationFailed(
+        "Authentication failed: send your agency code and secret in the AuthHeader (or a WS-Security "
+        "UsernameToken). If they are right, ask the gateway operator whether your credential was "
+        "rotated or your agency disabled."
+    )
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -187,23 +196,18 @@ class ExchangeService:
         already used within that window, on any worker or node (the wsse_nonces table). Both are
         checked only after the secret, so strangers cannot fill the nonce table.
         """
-        refusal = AuthenticationFailed(
-            "Authentication failed: send your agency code and secret in the AuthHeader (or a WS-Security "
-            "UsernameToken). If they are right, ask the gateway operator whether your credential was "
-            "rotated or your agency disabled."
-        )
         if not code or not secret:
-            raise refusal
+            raise _refusal()
         now = self.clock()
         caller: Caller | None = None
-        with self.db.transaction(readonly=True) as session:
-            rows = session.execute(_LIVE_CREDENTIALS, {"code": code, "now": now})
-            for agency_id, agency_code, name, require_signature, secret_hash in rows:
-                if secret_matches(secret, secret_hash):
-                    caller = Caller(agency_id, agency_code, name, require_signature)
-                    break
+        with self.db.reading() as connection:
+            rows = connection.execute(_LIVE_CREDENTIALS, {"code": code, "now": now}).all()
+        for agency_id, agency_code, name, require_signature, secret_hash in rows:
+            if secret_matches(secret, secret_hash):
+                caller = Caller(agency_id, agency_code, name, require_signature)
+                break
         if caller is None:
-            raise refusal
+            raise _refusal()
         if created is not None or nonce is not None:
             self._check_token_freshness(caller, nonce, created, now)
         return caller
@@ -402,8 +406,8 @@ class ExchangeService:
         cap = self.settings.max_pending_items
         limit = cap if not limit or limit <= 0 else min(limit, cap)
         now = self.clock()
-        with self.db.transaction(readonly=True) as session:
-            if not queue.has_available(session, caller.agency_id, now):
+        with self.db.reading() as connection:
+            if not queue.has_available(connection, caller.agency_id, now):
                 return []
         with self.db.transaction() as session:
             leased = queue.lease_pending(session, caller.agency_id, limit, self.settings.lease_seconds, now)

@@ -24,7 +24,7 @@ from gateway.soap.context import RelayContext, RequestContext
 from gateway.soap.credentials import HeaderCredentials, authenticate
 from gateway.soap.faults import fault_envelope, http_status, internal_error
 from gateway.soap.namespaces import NAMESPACE
-from gateway.soap.streaming import Payload, ResponseStreamer, stage_request
+from gateway.soap.streaming import Payload, ResponseStreamer, SimpleBody, stage_request
 
 log = logging.getLogger("gateway.soap")
 
@@ -118,7 +118,7 @@ class SoapEndpoint:
             if request.operation in self.operations:
                 environ[wsgi_keys.OPERATION] = request.operation
             self._record_caller(environ, request.caller)
-            return self._dispatch(environ, start_response, request.body, staged, request.caller)
+            return self._dispatch(environ, start_response, request.body, staged, request.caller, request.simple)
         except GatewayError as error:
             log.info("refused request: %s %s", error.code, error.message)
             return _fault_response(environ, start_response, error, http_status(error))
@@ -146,9 +146,10 @@ class SoapEndpoint:
         body: bytes,
         staged: StagedDocument | None,
         caller: Caller,
+        simple: SimpleBody | None = None,
     ) -> Iterable[bytes]:
         context = self._context(staged, caller)
-        answer = self.binding.answer(environ, body, context)
+        answer = self.binding.answer(environ, body, context, simple)
         if answer.fault_code is not None:
             environ[wsgi_keys.FAULT_CODE] = answer.fault_code
             environ[wsgi_keys.FAULT_MESSAGE] = answer.fault_message or ""

@@ -50,6 +50,10 @@ HEAD_CHUNK = 16 * 1024
 """Bytes asked per read until ``<Body>`` is reached: both servers' readers wait until they have all the
 bytes asked for, so asking a megabyte would wait for payload an unauthenticated caller may never send."""
 _BASE64_CHUNK = 3 * 64 * 1024
+SIMPLE_TEXT = 256
+"""Characters of parameter text a simple Body may hold (see :class:`StagedRequest`); more is not simple."""
+MAX_SIMPLE_CHILDREN = 16
+_XML_SPACE = " \t\r\n"
 
 _ENVELOPE = f"{SOAP11_ENV} Envelope"
 _HEADER = f"{SOAP11_ENV} Header"
@@ -81,14 +85,29 @@ class Payload:
     element: str
 
 
+@dataclass(frozen=True)
+class SimpleBody:
+    """A Body that is one operation element holding only leaf elements with short text (no attributes,
+    comments, CDATA or mixed text): names are expat's ``"uri local"``, texts as received."""
+
+    operation: str
+    parameters: tuple[tuple[str, str], ...]
+
+
 @dataclass
 class StagedRequest:
-    """The request as Spyne will see it, the authenticated caller, and the decoded payload if there was one."""
+    """The request as Spyne will see it, the authenticated caller, and the decoded payload if there was one.
+
+    ``simple`` is set when the Body is one operation element without attributes, text or anything but
+    leaf children without attributes holding short text: the shape a binding can answer without
+    parsing the envelope again. None for every other Body, which must go the whole way.
+    """
 
     body: bytes
     operation: str | None
     staged: StagedDocument | None
     caller: Caller
+    simple: SimpleBody | None = None
 
 
 def _bad_base64(problem: str) -> MalformedEdxml:
@@ -129,6 +148,10 @@ class _Scanner:
         self.consumed: int | None = None
         self.content_end: int | None = None
         self.staged: StagedDocument | None = None
+        self.simple: list[tuple[str, list[str]]] | None = []
+        """The operation's leaf children and their text so far; None once the Body is not simple."""
+        self.simple_text = 0
+        self.operation_name = ""
         parser.StartElementHandler = self.start
         parser.EndElementHandler = self.end
         parser.CharacterDataHandler = self.data
@@ -137,9 +160,15 @@ class _Scanner:
         parser.ProcessingInstructionHandler = lambda _target, _data: self.mark()
 
     def mark(self) -> None:
-        """Payload content read by expat up to here is decoded and need not be kept."""
+        """Payload content read by expat up to here is decoded and need not be kept.
+
+        Also called for a comment, processing instruction or CDATA section: inside the Body, one
+        makes the Body not simple.
+        """
         if self.capture is not None:
             self.consumed = self.parser.CurrentByteIndex
+        if self.caller is not None:
+            self.simple = None
 
     def start(self, name: str, attrs: dict[str, str]) -> None:
         if self.capture is not None:
@@ -147,6 +176,8 @@ class _Scanner:
         self.guard.start(name, attrs)
         self.stack.append(name)
         depth = len(self.stack)
+        if self.simple is not None and self.caller is not None:
+            self._simple_start(name, attrs, depth)
         if depth >= 3 and self.stack[1] == _HEADER:
             self.header.start(name, attrs, depth - 2)
         elif depth == 2 and name == _BODY and self.stack[0] == _ENVELOPE:
@@ -155,6 +186,7 @@ class _Scanner:
             self.caller = self.authenticate(self.header.credentials())
         elif depth == 3 and self.stack[:2] == [_ENVELOPE, _BODY]:
             self.operation = name.rpartition(" ")[2]
+            self.operation_name = name
         elif depth == 4 and self.operation in self.payloads and self.stack[:2] == [_ENVELOPE, _BODY]:
             payload = self.payloads[self.operation]
             if name == f"{payload.namespace} {payload.element}" and self.staged is None:
@@ -163,6 +195,18 @@ class _Scanner:
                 self.capture_depth = depth
                 self.tag_at = self.parser.CurrentByteIndex
                 self.feeder.awaiting = self.capture
+
+    def _simple_start(self, name: str, attrs: dict[str, str], depth: int) -> None:
+        """Keep the Body simple only for ``<operation><leaf>text</leaf>...</operation>``, no attributes."""
+        simple = self.simple
+        assert simple is not None
+        if attrs or depth == 2 or depth > 4 or (depth == 3 and self.operation is not None):
+            self.simple = None
+        elif depth == 4:
+            if self.operation in self.payloads or len(simple) >= MAX_SIMPLE_CHILDREN:
+                self.simple = None
+            else:
+                simple.append((name, []))
 
     def end(self, _name: str) -> None:
         self.feeder.awaiting = None
@@ -182,8 +226,29 @@ class _Scanner:
             self.capture.feed(text)
             return
         self.guard.text(len(text))
+        if self.simple is not None and self.caller is not None:
+            self._simple_text(text)
         if len(self.stack) >= 3:
             self.header.text(text)
+
+    def _simple_text(self, text: str) -> None:
+        """A leaf's text is kept (up to :data:`SIMPLE_TEXT` characters); text elsewhere must be whitespace."""
+        simple = self.simple
+        assert simple is not None
+        if len(self.stack) == 4:
+            self.simple_text += len(text)
+            if self.simple_text > SIMPLE_TEXT:
+                self.simple = None
+            else:
+                simple[-1][1].append(text)
+        elif text.strip(_XML_SPACE):
+            self.simple = None
+
+    def simple_body(self) -> SimpleBody | None:
+        """The Body's parameters if it stayed simple (see :class:`StagedRequest`)."""
+        if self.simple is None or self.operation is None:
+            return None
+        return SimpleBody(self.operation_name, tuple((name, "".join(parts)) for name, parts in self.simple))
 
 
 class _Envelope:
@@ -266,7 +331,9 @@ def stage_request(
         if scanner.operation is None or scanner.caller is None:
             raise MalformedRequest("The request is XML but not a SOAP 1.1 envelope with an operation in its Body.")
         _check_soap_action(soap_action, scanner.operation)
-        return StagedRequest(envelope.slim_body(), scanner.operation, scanner.staged, scanner.caller)
+        return StagedRequest(
+            envelope.slim_body(), scanner.operation, scanner.staged, scanner.caller, scanner.simple_body()
+        )
     except expat.ExpatError as exc:
         _discard(scanner.staged)
         line, column = feeder.position(exc.lineno, exc.offset)

@@ -72,6 +72,9 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # SQLite writers of one process take turns on this lock before BEGIN IMMEDIATE (docs/storage.md §1).
         self._sqlite_writer: threading.RLock | None = threading.RLock() if self.dialect_name == "sqlite" else None
+        self._reader = self.engine.execution_options(
+            **({_READONLY: _AUTOCOMMIT} if self.dialect_name == "sqlite" else {"isolation_level": "AUTOCOMMIT"})
+        )
 
     @property
     def dialect_name(self) -> str:
@@ -123,6 +126,22 @@ class Database:
         finally:
             lock.release()
 
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """Yield a connection whose statements each run on their own, in autocommit: for lone reads.
+
+        Most calls start with one or two SELECTs that need neither a snapshot shared between them nor
+        the ORM (authentication, a poll's availability check). Without a session and without BEGIN and
+        COMMIT they cost about half as much CPU as a read-only :meth:`transaction`, and no round trip
+        more on either backend. Failures become :class:`Unavailable` as in :meth:`transaction`.
+        """
+        try:
+            with self._reader.connect() as connection:
+                yield connection
+        except _UNAVAILABLE_ERRORS as error:
+            log.warning("database unavailable: %s", error)
+            raise Unavailable(UNAVAILABLE_MESSAGE) from error
+
     def upgrade(self, revision: str = "head") -> None:
         """Run the alembic migrations up to ``revision``, in one transaction."""
         from alembic import command
@@ -150,6 +169,8 @@ class Database:
 
 _READONLY = "gateway_readonly"
 """Execution option marking a transaction that only reads (see Database.transaction)."""
+_AUTOCOMMIT = "autocommit"
+"""Value of :data:`_READONLY` for :meth:`Database.reading`: no BEGIN at all, each statement on its own."""
 
 
 def _sqlite_engine(url: URL, *, echo: bool) -> Engine:
@@ -190,7 +211,8 @@ def _sqlite_engine(url: URL, *, echo: bool) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         readonly = connection.get_execution_options().get(_READONLY, False)
-        connection.exec_driver_sql("BEGIN DEFERRED" if readonly else "BEGIN IMMEDIATE")
+        if readonly != _AUTOCOMMIT:
+            connection.exec_driver_sql("BEGIN DEFERRED" if readonly else "BEGIN IMMEDIATE")
 
     return engine
 

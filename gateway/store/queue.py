@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, bindparam, case, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, case, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from gateway.store.models import Delivery, UTCDateTime, table_of
@@ -116,14 +116,26 @@ def _available(agency_id: int, now: datetime) -> tuple[ColumnElement[bool], ...]
     )
 
 
-def has_available(session: Session, agency_id: int, now: datetime) -> bool:
+_ANY_AVAILABLE = (
+    select(Delivery.id)
+    .where(
+        Delivery.agency_id == bindparam("agency_id"),
+        Delivery.state == PENDING,
+        or_(Delivery.lease_until.is_(None), Delivery.lease_until <= bindparam("now", type_=_TIME)),
+    )
+    .limit(1)
+)
+""":func:`_available` with bound parameters, built once: every poll runs it."""
+
+
+def has_available(connection: Connection | Session, agency_id: int, now: datetime) -> bool:
     """Whether the agency has any item a poll could lease, read without locking anything.
 
-    Most polls find nothing; asking first, in a read-only transaction, spares them the write lock
-    (``BEGIN IMMEDIATE`` on SQLite, row locks on PostgreSQL) that leasing takes.
+    Most polls find nothing; asking first, outside any write transaction (:meth:`Database.reading`),
+    spares them the write lock (``BEGIN IMMEDIATE`` on SQLite, row locks on PostgreSQL) that leasing takes.
     """
     now = _require_aware(now)
-    return session.execute(select(Delivery.id).where(*_available(agency_id, now)).limit(1)).first() is not None
+    return connection.execute(_ANY_AVAILABLE, {"agency_id": agency_id, "now": now}).first() is not None
 
 
 def lease_pending(session: Session, agency_id: int, limit: int, lease_seconds: int, now: datetime) -> list[Delivery]:

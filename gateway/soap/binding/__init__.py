@@ -8,9 +8,9 @@ The rest of the gateway uses what is exported here (and, outside :mod:`gateway.s
 from __future__ import annotations
 
 from gateway.soap.binding import compat  # first: lets Spyne import on Python 3.12+
+from gateway.soap.binding.answer import Answer
 from gateway.soap.binding.application import (
     OPERATIONS,
-    Answer,
     SpyneBinding,
     build_spyne_application,
     published_wsdl,

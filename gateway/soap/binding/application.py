@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import spyne.const
@@ -24,11 +23,14 @@ from spyne.protocol.xml import SchemaValidationError
 from spyne.server.wsgi import WsgiApplication
 
 from gateway.errors import GatewayError, MalformedRequest, fault_codes
+from gateway.soap.binding.answer import Answer
+from gateway.soap.binding.fast import FAST_OPERATIONS, FastHandler
 from gateway.soap.binding.service import EdxmlGatewayService
 from gateway.soap.binding.wsdl import WSDL_LOCATION, render_wsdl
 from gateway.soap.context import RelayContext, RequestContext
 from gateway.soap.faults import fault_detail, internal_error
 from gateway.soap.namespaces import NAMESPACE
+from gateway.soap.streaming import SimpleBody
 
 spyne.const.MIN_GC_INTERVAL = float("inf")
 """Spyne runs a full gc.collect() at most once a second per process to close its request files; the
@@ -144,33 +146,45 @@ def published_wsdl() -> bytes:
     return render_wsdl(build_spyne_application())
 
 
-@dataclass(frozen=True)
-class Answer:
-    """Spyne's response to one SOAP request, not yet sent."""
-
-    status: str
-    headers: list[tuple[str, str]]
-    body: bytes
-    fault_code: str | None
-    """The gateway fault code when the answer is a fault."""
-    fault_message: str | None = None
-
-
 class SpyneBinding:
     """One Spyne application and its WSGI server, answering slim envelopes for the endpoint."""
 
     def __init__(
-        self, envelope_limit: int, application: Application | None = None, location: str = WSDL_LOCATION
+        self,
+        envelope_limit: int,
+        application: Application | None = None,
+        location: str = WSDL_LOCATION,
+        fast: Mapping[str, FastHandler] | None = None,
     ) -> None:
-        """The agency service by default; the relay passes its own application and placeholder address."""
+        """The agency service by default; the relay passes its own application and placeholder address.
+
+        ``fast``: operations answered without Spyne when their Body is simple; by default the agency
+        service's (:data:`~gateway.soap.binding.fast.FAST_OPERATIONS`), none for another application.
+        """
+        self.fast = fast if fast is not None else (FAST_OPERATIONS if application is None else {})
         self.application = application or build_spyne_application()
         self.application.event_manager.add_listener("method_call", _attach_context)
         self.server = _SpyneWsgi(self.application, max_content_length=envelope_limit)
         self.wsdl = render_wsdl(self.application, location)
         """The WSDL with the placeholder address; the endpoint writes the real one."""
 
-    def answer(self, environ: dict[str, Any], body: bytes, context: RequestContext | RelayContext) -> Answer:
-        """Run the operation in ``body`` (a slim, UTF-8 SOAP 1.1 envelope) with ``context``."""
+    def answer(
+        self,
+        environ: dict[str, Any],
+        body: bytes,
+        context: RequestContext | RelayContext,
+        simple: SimpleBody | None = None,
+    ) -> Answer:
+        """Run the operation in ``body`` (a slim, UTF-8 SOAP 1.1 envelope) with ``context``.
+
+        ``simple`` is the Body as the reader saw it, when it was simple: an operation with a fast
+        answer is then answered without Spyne, unless the fast handler leaves it to Spyne.
+        """
+        if simple is not None:
+            handler = self.fast.get(simple.operation)
+            answer = handler(simple, context) if handler is not None else None
+            if answer is not None:
+                return answer
         inner = dict(environ)
         inner["wsgi.input"] = io.BytesIO(body)
         inner["CONTENT_LENGTH"] = str(len(body))

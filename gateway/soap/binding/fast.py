@@ -1,0 +1,137 @@
+"""getPendingDocuments answered without Spyne, byte for byte as Spyne answers it.
+
+Most calls a gateway serves are polls that find nothing (issue 13: every agency's software polls).
+Through Spyne such a poll costs a second parse of the envelope the streaming reader already read
+(lxml), schema validation, Spyne's object tree for the answer and its serialisation: measured
+in-process, about as much CPU again as authentication and the poll's query together. The reader
+hands over the Body's parameters when the Body is simple (:class:`~gateway.soap.streaming.SimpleBody`);
+a poll whose parameters are plainly valid is answered here, and anything else (an unusual but
+perhaps valid ``maxItems``, attributes, comments, another namespace) goes through Spyne, so every
+refusal keeps the words and codes Spyne gives it. Answers and faults are the bytes Spyne writes
+(``tests/soap/test_fast_answers.py`` compares them).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from typing import Any
+
+from lxml import etree
+
+from gateway.errors import GatewayError
+from gateway.exchange.results import PendingItem
+from gateway.soap.binding.answer import Answer
+from gateway.soap.context import RelayContext, RequestContext
+from gateway.soap.faults import SOAP_PREFIX, fault_detail, internal_error
+from gateway.soap.namespaces import NAMESPACE
+from gateway.soap.streaming import SOAP11_ENV, SimpleBody
+
+HEADERS = (("Content-Type", "text/xml; charset=utf-8"),)
+"""What Spyne answers with besides Content-Length, faults included."""
+FAULT_STATUS = "500 Internal Server Error"
+_NSMAP = {SOAP_PREFIX: SOAP11_ENV, "tns": NAMESPACE}
+_MAX_ITEMS = f"{NAMESPACE} maxItems"
+_PLAIN_INT = re.compile(r"[ \t\r\n]*([0-9]{1,9})[ \t\r\n]*")
+"""An ``xs:int`` every schema processor takes as it is; other spellings are left to Spyne."""
+
+PENDING_FIELDS: tuple[tuple[str, str], ...] = (
+    ("itemId", "item_id"),
+    ("kind", "kind"),
+    ("documentId", "document_id"),
+    ("edxmlDocumentId", "edxml_document_id"),
+    ("senderCode", "sender_code"),
+    ("senderName", "sender_name"),
+    ("code", "code"),
+    ("subject", "subject"),
+    ("promulgationDate", "promulgation_date"),
+    ("dueDate", "due_date"),
+    ("priority", "priority"),
+    ("businessType", "business_type"),
+    ("statusCode", "status_code"),
+    ("statusFrom", "status_from"),
+    ("size", "size"),
+    ("queuedAt", "queued_at"),
+    ("leaseExpiresAt", "lease_expires_at"),
+    ("attempts", "attempts"),
+    ("signer", "signer"),
+)
+"""``PendingItem`` on the wire (types.PendingItem, in order) and the result attribute each one carries."""
+
+
+FastHandler = Callable[[SimpleBody, RequestContext | RelayContext], Answer | None]
+
+
+def _q(local: str) -> str:
+    return f"{{{NAMESPACE}}}{local}"
+
+
+def _envelope() -> tuple[etree._Element, etree._Element]:
+    envelope = etree.Element(f"{{{SOAP11_ENV}}}Envelope", nsmap=_NSMAP)
+    return envelope, etree.SubElement(envelope, f"{{{SOAP11_ENV}}}Body")
+
+
+def _serialise(envelope: etree._Element) -> bytes:
+    return etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")
+
+
+def _text(value: Any) -> str:
+    """A value as Spyne writes it: ISO dates and times (offset kept), decimal integers, text as is."""
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def pending_response(items: list[PendingItem]) -> bytes:
+    """The getPendingDocuments response for ``items``; optional fields that are None are left out."""
+    envelope, body = _envelope()
+    response = etree.SubElement(body, _q("getPendingDocumentsResponse"))
+    result = etree.SubElement(response, _q("getPendingDocumentsResult"))
+    for item in items:
+        element = etree.SubElement(result, _q("PendingItem"))
+        for wire, attribute in PENDING_FIELDS:
+            value = getattr(item, attribute)
+            if value is not None:
+                etree.SubElement(element, _q(wire)).text = _text(value)
+    return _serialise(envelope)
+
+
+def fault_response(error: GatewayError) -> Answer:
+    """The fault Spyne writes for ``error`` raised by an operation (with its empty faultactor)."""
+    envelope, body = _envelope()
+    fault = etree.SubElement(body, f"{{{SOAP11_ENV}}}Fault")
+    etree.SubElement(fault, "faultcode").text = f"{SOAP_PREFIX}:{error.code}"
+    etree.SubElement(fault, "faultstring").text = error.message
+    etree.SubElement(fault, "faultactor").text = ""
+    etree.SubElement(fault, "detail").append(fault_detail(error))
+    return Answer(FAULT_STATUS, list(HEADERS), _serialise(envelope), error.code, error.message)
+
+
+EMPTY_PENDING = pending_response([])
+"""The answer to almost every poll, serialised once."""
+
+
+def get_pending_documents(simple: SimpleBody, context: RequestContext | RelayContext) -> Answer | None:
+    """A poll whose only parameter is absent or a plain number, for an authenticated caller; else None."""
+    if not isinstance(context, RequestContext) or context.caller is None:
+        return None
+    limit: int | None = None
+    if simple.parameters:
+        if len(simple.parameters) != 1 or simple.parameters[0][0] != _MAX_ITEMS:
+            return None
+        plain = _PLAIN_INT.fullmatch(simple.parameters[0][1])
+        if plain is None:
+            return None
+        limit = int(plain.group(1))
+    try:
+        items = context.exchange.pending(context.caller, limit)
+    except GatewayError as error:
+        return fault_response(error)
+    except Exception:
+        return fault_response(internal_error(_q("getPendingDocuments")))
+    return Answer("200 OK", list(HEADERS), pending_response(items) if items else EMPTY_PENDING, None)
+
+
+FAST_OPERATIONS: Mapping[str, FastHandler] = {f"{NAMESPACE} getPendingDocuments": get_pending_documents}
+"""Operations (expat names of their request elements) that have a fast answer."""
