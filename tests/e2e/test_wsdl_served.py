@@ -212,3 +212,14 @@ def test_a_wsdl_without_exactly_one_soap_address_is_refused(count: int) -> None:
     wsdl = f'<definitions xmlns="{WSDL}" xmlns:soap="{SOAP}"><port>{ports}</port></definitions>'
     with pytest.raises(ValueError, match=f"^the WSDL must have exactly one soap:address, it has {count}$"):
         WsdlAddresses(wsdl.encode())
+
+
+@pytest.mark.parametrize("url", ["https://gw example/soap", "https:///soap", "http://gw:0/soap", "http://[::1/soap"])
+def test_a_public_url_without_a_well_formed_host_is_refused_as_a_setting(url: str) -> None:
+    """The operator reads which setting is wrong, not the wording meant for a client's Host header."""
+    with pytest.raises(BadAddress) as refused:
+        check_public_url(url)
+    assert str(refused.value) == (
+        f"GATEWAY_PUBLIC_URL {url!r} has no well-formed host: expected a host name, IPv4 or [IPv6] "
+        "address with an optional port 1-65535."
+    )
