@@ -215,7 +215,7 @@ class DemoStandIns:
     """subprocess.run/Popen, os.killpg, signal.signal and time.sleep for an in-process demo-network.
 
     A started process answers ``poll`` as running 99 times unless ``alive_polls[index]`` says fewer;
-    those in ``hanging`` never finish ``wait``.
+    those in ``hanging`` never finish ``wait``; the start numbered ``start_fails_at`` raises OSError.
 
     ``run`` answers ``credentials issue CODE`` with ``secret-CODE`` and ``peers add NAME`` with
     ``peer-NAME``; ``answers`` overrides the output of a command ending with the given words.
@@ -230,6 +230,7 @@ class DemoStandIns:
         self.answers: dict[tuple[str, ...], tuple[int, str, str]] = {}
         self.alive_polls: dict[int, int] = {}
         self.hanging: set[int] = set()
+        self.start_fails_at: int | None = None
         self.on_sleep: Any = None
         monkeypatch.setattr(subprocess, "run", self.run)
         monkeypatch.setattr(subprocess, "Popen", self.popen)
@@ -253,6 +254,8 @@ class DemoStandIns:
     def popen(self, command: list[str], env: dict[str, str], start_new_session: bool) -> DemoProcess:
         assert start_new_session, "each instance has its own process group, stopped with killpg"
         index = len(self.processes)
+        if index == self.start_fails_at:
+            raise OSError(24, "Too many open files")
         process = DemoProcess(9000 + index, command, env, self.alive_polls.get(index, 99), index in self.hanging)
         self.processes.append(process)
         return process
@@ -376,3 +379,16 @@ def test_demo_network_refuses_output_that_is_not_one_secret(
     assert result.exit_code == 1
     assert "Error: could not read the secret the gateway printed" in result.stderr
     assert stand_ins.processes == [] and not (tmp_path / "demo" / "credentials.json").exists()
+
+
+def test_demo_network_stops_the_processes_it_started_when_a_later_start_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """They run in sessions of their own, so nothing else would ever stop them."""
+    stand_ins = DemoStandIns(monkeypatch)
+    stand_ins.start_fails_at = 3
+    result = _demo(tmp_path)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "error: could not start a demo process: [Errno 24] Too many open files"
+    assert stand_ins.killed == [(9000, signal.SIGTERM), (9001, signal.SIGTERM), (9002, signal.SIGTERM)]
+    assert [p.returncode for p in stand_ins.processes] == [0, 0, 0], "each one is waited for"
