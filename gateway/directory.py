@@ -154,11 +154,11 @@ def parse_json(text: str) -> list[AgencyRow]:
 
 
 def read_rows(path: Path) -> list[AgencyRow]:
-    """Rows of a ``.json`` or CSV directory file (UTF-8)."""
+    """Rows of a ``.json`` or CSV directory file (UTF-8); errors leave naming the file to the caller."""
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
-        raise DirectoryError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+        raise DirectoryError(f"not UTF-8 text ({error.reason} at byte {error.start})") from None
     if path.suffix.lower() == ".json":
         return parse_json(text)
     return parse_csv(text)

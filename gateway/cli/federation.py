@@ -341,35 +341,43 @@ def demo_network(base_port: int, data_dir: Path) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             json.dump(known, out, ensure_ascii=False, indent=2)
     credentials = known
-    for name, spec in DEMO_INSTANCES.items():
-        env = envs[name]
-        if spec["role"] == "provincial":
-            env.update(
-                GATEWAY_UPSTREAM_URL=f"http://127.0.0.1:{ports['national']}",
-                GATEWAY_UPSTREAM_SECRET=credentials["peers"][name],
-            )
-        processes.append(
-            subprocess.Popen([*base, "serve", "--port", str(ports[name])], env=env, start_new_session=True)
-        )
-        processes.append(subprocess.Popen([*base, "relay"], env=env, start_new_session=True))
-    table = Table(title=f"Demo network (credentials also in {known_file})")
-    for column in ("instance", "SOAP endpoint", "agency", "secret"):
-        table.add_column(column, no_wrap=True)
-    for code, entry in credentials["agencies"].items():
-        table.add_row(
-            entry["instance"], f"http://127.0.0.1:{ports[entry['instance']]}/soap", Text(code), Text(entry["secret"])
-        )
-    console = ui.out()
-    console.print(table)
-    console.print(
-        "Dashboards: /dashboard on each port (set GATEWAY_OPERATOR_PASSWORD first). Ctrl+C stops all.", markup=False
-    )
+    # Everything after the first start is inside the try, so a start that fails or a Ctrl+C while
+    # starting still stops the processes already running (their own sessions never see Ctrl+C).
     try:
+        for name, spec in DEMO_INSTANCES.items():
+            env = envs[name]
+            if spec["role"] == "provincial":
+                env.update(
+                    GATEWAY_UPSTREAM_URL=f"http://127.0.0.1:{ports['national']}",
+                    GATEWAY_UPSTREAM_SECRET=credentials["peers"][name],
+                )
+            processes.append(
+                subprocess.Popen([*base, "serve", "--port", str(ports[name])], env=env, start_new_session=True)
+            )
+            processes.append(subprocess.Popen([*base, "relay"], env=env, start_new_session=True))
+        table = Table(title=f"Demo network (credentials also in {known_file})")
+        for column in ("instance", "SOAP endpoint", "agency", "secret"):
+            table.add_column(column, no_wrap=True)
+        for code, entry in credentials["agencies"].items():
+            table.add_row(
+                entry["instance"],
+                f"http://127.0.0.1:{ports[entry['instance']]}/soap",
+                Text(code),
+                Text(entry["secret"]),
+            )
+        console = ui.out()
+        console.print(table)
+        console.print(
+            "Dashboards: /dashboard on each port (set GATEWAY_OPERATOR_PASSWORD first). Ctrl+C stops all.",
+            markup=False,
+        )
         while all(p.poll() is None for p in processes):
             time.sleep(0.5)
         ui.err().print("A demo process ended; stopping the network.", markup=False)
     except KeyboardInterrupt:
         pass
+    except OSError as error:
+        ui.fail(f"error: could not start a demo process: {error}")
     finally:
         for process in processes:
             if process.poll() is None:

@@ -60,13 +60,19 @@ def check_authority(value: str, source: str) -> str:
 
 def check_public_url(url: str) -> str:
     """``GATEWAY_PUBLIC_URL`` if it is an absolute http(s) URL with a well-formed host, else BadAddress."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unbalanced [ or ] around the host
+        raise _bad_public_host(url) from None
     if parts.scheme not in _SCHEMES or parts.query or parts.fragment or parts.username or parts.password:
         raise BadAddress(
             f"GATEWAY_PUBLIC_URL {url!r} must be the endpoint's absolute http(s) address, "
             "e.g. https://gateway.example.gov.vn/soap (no query, fragment or user)."
         )
-    check_authority(parts.netloc, "GATEWAY_PUBLIC_URL")
+    try:
+        check_authority(parts.netloc, "GATEWAY_PUBLIC_URL")
+    except BadAddress:
+        raise _bad_public_host(url) from None
     if any(ch.isspace() or ord(ch) < 0x20 for ch in url):
         raise BadAddress(f"GATEWAY_PUBLIC_URL {url!r} contains whitespace or control characters.")
     return url
@@ -126,4 +132,12 @@ def _bad(value: str, source: str) -> BadAddress:
     return BadAddress(
         f"The {source} of this request is not a host name or address with an optional port (1-65535), so "
         "the WSDL cannot name this gateway's address from it."
+    )
+
+
+def _bad_public_host(url: str) -> BadAddress:
+    """The refusal of the setting's host; unlike a header, the operator's own value is worth repeating."""
+    return BadAddress(
+        f"GATEWAY_PUBLIC_URL {url!r} has no well-formed host: expected a host name, IPv4 or [IPv6] "
+        "address with an optional port 1-65535."
     )

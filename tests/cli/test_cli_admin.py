@@ -113,6 +113,15 @@ def test_import_bad_csv_names_the_line_and_changes_nothing(
     assert _agencies(cli_settings) == {}
 
 
+def test_import_of_a_file_that_is_not_utf8_names_the_file_once(upgraded_cli: Invoke, tmp_path: Path) -> None:
+    path = tmp_path / "cp1258.csv"
+    path.write_bytes((HEADER + "000.00.00.G22,Văn,1,,0,\n").encode("cp1258"))
+    result = upgraded_cli("agencies", "import", str(path))
+    assert result.exit_code == 1
+    unwrapped = " ".join(result.stderr.split())  # the console wraps long lines at a space
+    assert unwrapped == f"error: {path}: not UTF-8 text (invalid continuation byte at byte 58)"
+
+
 def test_import_parent_may_come_from_the_directory(upgraded_cli: Invoke, tmp_path: Path) -> None:
     assert upgraded_cli("agencies", "add", "000.00.00.H41", "Nghệ An", "--level", "1").exit_code == 0
     path = _write(tmp_path, "child.csv", HEADER + "000.00.05.H41,Sở TT&TT,2,000.00.00.H41,1,\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -12,7 +13,7 @@ from lxml import etree
 from support.live import LiveGateway, live_gateway_for
 
 from gateway.config import WSDL_DIR, Settings
-from gateway.soap.address import BadAddress, check_authority, check_public_url
+from gateway.soap.address import BadAddress, WsdlAddresses, check_authority, check_public_url, request_address
 from gateway.soap.binding import WSDL_LOCATION
 from gateway.soap.endpoint import SoapEndpoint
 
@@ -150,3 +151,75 @@ def test_a_malformed_public_url_stops_the_gateway_from_starting(url: str) -> Non
         check_public_url(url)
     with pytest.raises(BadAddress):
         SoapEndpoint.__init__(object.__new__(SoapEndpoint), None, 0, public_url=url)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://gw.example/so ap", " https://gw.example/soap", "https://gw.example/soap\n", "https://gw.example/\x00"],
+)
+def test_a_public_url_with_whitespace_or_control_characters_is_refused(url: str) -> None:
+    """urlsplit drops leading blanks and tabs/newlines anywhere, so the check looks at the raw setting."""
+    with pytest.raises(BadAddress) as refused:
+        check_public_url(url)
+    assert str(refused.value) == f"GATEWAY_PUBLIC_URL {url!r} contains whitespace or control characters."
+
+
+@pytest.mark.parametrize(
+    ("scheme", "port", "address"),
+    [
+        ("http", "80", "http://gw.example/soap"),
+        ("https", "443", "https://gw.example/soap"),
+        ("https", "80", "https://gw.example:80/soap"),
+        ("http", "8080", "http://gw.example:8080/soap"),
+        ("http", "", "http://gw.example/soap"),
+    ],
+)
+def test_without_a_host_header_the_server_name_and_a_non_default_port_are_used(
+    scheme: str, port: str, address: str
+) -> None:
+    environ = {"wsgi.url_scheme": scheme, "SERVER_NAME": "gw.example", "SERVER_PORT": port, "PATH_INFO": "/soap/"}
+    assert request_address(environ, trusted_proxy=False) == address
+
+
+def test_a_bad_server_name_is_refused_naming_its_source() -> None:
+    with pytest.raises(BadAddress) as refused:
+        request_address({"SERVER_NAME": "a b", "SERVER_PORT": "80", "PATH_INFO": "/soap"}, trusted_proxy=False)
+    assert str(refused.value).startswith("The SERVER_NAME of this request is not a host name")
+
+
+@pytest.mark.parametrize("proto", ["ftp", "", "https, gopher"])
+def test_a_forwarded_proto_other_than_http_or_https_is_refused_only_behind_a_trusted_proxy(proto: str) -> None:
+    environ: dict[str, Any] = {"HTTP_HOST": "gw.example", "HTTP_X_FORWARDED_PROTO": proto, "PATH_INFO": "/soap"}
+    assert request_address(environ, trusted_proxy=False) == "http://gw.example/soap"
+    with pytest.raises(BadAddress) as refused:
+        request_address(environ, trusted_proxy=True)
+    assert str(refused.value) == "The X-Forwarded-Proto of this request is neither http nor https."
+
+
+def test_a_trusted_forwarded_proto_keeps_the_host_header_when_no_forwarded_host_is_sent() -> None:
+    environ = {
+        "HTTP_HOST": "gw.example:8443",
+        "HTTP_X_FORWARDED_PROTO": "HTTPS",
+        "SCRIPT_NAME": "/gw",
+        "PATH_INFO": "/soap",
+    }
+    assert request_address(environ, trusted_proxy=True) == "https://gw.example:8443/gw/soap"
+
+
+@pytest.mark.parametrize("count", [0, 2])
+def test_a_wsdl_without_exactly_one_soap_address_is_refused(count: int) -> None:
+    ports = "".join(f'<soap:address location="http://h{i}/soap"/>' for i in range(count))
+    wsdl = f'<definitions xmlns="{WSDL}" xmlns:soap="{SOAP}"><port>{ports}</port></definitions>'
+    with pytest.raises(ValueError, match=f"^the WSDL must have exactly one soap:address, it has {count}$"):
+        WsdlAddresses(wsdl.encode())
+
+
+@pytest.mark.parametrize("url", ["https://gw example/soap", "https:///soap", "http://gw:0/soap", "http://[::1/soap"])
+def test_a_public_url_without_a_well_formed_host_is_refused_as_a_setting(url: str) -> None:
+    """The operator reads which setting is wrong, not the wording meant for a client's Host header."""
+    with pytest.raises(BadAddress) as refused:
+        check_public_url(url)
+    assert str(refused.value) == (
+        f"GATEWAY_PUBLIC_URL {url!r} has no well-formed host: expected a host name, IPv4 or [IPv6] "
+        "address with an optional port 1-65535."
+    )
