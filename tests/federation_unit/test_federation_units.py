@@ -19,10 +19,9 @@ from support.federation import (
     MINISTRY,
     T0,
     FakeUpstream,
-    add_agencies,
     caller,
     consignment_header,
-    exchange_service,
+    hub_with_a_consignment_never_acknowledged,
 )
 from support.letters import official_letter
 from support.staging import stage
@@ -198,13 +197,7 @@ def test_singleton_admits_one_holder(database: Database, tmp_path: Path) -> None
 def test_a_consignment_failing_at_the_hub_is_reported_back_towards_the_sender(
     database: Database, tmp_path: Path, clock: Clock
 ) -> None:
-    add_agencies(database, {COMMUNE: "HA", B_DEPARTMENT: "HB"})
-    hub = FederationService(exchange_service(database, tmp_path, clock, instance_id="national"))
-    edxml = official_letter(COMMUNE, [B_DEPARTMENT])
-    hub.receive("HA", consignment_header(edxml, path=("HA",), hop_count=1), stage(hub.exchange, edxml))
-    for _ in range(3):
-        assert len(hub.pull("HB", 10)) == 1, "HB pulls it but never acknowledges"
-        clock.now += timedelta(minutes=5)
+    hub = hub_with_a_consignment_never_acknowledged(database, tmp_path, clock)
     assert hub.pull("HB", 10) == [], "after the last lease the consignment fails instead"
     with database.transaction(readonly=True) as session:
         rows = {r.kind: r for r in session.scalars(select(OutboxConsignment))}

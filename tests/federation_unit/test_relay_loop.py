@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -21,7 +20,7 @@ from support.federation import (
     FakeUpstream,
     caller,
     consignment_header,
-    exchange_service,
+    hub_with_a_consignment_never_acknowledged,
 )
 from support.letters import official_letter
 from support.staging import stage
@@ -177,16 +176,7 @@ def test_the_first_cycle_puts_interrupted_pushes_back_in_line(
 def test_the_national_sweep_fails_a_consignment_leased_too_often(
     database: Database, tmp_path: Any, clock: Clock
 ) -> None:
-    from support.federation import add_agencies
-
-    add_agencies(database, {COMMUNE: "HA", B_DEPARTMENT: "HB"})
-    hub = FederationService(exchange_service(database, tmp_path, clock, instance_id="national"))
-    edxml = official_letter(COMMUNE, [B_DEPARTMENT])
-    hub.receive("HA", consignment_header(edxml, path=("HA",), hop_count=1), stage(hub.exchange, edxml))
-    for _ in range(3):
-        assert len(hub.pull("HB", 10)) == 1
-        clock.now += timedelta(minutes=5)
-    sweeper = Relay(hub, clock=clock)
+    sweeper = Relay(hub_with_a_consignment_never_acknowledged(database, tmp_path, clock), clock=clock)
     assert sweeper.cycle().errors == []
     with database.transaction(readonly=True) as session:
         row = session.scalars(select(OutboxConsignment).where(OutboxConsignment.kind == "document")).one()

@@ -4,34 +4,17 @@ and the metrics count what it recorded, never what a body or a fault envelope se
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 from wsgiref.util import setup_testing_defaults
 
-import pytest
-from support.live import NGHE_AN, NS, VPCP, secret_of, seed_directory
+from support.live import NGHE_AN, NS, VPCP, secret_of
 
-from gateway.app import Router, create_app
-from gateway.config import Settings
+from gateway.app import Router
 from gateway.metrics import Metrics, MetricsMiddleware
 from gateway.soap import OPERATIONS, wsgi_keys
-from gateway.store.database import Database
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
-
-
-@pytest.fixture
-def app(tmp_path: Path, sqlite_url: str) -> Iterator[Router]:
-    db = Database(sqlite_url)
-    db.upgrade()
-    seed_directory(db)
-    db.dispose()
-    router = create_app(Settings(data_dir=tmp_path / "var", database_url=sqlite_url))
-    try:
-        yield router
-    finally:
-        router.gateway.db.dispose()
 
 
 def post(app: Any, body: bytes, action: str | None = None) -> tuple[str, dict[str, Any]]:

@@ -9,41 +9,24 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator
 from datetime import date
-from pathlib import Path
 from typing import Any
 from wsgiref.util import setup_testing_defaults
 
 import pytest
-from support.live import NGHE_AN, NS, VPCP, secret_of, seed_directory
+from support.live import NGHE_AN, NS, VPCP, secret_of
 from support.staging import stage
 
-from gateway.app import Router, create_app
-from gateway.config import Settings
+from gateway.app import Router
 from gateway.edxml import DocumentMessage, Organization, document_bytes
 from gateway.errors import NotFound, Unavailable
 from gateway.exchange.results import PendingItem
 from gateway.soap import wsgi_keys
 from gateway.soap.binding import fast
 from gateway.soap.binding import types as t
-from gateway.store.database import Database
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 _REFERENCE = re.compile(rb"reference [0-9a-f]{12}")
-
-
-@pytest.fixture
-def app(tmp_path: Path, sqlite_url: str) -> Iterator[Router]:
-    db = Database(sqlite_url)
-    db.upgrade()
-    seed_directory(db)
-    db.dispose()
-    router = create_app(Settings(data_dir=tmp_path / "var", database_url=sqlite_url))
-    try:
-        yield router
-    finally:
-        router.gateway.db.dispose()
 
 
 def post(app: Router, body: bytes, action: str = '"getPendingDocuments"') -> tuple[str, list[Any], bytes, dict]:

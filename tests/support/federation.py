@@ -8,7 +8,7 @@ import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from gateway.config import Settings
@@ -16,10 +16,13 @@ from gateway.exchange.credentials import hash_secret
 from gateway.exchange.results import Caller
 from gateway.exchange.service import ExchangeService
 from gateway.federation.model import ConsignmentHeader, DirectoryEntry
+from gateway.federation.service import FederationService
 from gateway.store.blobs import BlobStore
 from gateway.store.database import Database
 from gateway.store.models import Agency, Credential
 from support.clock import Clock
+from support.letters import official_letter
+from support.staging import stage
 
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 COMMUNE, COMMUNE_2, MINISTRY, B_DEPARTMENT = "000.46.24.H41", "000.47.24.H41", "000.00.00.G01", "000.00.01.H14"
@@ -64,6 +67,18 @@ def consignment_header(edxml: bytes, **changes: object) -> ConsignmentHeader:
         path=("HA", "national"),
     )
     return replace(header, **changes)
+
+
+def hub_with_a_consignment_never_acknowledged(database: Database, tmp_path: Path, clock: Clock) -> FederationService:
+    """The national instance holding HA's document for HB, leased by HB on every attempt and never acknowledged."""
+    add_agencies(database, {COMMUNE: "HA", B_DEPARTMENT: "HB"})
+    hub = FederationService(exchange_service(database, tmp_path, clock, instance_id="national"))
+    edxml = official_letter(COMMUNE, [B_DEPARTMENT])
+    hub.receive("HA", consignment_header(edxml, path=("HA",), hop_count=1), stage(hub.exchange, edxml))
+    for _ in range(3):
+        assert len(hub.pull("HB", 10)) == 1, "HB pulls it but never acknowledges"
+        clock.now += timedelta(minutes=5)
+    return hub
 
 
 class FakeUpstream:
