@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, Connection, and_, bindparam, case, insert, or_, select, update
+from sqlalchemy import BindParameter, ColumnElement, Connection, and_, bindparam, case, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from gateway.store.models import Delivery, UTCDateTime, table_of
@@ -107,8 +107,13 @@ def enqueue_status(session: Session, agency_id: int, document_id: str, status_ev
     return item_id
 
 
-def _available(agency_id: int, now: datetime) -> tuple[ColumnElement[bool], ...]:
-    """Pending and not under a live lease: what a poll may hand out (served by ``ix_deliveries_queue``)."""
+def _available(
+    agency_id: int | BindParameter[int], now: datetime | BindParameter[datetime]
+) -> tuple[ColumnElement[bool], ...]:
+    """Pending and not under a live lease: what a poll may hand out (served by ``ix_deliveries_queue``).
+
+    Values, or bound parameters for a statement built once.
+    """
     return (
         Delivery.agency_id == agency_id,
         Delivery.state == PENDING,
@@ -116,15 +121,7 @@ def _available(agency_id: int, now: datetime) -> tuple[ColumnElement[bool], ...]
     )
 
 
-_ANY_AVAILABLE = (
-    select(Delivery.id)
-    .where(
-        Delivery.agency_id == bindparam("agency_id"),
-        Delivery.state == PENDING,
-        or_(Delivery.lease_until.is_(None), Delivery.lease_until <= bindparam("now", type_=_TIME)),
-    )
-    .limit(1)
-)
+_ANY_AVAILABLE = select(Delivery.id).where(*_available(bindparam("agency_id"), bindparam("now", type_=_TIME))).limit(1)
 """:func:`_available` with bound parameters, built once: every poll runs it."""
 
 
