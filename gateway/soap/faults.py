@@ -30,13 +30,20 @@ def fault_detail(error: GatewayError) -> etree._Element:
     return detail
 
 
-def fault_envelope(error: GatewayError) -> bytes:
-    """A complete SOAP 1.1 fault envelope, for errors found before or around the Spyne binding."""
-    envelope = etree.Element(f"{{{SOAP11_ENV}}}Envelope", nsmap={SOAP_PREFIX: SOAP11_ENV})
+def fault_envelope(error: GatewayError, *, as_spyne: bool = False) -> bytes:
+    """A complete SOAP 1.1 fault envelope, for errors found before or around the Spyne binding.
+
+    ``as_spyne``: the bytes Spyne writes for an operation's fault (the service namespace declared on
+    the Envelope, an empty faultactor), for answers given in its place (gateway/soap/binding/fast.py).
+    """
+    nsmap = {SOAP_PREFIX: SOAP11_ENV, "tns": NAMESPACE} if as_spyne else {SOAP_PREFIX: SOAP11_ENV}
+    envelope = etree.Element(f"{{{SOAP11_ENV}}}Envelope", nsmap=nsmap)
     body = etree.SubElement(envelope, f"{{{SOAP11_ENV}}}Body")
     fault = etree.SubElement(body, f"{{{SOAP11_ENV}}}Fault")
     etree.SubElement(fault, "faultcode").text = f"{SOAP_PREFIX}:{error.code}"
     etree.SubElement(fault, "faultstring").text = error.message
+    if as_spyne:
+        etree.SubElement(fault, "faultactor").text = ""
     etree.SubElement(fault, "detail").append(fault_detail(error))
     return etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")
 

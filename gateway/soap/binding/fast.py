@@ -24,7 +24,7 @@ from gateway.errors import GatewayError
 from gateway.exchange.results import PendingItem
 from gateway.soap.binding.answer import Answer
 from gateway.soap.context import RelayContext, RequestContext
-from gateway.soap.faults import SOAP_PREFIX, fault_detail, internal_error
+from gateway.soap.faults import SOAP_PREFIX, fault_envelope, internal_error
 from gateway.soap.namespaces import NAMESPACE
 from gateway.soap.streaming import SOAP11_ENV, SimpleBody
 
@@ -98,14 +98,8 @@ def pending_response(items: list[PendingItem]) -> bytes:
 
 
 def fault_response(error: GatewayError) -> Answer:
-    """The fault Spyne writes for ``error`` raised by an operation (with its empty faultactor)."""
-    envelope, body = _envelope()
-    fault = etree.SubElement(body, f"{{{SOAP11_ENV}}}Fault")
-    etree.SubElement(fault, "faultcode").text = f"{SOAP_PREFIX}:{error.code}"
-    etree.SubElement(fault, "faultstring").text = error.message
-    etree.SubElement(fault, "faultactor").text = ""
-    etree.SubElement(fault, "detail").append(fault_detail(error))
-    return Answer(FAULT_STATUS, list(HEADERS), _serialise(envelope), error.code, error.message)
+    """The fault Spyne writes for ``error`` raised by an operation."""
+    return Answer(FAULT_STATUS, list(HEADERS), fault_envelope(error, as_spyne=True), error.code, error.message)
 
 
 EMPTY_PENDING = pending_response([])
