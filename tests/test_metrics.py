@@ -23,8 +23,8 @@ import pytest
 import zeep.exceptions
 from prometheus_client import CollectorRegistry, multiprocess, values
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import event
 from support.queue_counts import pending_counts
+from support.statements import counting
 from web.web_support import (
     CAO_BANG,
     NGHE_AN,
@@ -270,11 +270,7 @@ def test_rapid_scrapes_read_the_store_once_per_interval(tmp_path: Path, sqlite_u
     settings = Settings(data_dir=tmp_path / "var", database_url=sqlite_url, metrics_cache_seconds=60)
     with serving(settings) as live:
         scripted_exchange(live)
-        statements: list[str] = []
-        engine = live.app.gateway.db.engine
-        listener = lambda *args: statements.append(args[2])  # noqa: E731
-        event.listen(engine, "before_cursor_execute", listener)
-        try:
+        with counting(live.app.gateway.db.engine) as statements:
             first = _scrape(live.base)
             one_reading = len(statements)
             assert one_reading > 0, "the first scrape reads the store"
@@ -290,8 +286,6 @@ def test_rapid_scrapes_read_the_store_once_per_interval(tmp_path: Path, sqlite_u
             later = _scrape(live.base)
             assert len(statements) == 2 * one_reading, "past the interval the store is read again, once"
             assert _value(later, "gateway_store_gauges_age_seconds") < 61, "a new reading, not the one of 61 s ago"
-        finally:
-            event.remove(engine, "before_cursor_execute", listener)
 
 
 # -- multiprocess mode ----------------------------------------------------------------------------

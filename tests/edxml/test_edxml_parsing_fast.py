@@ -11,8 +11,7 @@ import base64
 import binascii
 import os
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from unittest import mock
@@ -22,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
+from support.cputime import least_cpu_seconds
 
 from gateway.edxml import AttachmentSource, DocumentMessage, Organization, document_bytes, parsing, read_document
 from gateway.edxml.parsing import CHUNK, EncodedContent, ParsedEdxml, parse
@@ -350,16 +350,6 @@ def test_attributes_holding_gt_before_the_text_are_handled() -> None:
     assert slow == []
 
 
-def _cpu_seconds(parse_once: Callable[[], object], rounds: int = 3) -> float:
-    """The least CPU time of a few runs: the run least disturbed by the rest of the machine."""
-    best = float("inf")
-    for _ in range(rounds):
-        started = time.process_time()
-        parse_once()
-        best = min(best, time.process_time() - started)
-    return best
-
-
 def test_many_siblings_parse_in_linear_time() -> None:
     """``len()`` of an lxml element walks its children; asking it per child took 26 s for 100 000.
 
@@ -370,7 +360,7 @@ def test_many_siblings_parse_in_linear_time() -> None:
     element = b"<ContentTransferEncoded>QUJD</ContentTransferEncoded>"
     small, large = (b"<r>" + element * n + b"</r>" for n in (40_000, 80_000))
     assert len(parse(small, roomy).contents) == 40_000
-    ratio = _cpu_seconds(lambda: parse(large, roomy)) / _cpu_seconds(lambda: parse(small, roomy))
+    ratio = least_cpu_seconds(lambda: parse(large, roomy)) / least_cpu_seconds(lambda: parse(small, roomy))
     print(f"CPU 2n/n for siblings: {ratio:.2f}")
     assert ratio < 3, f"doubling the siblings multiplied the parse's CPU time by {ratio:.1f}"
     with pytest.raises(MalformedEdxml, match="r has more than 1,000 child elements"):

@@ -6,8 +6,9 @@ from datetime import date, datetime, timedelta
 
 import pytest
 from exchange_support import RECIPIENT, SENDER, T0
-from sqlalchemy import event, select
+from sqlalchemy import select
 from support.staging import stage
+from support.statements import counting
 
 from gateway.edxml import DocumentMessage, Organization, document_bytes, read_status
 from gateway.errors import AuthenticationFailed
@@ -93,18 +94,10 @@ def test_a_send_costs_eight_statements(service, database) -> None:
     """The send path's round trips are its main cost on PostgreSQL (README "Performance"); adding one
     should be a decision, not an accident. Authentication, the duplicate check, the recipient lookup,
     then the document, its recipients, its queue items, the audit head and the audit entry."""
-    executed: list[str] = []
-
-    def record(_conn, _cursor, statement: str, *_args: object) -> None:
-        executed.append(statement.split(None, 3)[:3][-1] if statement.startswith("INSERT") else statement[:60])
-
-    event.listen(database.engine, "before_cursor_execute", record)
-    try:
+    with counting(database.engine) as executed:
         sender = service.authenticate(SENDER, f"s-{SENDER}")
         service.send_document(sender, stage(service, letter()))
-    finally:
-        event.remove(database.engine, "before_cursor_execute", record)
     statements = [s for s in executed if not s.startswith("BEGIN")]  # SQLite's BEGIN is a statement too
-    inserts = [s for s in statements if not s.startswith("SELECT")]
+    inserts = [s.removeprefix("INSERT INTO ").split()[0] for s in statements if not s.startswith("SELECT")]
     assert inserts == ["documents", "recipients", "deliveries", "audit_log"], executed
     assert len(statements) == 8, executed

@@ -8,13 +8,12 @@ confirmReceived are counted too, so adding a statement to them is a decision.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 
 import pytest
-from sqlalchemy import event
 from support.staging import stage
+from support.statements import counting
 
 from gateway.config import Settings
 from gateway.edxml import DocumentMessage, Organization, document_bytes
@@ -56,21 +55,6 @@ def letter(number: int) -> bytes:
     )
 
 
-@contextmanager
-def counting(database: Database) -> Iterator[list[str]]:
-    """Every statement sent to the database inside the block (SQLite's BEGIN included)."""
-    executed: list[str] = []
-
-    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        executed.append(" ".join(statement.split()))
-
-    event.listen(database.engine, "before_cursor_execute", record)
-    try:
-        yield executed
-    finally:
-        event.remove(database.engine, "before_cursor_execute", record)
-
-
 def real(statements: list[str]) -> list[str]:
     """The statements that are round trips of work (not SQLite's BEGIN/COMMIT bookkeeping)."""
     return [s for s in statements if not s.startswith(("BEGIN", "COMMIT", "ROLLBACK"))]
@@ -81,7 +65,7 @@ def takes_write_lock(statements: list[str]) -> bool:
 
 
 def call_counted(service: ExchangeService, call: Callable[[], object]) -> list[str]:
-    with counting(service.db) as executed:
+    with counting(service.db.engine) as executed:
         call()
     return executed
 
