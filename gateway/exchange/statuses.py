@@ -93,6 +93,14 @@ def subject_of(session: Session, document_id: str) -> Subject | None:
     return Subject.of(row) if row is not None else None
 
 
+@dataclass(frozen=True)
+class TakenBack:
+    """What a take-back did: who was asked to answer (13), and whose copy never left this instance."""
+
+    notified: tuple[str, ...]
+    withdrawn_in_transit: frozenset[str]
+
+
 class Statuses:
     """Status reports, histories and take-backs, on one store."""
 
@@ -131,7 +139,7 @@ class Statuses:
                 workflow.check_transition(None, None, status, sender=True)
                 document = session.get_one(Document, subject.document_id)
                 document.recalled_at = now
-                notified = self.take_back(session, document, None, now, notice=(description, staff))
+                notified = self.take_back(session, document, None, now, notice=(description, staff)).notified
                 return StatusReceipt(subject.document_id, caller.code, status, now, notified)
             assert recipient is not None
             current = Status(recipient.status) if recipient.status else None
@@ -196,12 +204,17 @@ class Statuses:
         agency_ids: set[int] | None,
         now: datetime,
         notice: tuple[str | None, StaffInfo | None] | None,
-    ) -> tuple[str, ...]:
+        *,
+        notice_forwarded: bool = False,
+    ) -> TakenBack:
         """Recall (13) or supersede (BussinessDocType 1/2/3) ``original`` for some or all recipients.
 
-        Copies never fetched are withdrawn from the queue and answered 15 by the gateway itself;
-        fetched copies await the recipient's 15/16. With ``notice`` set (a 13 from the sender),
-        each of those recipients also gets a status-13 message in its queue.
+        Copies never fetched are withdrawn from the queue, copies for other instances that never
+        left this one are taken out of their consignment, and both are answered 15 by the gateway
+        itself; fetched copies await the recipient's 15/16. With ``notice`` set (a 13 from the
+        sender), each of those recipients also gets a status-13 message in its queue, relayed when
+        it is served elsewhere, unless ``notice_forwarded`` (a relaying hop forwards the sender's
+        own 13 for those, and leaves their state to the instance that serves them).
         """
         subject = subject_of(session, original.id)
         assert subject is not None
@@ -212,17 +225,22 @@ class Statuses:
             .order_by(Recipient.id)
         ).all()
         concerned = [
-            (r, code, name, home) for r, code, name, home in rows if agency_ids is None or r.agency_id in agency_ids
+            (r, Party(r.agency_id, code, name, home))
+            for r, code, name, home in rows
+            if agency_ids is None or r.agency_id in agency_ids
         ]
         # Rows are locked in the order a fetch locks them, queue item first, then the copy (its 01):
         # the copies are read unlocked here and only written (locked) after the withdrawal.
-        withdrawn = queue.withdraw(session, original.id, [r.agency_id for r, _, _, _ in concerned], now)
+        withdrawn = queue.withdraw(session, original.id, [r.agency_id for r, _ in concerned], now)
         unfetched = {d.agency_id for d in withdrawn}
+        in_transit = federation.withdraw_in_transit(
+            session, self.settings, original.id, [party for _, party in concerned], now
+        )
+        unfetched |= in_transit
         notified: list[str] = []
-        for recipient, code, name, home in concerned:
+        for recipient, party in concerned:
             if recipient.status == Status.REJECTED or recipient.recall_state == Status.RECALL_AGREED:
                 continue
-            party = Party(recipient.agency_id, code, name, home)
             if recipient.agency_id in unfetched:
                 recipient.recall_state = Status.RECALL_AGREED
                 self.record(
@@ -231,10 +249,16 @@ class Statuses:
                     about=party,
                     reporter=party,
                     code=Status.RECALL_AGREED,
-                    description="Withdrawn by the gateway before the recipient fetched it.",
+                    description=(
+                        "Withdrawn by the gateway before it left for the recipient's instance."
+                        if recipient.agency_id in in_transit
+                        else "Withdrawn by the gateway before the recipient fetched it."
+                    ),
                     staff=None,
                     now=now,
                 )
+                continue
+            if notice_forwarded and federation.served_elsewhere(self.settings, party.home):
                 continue
             recipient.recall_state = Status.RECALL_REQUESTED
             if notice is not None:
@@ -250,7 +274,7 @@ class Statuses:
                     now=now,
                     notify=party,
                 )
-                notified.append(code)
+                notified.append(party.code)
         audit.append(
             session,
             actor=subject.sender.code,
@@ -259,7 +283,7 @@ class Statuses:
             detail={"withdrawn_unfetched": sorted(unfetched), "asked": notified},
             at=now,
         )
-        return tuple(notified)
+        return TakenBack(tuple(notified), frozenset(p.code for r, p in concerned if r.agency_id in in_transit))
 
     def record(
         self,

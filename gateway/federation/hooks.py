@@ -1,8 +1,9 @@
 """The few places where the exchange service hands work to the network of gateways.
 
-:mod:`gateway.exchange.service` calls these and nothing else from the federation package, so the
-exchange keeps one rule: an agency whose home is another instance is routed, everything else is
-exactly as on a standalone gateway (no extra statement when every recipient is local).
+:mod:`gateway.exchange.service` and :mod:`gateway.exchange.statuses` call these and nothing else
+from the federation package, so the exchange keeps one rule: an agency whose home is another
+instance is routed, everything else is exactly as on a standalone gateway (no extra statement
+when every recipient is local).
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ from gateway.federation import outbox, routing
 from gateway.federation.model import DELIVERY_REPORT, KIND_DOCUMENT, KIND_RECALL, KIND_STATUS
 from gateway.store.models import Document
 
-__all__ = ["DELIVERY_REPORT", "as_delivery_report", "relay_status", "route_document"]
+__all__ = [
+    "DELIVERY_REPORT",
+    "as_delivery_report",
+    "relay_status",
+    "route_document",
+    "served_elsewhere",
+    "withdraw_in_transit",
+]
 
 
 def route_document(
@@ -135,6 +143,26 @@ def relay_status(
         },
     )
     return True
+
+
+def served_elsewhere(settings: Settings, home: str | None) -> bool:
+    """True for an agency whose home is another instance (its copies and statuses are relayed)."""
+    return not routing.is_local(settings, home)
+
+
+def withdraw_in_transit(
+    session: Session, settings: Settings, document_id: str, parties: Sequence[_Party], now: datetime
+) -> set[int]:
+    """Take back copies of a document that have not left this instance; the agency ids taken.
+
+    A recall or an update concerns recipients served elsewhere too: where their copy still waits
+    here, never handed to the next hop, it is taken out of its consignment, so it never travels
+    and no recall needs to follow it. Free when every party is local (no statement is run).
+    """
+    remote = {p.code: p.agency_id for p in parties if served_elsewhere(settings, p.home)}
+    if not remote:
+        return set()
+    return {remote[code] for code in outbox.withdraw_unsent(session, document_id, remote, now)}
 
 
 def as_delivery_report(entry: StatusEntry) -> StatusEntry:

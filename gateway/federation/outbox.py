@@ -3,14 +3,16 @@
 Every function takes the caller's session and never commits. Custody rules (docs/federation.md):
 a row leaves ``waiting`` for ``sending`` while a push is in flight or a pull leased it, becomes
 ``delivered`` only when the next hop answered (push) or acknowledged (pull), and ``failed`` after
-``relay_max_attempts``, which produces a delivery report at the sender's instance.
+``relay_max_attempts``, which produces a delivery report at the sender's instance. A recall takes
+recipients out of a document consignment that never left (:func:`withdraw_unsent`); one left with
+no recipient is ``withdrawn``.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -18,7 +20,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from gateway.config import Settings
-from gateway.federation.model import KINDS, ConsignmentHeader
+from gateway.federation.model import KIND_DOCUMENT, KINDS, ConsignmentHeader
 from gateway.store import audit
 from gateway.store.models import OutboxConsignment
 
@@ -26,6 +28,7 @@ WAITING = "waiting"
 SENDING = "sending"
 DELIVERED = "delivered"
 FAILED = "failed"
+WITHDRAWN = "withdrawn"
 MAX_BACKOFF_SECONDS = 3600.0
 RELAY_ACTOR = "relay"
 
@@ -98,6 +101,49 @@ def add(
         now,
     )
     return consignment_id
+
+
+def withdraw_unsent(session: Session, document_id: str, codes: Collection[str], now: datetime) -> set[str]:
+    """Take ``codes`` out of the document consignments of ``document_id`` that never left; return those taken.
+
+    Never left means waiting, never pushed or leased (``attempts`` 0) and never failed (a requeued
+    row keeps its ``last_error``): no next hop can hold a copy, so no recall needs to follow it.
+    The rows are locked, so a relay cannot start a push of the old recipient list meanwhile.
+    """
+    if not codes:
+        return set()
+    rows = session.scalars(
+        select(OutboxConsignment)
+        .where(
+            OutboxConsignment.document_id == document_id,
+            OutboxConsignment.kind == KIND_DOCUMENT,
+            OutboxConsignment.state == WAITING,
+            OutboxConsignment.attempts == 0,
+            OutboxConsignment.last_error.is_(None),
+        )
+        .order_by(OutboxConsignment.id)
+        .with_for_update()
+    )
+    taken: set[str] = set()
+    for row in rows:
+        carried = json.loads(row.recipients)
+        out = [code for code in carried if code in codes]
+        if not out:
+            continue
+        kept = [code for code in carried if code not in codes]
+        row.recipients = json.dumps(kept)
+        if not kept:
+            row.state = WITHDRAWN
+        taken.update(out)
+        audit.append(
+            session,
+            RELAY_ACTOR,
+            "relay_withdrawn",
+            document_id,
+            {"consignment": row.id, "next_hop": row.next_hop, "recipients": out, "left": kept},
+            now,
+        )
+    return taken
 
 
 def header(row: OutboxConsignment) -> ConsignmentHeader:

@@ -260,8 +260,8 @@ class FederationService:
         )
         if local:
             queue.enqueue_many(session, local, queue.KIND_DOCUMENT, document_id, now)
-        if message.business.doc_type and local:
-            self._supersede(session, sender_id, message, document_id, set(local), now)
+        if message.business.doc_type and new:
+            self._supersede(session, sender_id, message, document_id, {agency_id for agency_id, _, _ in new}, now)
         return document_id
 
     def _supersede(
@@ -270,10 +270,11 @@ class FederationService:
         sender_id: int,
         message: DocumentMessage,
         document_id: str,
-        local: set[int],
+        recipients: set[int],
         now: datetime,
     ) -> None:
-        """BussinessDocType 1/2/3 relayed here: take back the original from this instance's recipients."""
+        """BussinessDocType 1/2/3 relayed here: take back the original from this instance's recipients,
+        and from consignments of it that never left here (the others go on with the new document)."""
         business = message.business
         targets = [i for i in (business.document_id, *(r.document_id for r in message.response_for)) if i]
         targets += list(business.replaced_document_ids)
@@ -285,7 +286,7 @@ class FederationService:
                 session.get_one(Document, document_id).supersedes_id = original.id
                 if business.doc_type == 1:
                     original.recalled_at = now
-                self.exchange.statuses.take_back(session, original, local, now, notice=None)
+                self.exchange.statuses.take_back(session, original, recipients, now, notice=None, notice_forwarded=True)
                 return
 
     def _document_by_origin(self, session: Session, header: ConsignmentHeader) -> Document:
@@ -398,30 +399,35 @@ class FederationService:
         return document.id
 
     def _take_recall(self, session: Session, header: ConsignmentHeader, sha256: str, now: datetime) -> str:
-        """A sender's 13 going forward: applied to this instance's recipients, forwarded for the others."""
+        """A sender's 13 going forward: applied to this instance's recipients and to copies that never
+        left it (answered 15 at once), forwarded for the others."""
         document = self._document_by_origin(session, header)
         known = self._agencies(session, header.recipients)
-        local: set[int] = set()
+        concerned: set[int] = set()
         remote: dict[str, list[str]] = {}
         for code in header.recipients:
             if code not in known:
                 continue
             agency_id, home = known[code]
+            concerned.add(agency_id)
             hop = routing.next_hop(session, self.settings, home)
-            if hop is None:
-                local.add(agency_id)
-            else:
+            if hop is not None:
                 remote.setdefault(hop, []).append(code)
+        if not concerned:
+            return document.id
+        staff = (
+            StaffInfo(department=header.staff_department, staff=header.staff_name)
+            if (header.staff_department or header.staff_name)
+            else None
+        )
+        document.recalled_at = document.recalled_at or now
+        taken = self.exchange.statuses.take_back(
+            session, document, concerned, now, notice=(header.description, staff), notice_forwarded=True
+        )
         for hop, codes in remote.items():
-            self._forward(session, header, hop, codes, document.id, sha256, now)
-        if local:
-            staff = (
-                StaffInfo(department=header.staff_department, staff=header.staff_name)
-                if (header.staff_department or header.staff_name)
-                else None
-            )
-            document.recalled_at = document.recalled_at or now
-            self.exchange.statuses.take_back(session, document, local, now, notice=(header.description, staff))
+            onward = [code for code in codes if code not in taken.withdrawn_in_transit]
+            if onward:
+                self._forward(session, header, hop, onward, document.id, sha256, now)
         return document.id
 
     # -- serving the next hop's pulls ---------------------------------------------------------

@@ -265,8 +265,9 @@ class OutboxConsignment(Base):
 
     ``state`` is ``waiting`` (due at ``next_attempt_at``), ``sending`` (being pushed, or leased by
     the next hop's pull until ``lease_until``), ``delivered`` (the next hop stored it) or ``failed``
-    (after ``relay_max_attempts``; an operator may requeue it). The payload is the blob
-    ``blob_sha256``; the header fields travel beside it, never inside it.
+    (after ``relay_max_attempts``; an operator may requeue it) or ``withdrawn`` (a recall took every
+    recipient out before it ever left). The payload is the blob ``blob_sha256``; the header fields
+    travel beside it, never inside it.
     """
 
     __tablename__ = "relay_outbox"
