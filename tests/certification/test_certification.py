@@ -226,6 +226,24 @@ def test_certification_traffic_is_never_counted_in_reports(
     assert not (grades[NGHE_AN].sends or grades[NGHE_AN].receives or grades[NGHE_AN].reports_status)
 
 
+def test_certification_traffic_is_never_in_the_leadership_view(
+    certifications: Certifications, exchange: ExchangeService, clock: Clock
+) -> None:
+    from gateway.leadership import leadership_view, rows
+    from gateway.reports import VIETNAM_TIME
+
+    run = certifications.start(NGHE_AN, "operator", timedelta(minutes=30))
+    desk = Desk(exchange)
+    desk.send_to_sandbox()
+    _play(certifications, desk, run.run_id)
+    assert certifications.view(run.run_id).grade == REPORTS_STATUS
+    day = clock.now.astimezone(VIETNAM_TIME).date()
+    with exchange.db.transaction(readonly=True) as session:
+        view = leadership_view(session, day, day, clock.now)
+    assert rows(view) == [], "neither the sandbox nor the agency it tested received anything real"
+    assert [(d.documents, sum(d.statuses.values())) for d in view.trend] == [(0, 0)]
+
+
 # -- what the sandbox sends ------------------------------------------------------------------------
 
 IDENTIFIERS = {
