@@ -177,7 +177,14 @@ def _trend(
 ) -> list[TrendDay]:
     excluded = list(sandbox_ids)
     documents: dict[date, int] = defaultdict(int)
-    real_document = Document.sender_id.not_in(excluded) if excluded else true()
+    real_document = (
+        and_(
+            Document.sender_id.not_in(excluded),
+            Document.id.not_in(select(Recipient.document_id).where(Recipient.agency_id.in_(excluded))),
+        )
+        if excluded
+        else true()
+    )
     for (created,) in session.execute(
         select(Document.created_at).where(Document.created_at >= start, Document.created_at < end, real_document)
     ):

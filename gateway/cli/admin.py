@@ -84,7 +84,11 @@ def agencies_load_shipped(ctx: click.Context) -> None:
 @click.option("--parent", help="Only the direct children of this agency code.")
 @click.pass_context
 def agencies_list(ctx: click.Context, level: int | None, parent: str | None) -> None:
-    """List agencies with their state and number of live credentials."""
+    """List agencies with their state and number of live credentials.
+
+    The sandbox agency of certification runs is flagged in its own column: it is a test agency the
+    gateway itself drives, not an agency a document may really be meant for.
+    """
     now = ui.now()
     with ui.open_database(ui.settings_of(ctx)).transaction() as session:
         rows = [
@@ -92,7 +96,7 @@ def agencies_list(ctx: click.Context, level: int | None, parent: str | None) -> 
             for a in directory.list_agencies(session, level=level, parent=parent)
         ]
     table = Table(title=f"{len(rows)} agencies")
-    for column in ("code", "name", "level", "parent", "active", "credentials", "test code", "home"):
+    for column in ("code", "name", "level", "parent", "active", "credentials", "test code", "sandbox", "home"):
         table.add_column(column, no_wrap=column != "name")
     for agency, live in rows:
         table.add_row(
@@ -103,6 +107,7 @@ def agencies_list(ctx: click.Context, level: int | None, parent: str | None) -> 
             "yes" if agency.active else "DISABLED",
             str(live),
             "yes" if agency.test_code else "",
+            "SANDBOX" if agency.sandbox else "",
             Text(agency.home_instance or "(here)"),
         )
     ui.out().print(table)

@@ -384,6 +384,8 @@ class Overview:
     """Agency names for the codes the overdue and failed tables show."""
     relay: RelayOverview | None = None
     """The relay outbox and the agencies served by other instances (docs/federation.md)."""
+    sandboxes: frozenset[str] = frozenset()
+    """Codes of the sandbox agencies of certification runs: test agencies, marked wherever they appear."""
 
 
 @dataclass(frozen=True)
@@ -420,4 +422,5 @@ def overview(session: Session, now: datetime, ack_overdue_hours: int, limits: Li
         statuses=copies_by_status(session),
         names=names,
         relay=relay_overview(session, now),
+        sandboxes=frozenset(session.scalars(select(Agency.code).where(Agency.sandbox.is_(True)))),
     )

@@ -40,6 +40,7 @@ td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
         white-space: nowrap; }
 .g-not-connected { background: #f8d7d5; } .g-connected { background: #fde9c8; }
 .g-sends-and-receives { background: #dbe9fb; } .g-reports { background: #d4f0dc; }
+.sandbox { background: #e4dcf5; }
 .s-none { background: #fde9c8; } .s-final { background: #d4f0dc; } .s-02 { background: #f8d7d5; }
 .more { color: #5b6773; font-style: italic; margin: 6px 0 0; }
 .muted { color: #5b6773; }
@@ -97,9 +98,16 @@ def _card(ident: str, label: str, value: int, alert: bool = False) -> str:
     return f'<div class="{css}"><div class="v" id="{ident}">{value}</div><div>{_e(label)}</div></div>'
 
 
-def _agency(code: str, name: str | None) -> str:
+SANDBOX_MARK = "sandbox: test agency, not counted"
+
+
+def _agency(code: str, name: str | None, sandboxes: frozenset[str] = frozenset()) -> str:
+    """An agency's code and name; the sandbox of certification runs carries a mark no one can miss."""
     shown = f' <span lang="vi">{_e(name)}</span>' if name else ""
-    return f"<code>{_e(code)}</code>{shown}"
+    mark = (
+        f' <span class="chip sandbox" data-sandbox="{_e(code)}">{_e(SANDBOX_MARK)}</span>' if code in sandboxes else ""
+    )
+    return f"<code>{_e(code)}</code>{shown}{mark}"
 
 
 def _grades(levels: list[LevelGrades]) -> str:
@@ -128,7 +136,7 @@ def _grades(levels: list[LevelGrades]) -> str:
     return "".join(parts)
 
 
-def _recipient(row: RecipientRow) -> str:
+def _recipient(row: RecipientRow, sandboxes: frozenset[str]) -> str:
     if row.delivery_state == "acked":
         queue = f"acknowledged {when(row.acked_at)}"
     elif row.delivery_state == "pending":
@@ -138,18 +146,18 @@ def _recipient(row: RecipientRow) -> str:
     recall = f' <span class="chip">recall {_e(row.recall_state)}</span>' if row.recall_state else ""
     return (
         f'<tr data-recipient="{_e(row.code)}" data-status="{_e(row.status or "")}">'
-        f"<td>{_agency(row.code, row.name)}</td><td>{_status(row.status)}{recall}</td>"
+        f"<td>{_agency(row.code, row.name, sandboxes)}</td><td>{_status(row.status)}{recall}</td>"
         f"<td>{when(row.status_at)}</td><td>{_e(queue)}</td></tr>"
     )
 
 
-def _flight_document(document: FlightDocument) -> str:
-    rows = (_recipient(r) for r in document.recipients.items)
+def _flight_document(document: FlightDocument, sandboxes: frozenset[str]) -> str:
+    rows = (_recipient(r, sandboxes) for r in document.recipients.items)
     recipients = _table(["Recipient", "Status", "Since", "Queue item"], rows)
     return (
         f'<tr data-document="{_e(document.document_id)}"><td><b>{_e(document.code)}</b><br>'
         f'<span lang="vi">{_e(document.subject)}</span></td>'
-        f"<td>{_agency(document.sender_code, document.sender_name)}</td><td>{when(document.sent_at)}</td>"
+        f"<td>{_agency(document.sender_code, document.sender_name, sandboxes)}</td><td>{when(document.sent_at)}</td>"
         f"<td>{_day(document.due_date)}</td><td>{recipients}{_more(document.recipients, 'recipients')}</td></tr>"
     )
 
@@ -158,7 +166,7 @@ def _in_flight(overview: Overview) -> str:
     flight = overview.in_flight
     if not flight.documents.items:
         return '<p class="muted">No document is in flight.</p>'
-    rows = (_flight_document(d) for d in flight.documents.items)
+    rows = (_flight_document(d, overview.sandboxes) for d in flight.documents.items)
     table = _table(["Document", "Sender", "Sent", "Due", "Recipients"], rows)
     return table + _more(flight.documents, "documents")
 
@@ -170,8 +178,8 @@ def _overdue(overview: Overview) -> str:
     rows = (
         f'<tr data-overdue="{_e(c.document_id)}:{_e(c.recipient_code)}"><td><b>{_e(c.code)}</b><br>'
         f'<span lang="vi">{_e(c.subject)}</span></td>'
-        f"<td>{_agency(c.sender_code, names.get(c.sender_code))}</td>"
-        f"<td>{_agency(c.recipient_code, names.get(c.recipient_code))}</td>"
+        f"<td>{_agency(c.sender_code, names.get(c.sender_code), overview.sandboxes)}</td>"
+        f"<td>{_agency(c.recipient_code, names.get(c.recipient_code), overview.sandboxes)}</td>"
         f"<td>{_status(c.status)}</td><td>{_day(c.due_date)}</td>"
         f"<td>{when(c.unacknowledged_since) if c.unacknowledged_since else '—'}</td>"
         f"<td>{_e(', '.join(c.reasons))}</td></tr>"
@@ -185,7 +193,8 @@ def _failed(overview: Overview) -> str:
     if not overview.failed.items:
         return '<p class="muted">No failed delivery.</p>'
     rows = (
-        f'<tr data-failed="{_e(f.item_id)}"><td>{_agency(f.agency_code, overview.names.get(f.agency_code))}</td>'
+        f'<tr data-failed="{_e(f.item_id)}">'
+        f"<td>{_agency(f.agency_code, overview.names.get(f.agency_code), overview.sandboxes)}</td>"
         f"<td>{_e(f.kind)}</td><td><code>{_e(f.edxml_document_id)}</code></td><td>{_e(f.state)}</td>"
         f"<td class=n>{f.attempts}</td><td>{when(f.created_at)}</td><td>{_e(f.reason)}</td></tr>"
         for f in overview.failed.items
@@ -194,11 +203,11 @@ def _failed(overview: Overview) -> str:
     return _table(headers, rows, numeric=[4]) + _more(overview.failed, "failed deliveries")
 
 
-def _queues(queues: Queues) -> str:
+def _queues(queues: Queues, sandboxes: frozenset[str]) -> str:
     if not queues.deepest.items:
         return '<p class="muted">Every queue is empty.</p>'
     rows = (
-        f'<tr data-queue="{_e(q.code)}"><td>{_agency(q.code, q.name)}</td><td class=n>{q.pending}</td>'
+        f'<tr data-queue="{_e(q.code)}"><td>{_agency(q.code, q.name, sandboxes)}</td><td class=n>{q.pending}</td>'
         f"<td class=n>{q.leased}</td><td>{when(q.oldest)}</td></tr>"
         for q in queues.deepest.items
     )
@@ -279,7 +288,7 @@ def render(overview: Overview, requeue_token: str | None = None) -> str:
             _overdue(overview),
         ),
         ("failed", "Failed deliveries: withdrawn, or leased repeatedly and never acknowledged", _failed(overview)),
-        ("queues", "Queue depth per agency (deepest first)", _queues(overview.queues)),
+        ("queues", "Queue depth per agency (deepest first)", _queues(overview.queues, overview.sandboxes)),
         ("statuses", "Recipient copies by current status", _statuses(overview.statuses)),
         ("relay", "Relay to other gateway instances", _relay(overview, requeue_token)),
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+import unicodedata
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -12,8 +15,19 @@ from support.letters import official_letter
 from support.live import NGHE_AN, seed_directory
 
 from gateway.certification import CertificationInProgress, Certifications
-from gateway.certification.script import SANDBOX_CODE
+from gateway.certification.engine import LARGE_ATTACHMENT_BYTES
+from gateway.certification.script import (
+    ATTACHMENTS,
+    LARGE,
+    PROCESS,
+    RECALL,
+    REJECT,
+    SANDBOX_CODE,
+    SIGNED,
+    UPDATE,
+)
 from gateway.config import Settings
+from gateway.edxml import DocumentMessage, StatusMessage, read_document, read_status
 from gateway.exchange.results import Caller
 from gateway.exchange.service import ExchangeService
 from gateway.reports import CONNECTED, NOT_CONNECTED, REPORTS_STATUS, SENDS_AND_RECEIVES
@@ -210,3 +224,176 @@ def test_certification_traffic_is_never_counted_in_reports(
         grades = {g.code: g for g in reports.connection_grades(session, clock.now)}
     assert SANDBOX_CODE not in grades
     assert not (grades[NGHE_AN].sends or grades[NGHE_AN].receives or grades[NGHE_AN].reports_status)
+
+
+def test_certification_traffic_is_never_in_the_leadership_view(
+    certifications: Certifications, exchange: ExchangeService, clock: Clock
+) -> None:
+    from gateway.leadership import leadership_view, rows
+    from gateway.reports import VIETNAM_TIME
+
+    run = certifications.start(NGHE_AN, "operator", timedelta(minutes=30))
+    desk = Desk(exchange)
+    desk.send_to_sandbox()
+    _play(certifications, desk, run.run_id)
+    assert certifications.view(run.run_id).grade == REPORTS_STATUS
+    day = clock.now.astimezone(VIETNAM_TIME).date()
+    with exchange.db.transaction(readonly=True) as session:
+        view = leadership_view(session, day, day, clock.now)
+    assert rows(view) == [], "neither the sandbox nor the agency it tested received anything real"
+    assert [(d.documents, sum(d.statuses.values())) for d in view.trend] == [(0, 0)]
+
+
+# -- what the sandbox sends ------------------------------------------------------------------------
+
+IDENTIFIERS = {
+    "organ_id",
+    "code_number",
+    "code_notation",
+    "document_id",
+    "code",
+    "email",
+    "telephone",
+    "fax",
+    "website",
+    "content_id",
+    "content_type",
+    "trace_organ_ids",
+    "replaced_document_ids",
+    "status_code",
+}
+"""Fields that carry codes, identifiers or addresses, not text a clerk reads: ASCII by nature."""
+
+
+def _vietnamese(text: str) -> bool:
+    """Vietnamese as a clerk writes it: non-ASCII, with at least one letter carrying a diacritic (or đ)."""
+    return any(ch in "đĐ" or unicodedata.normalize("NFD", ch) != ch for ch in text)
+
+
+def _texts(value: object, path: str = "") -> Iterator[tuple[str, str]]:
+    """(field path, text) of every text field filled in an edXML dataclass, identifiers left out."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, tuple):
+        for index, member in enumerate(value):
+            yield from _texts(member, f"{path}[{index}]")
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for spec in dataclasses.fields(value):
+            if spec.name not in IDENTIFIERS:
+                yield from _texts(getattr(value, spec.name), f"{path}.{spec.name}" if path else spec.name)
+
+
+def _signing_certifications(
+    exchange: ExchangeService, clock: Clock, tmp_path: Path, large_bytes: int
+) -> tuple[ExchangeService, Certifications]:
+    """Runs of a gateway where signatures are configured, so the script sends every document it has."""
+    from support.certificates import Authority
+
+    authority = Authority("Root CA of the test exchange")
+    key, cert = authority.issue("Hộp cát kiểm thử")
+    bundle = tmp_path / "trusted.pem"
+    bundle.write_bytes(authority.pem())
+    signing = ExchangeService(
+        exchange.db, exchange.blobs, Settings(data_dir=tmp_path, trusted_certs=bundle), clock=clock
+    )
+    return signing, Certifications(signing, large_bytes=large_bytes, clock=clock, signing=(key, cert))
+
+
+def _collect(
+    exchange: ExchangeService, certifications: Certifications, run_id: str
+) -> tuple[dict[str, DocumentMessage], list[StatusMessage]]:
+    """What the agency receives over a run, parsed: each document by its marker's role, and the status messages.
+
+    Fetching the originals is what makes the sandbox send the update and the recall, so the desk
+    pulls, fetches and acknowledges everything and the run is advanced between rounds.
+    """
+    desk = Desk(exchange)
+    documents: dict[str, DocumentMessage] = {}
+    statuses: list[StatusMessage] = []
+    for _ in range(3):
+        for item in exchange.pending(desk.me, 100):
+            fetched = exchange.fetch(desk.me, item.item_id)
+            exchange.acknowledge(desk.me, item.item_id)
+            if item.kind == "document":
+                message = read_document(fetched.path)
+                marker = re.match(r"\[EDXML-CERTIFY:([A-Z]+)\] ", message.subject)
+                assert marker, message.subject
+                assert marker.group(1).lower() not in documents, "each test document is sent once"
+                documents[marker.group(1).lower()] = message
+            else:
+                statuses.append(read_status(fetched.path))
+        certifications.advance(run_id)
+    return documents, statuses
+
+
+def test_the_sandbox_sends_what_real_traffic_carries(exchange: ExchangeService, clock: Clock, tmp_path: Path) -> None:
+    large = 1_234_567  # not a multiple of the filler's pattern: the size must be exact, not rounded
+    signing, certifications = _signing_certifications(exchange, clock, tmp_path, large)
+    run = certifications.start(NGHE_AN, "operator", timedelta(minutes=30))
+    documents, statuses = _collect(signing, certifications, run.run_id)
+
+    assert set(documents) == {PROCESS, ATTACHMENTS, LARGE, REJECT, RECALL, SIGNED, UPDATE}
+    assert len(documents[PROCESS].attachments) == 1
+    assert len(documents[ATTACHMENTS].attachments) >= 2
+    assert len({a.name for a in documents[ATTACHMENTS].attachments}) == len(documents[ATTACHMENTS].attachments)
+    assert [a.size for a in documents[LARGE].attachments] == [large]
+    assert documents[SIGNED].signed and not any(m.signed for r, m in documents.items() if r != SIGNED)
+
+    for role, message in documents.items():
+        assert message.sender.organ_id == SANDBOX_CODE
+        assert [r.organ_id for r in message.recipients] == [NGHE_AN]
+        assert message.due_date is not None and message.due_date > message.promulgation_date, role
+        assert len(message.to_places) >= 1, role
+        texts = dict(_texts(message))
+        for name in (
+            "subject",
+            "content",
+            "type_name",
+            "place",
+            "signer_competence",
+            "signer_position",
+            "signer_full_name",
+            "sender.organ_name",
+            "sender.organization_in_charge",
+            "sender.organ_add",
+            "recipients[0].organ_name",
+            "to_places[0]",
+            "attachments[0].name",
+            "attachments[0].description",
+        ):
+            assert name in texts, (role, name)
+        not_vietnamese = {name: text for name, text in texts.items() if not _vietnamese(text)}
+        assert not not_vietnamese, (role, not_vietnamese)
+
+    update, original = documents[UPDATE], documents[ATTACHMENTS]
+    assert update.business.doc_type == 2
+    assert original.document_id and update.business.document_id == original.document_id
+    assert update.business.reason and _vietnamese(update.business.reason)
+    assert [r.document_id for r in update.response_for] == [original.document_id]
+    assert update.document_id != original.document_id
+
+    [recall] = [s for s in statuses if s.status_code == "13"]
+    assert recall.sender.organ_id == SANDBOX_CODE
+    assert recall.response_for.document_id == documents[RECALL].document_id
+    not_vietnamese = {name: text for name, text in _texts(recall) if not _vietnamese(text)}
+    assert recall.description and not not_vietnamese, not_vietnamese
+
+
+def test_the_default_large_attachment_is_tens_of_megabytes(exchange: ExchangeService, clock: Clock) -> None:
+    """The default size is tens of MB, and a run with the defaults sends exactly that many bytes.
+
+    Every test document of the run is built, written, validated and stored with the default size
+    (about 28 MB of edXML for the large one); only the large document is fetched and read back.
+    """
+    assert 10_000_000 <= LARGE_ATTACHMENT_BYTES < 100_000_000
+    assert exchange.settings.certify_large_bytes == LARGE_ATTACHMENT_BYTES == Settings().certify_large_bytes
+    assert exchange.settings.certify_large_bytes < exchange.settings.max_document_bytes
+    certifications = Certifications.from_settings(exchange)
+    assert certifications.large_bytes == LARGE_ATTACHMENT_BYTES
+    certifications.clock = clock
+    certifications.start(NGHE_AN, "operator", timedelta(minutes=30))
+    desk = Desk(exchange)
+    [item] = [i for i in exchange.pending(desk.me, 100) if i.subject.startswith("[EDXML-CERTIFY:LARGE]")]
+    assert item.size > LARGE_ATTACHMENT_BYTES * 4 // 3
+    message = read_document(exchange.fetch(desk.me, item.item_id).path)
+    assert [a.size for a in message.attachments] == [LARGE_ATTACHMENT_BYTES]

@@ -14,7 +14,7 @@ from support.live import NGHE_AN, LiveGateway, live_gateway_for, secret_of
 
 from gateway.agent import Agent, Folders, queue_report
 from gateway.certification import Certifications
-from gateway.certification.script import SANDBOX_CODE
+from gateway.certification.script import SANDBOX_CODE, SANDBOX_NAME
 from gateway.client import AgencyClient, Fault
 from gateway.config import Settings
 from gateway.reports import REPORTS_STATUS, SENDS_AND_RECEIVES
@@ -103,6 +103,23 @@ def test_the_reference_agent_that_never_reports_statuses_sends_and_receives(
         "status:reject",
         "status:recall",
     }
+
+
+def test_get_agencies_names_the_sandbox_as_a_test_agency_in_the_usual_shape(gateway: LiveGateway) -> None:
+    """The agency's software finds the sandbox with getAgencies (it must send it a document).
+
+    The answer's shape is the WSDL's, so no flag can be added: the sandbox is told apart by its
+    code and by its name, which says it is a test sandbox in Vietnamese and in English.
+    """
+    from zeep.helpers import serialize_object
+
+    client = AgencyClient(gateway.url, NGHE_AN, secret_of(NGHE_AN))
+    client.call("startCertification", minutes=30)
+    listed = {a.code: serialize_object(a, dict) for a in client.agencies()}
+    sandbox = listed[SANDBOX_CODE]
+    assert sandbox["name"] == SANDBOX_NAME and "kiểm thử" in sandbox["name"] and "(sandbox)" in sandbox["name"]
+    assert set(sandbox) == set(listed[NGHE_AN]) == {"code", "name", "level", "parentCode", "active"}
+    assert not any("sandbox" in (a["name"] or "").lower() for code, a in listed.items() if code != SANDBOX_CODE)
 
 
 def test_a_second_run_is_refused_and_runs_are_private(gateway: LiveGateway) -> None:

@@ -14,6 +14,7 @@ from support.stopping import StopAfterWaits
 
 from gateway.app import Gateway
 from gateway.certification import Certifications
+from gateway.certification.script import SANDBOX_CODE
 from gateway.cli import ui
 from gateway.config import Settings
 
@@ -46,6 +47,23 @@ def test_a_run_is_started_shown_exported_and_listed(
     listed = upgraded_cli("certify", "list", AGENCY)
     assert listed.exit_code == 0 and run_id in listed.output and "active" in listed.output
     assert upgraded_cli("certify", "show", "no-such-run").exit_code == 1
+
+
+def test_agencies_list_flags_the_sandbox_agency(upgraded_cli: Invoke, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sandbox a run creates is flagged in a column of its own, not only by "(sandbox)" in its name."""
+    monkeypatch.setenv("GATEWAY_CERTIFY_LARGE_BYTES", "20000")
+    assert upgraded_cli("agencies", "add", AGENCY, "Ủy ban nhân dân tỉnh Nghệ An", "--level", "1").exit_code == 0
+    assert upgraded_cli("certify", "start", AGENCY, "--minutes", "5").exit_code == 0
+
+    listed = upgraded_cli("agencies", "list")
+    assert listed.exit_code == 0, listed.output
+    lines = listed.stdout.splitlines()
+    header = next(line for line in lines if "test code" in line)
+    assert "sandbox" in header.split("test code", 1)[1]
+    [sandbox] = [line for line in lines if SANDBOX_CODE in line]
+    [agency] = [line for line in lines if AGENCY in line]
+    assert "SANDBOX" in sandbox and "SANDBOX" not in agency
+    assert sandbox.index("SANDBOX") == header.index("sandbox"), "the mark is in the sandbox column"
 
 
 def test_watch_finishes_a_run_past_its_deadline_and_show_lists_its_faults(

@@ -10,17 +10,19 @@ from __future__ import annotations
 import base64
 import io
 import logging
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from wsgiref.util import setup_testing_defaults
 
 import lxml.html
 import pytest
+from support.letters import official_letter
 from support.queue_counts import pending_counts
 from support.statements import counting
 from web_support import (
     CAO_BANG,
+    DIRECTORY,
     HAU_GIANG,
     NGHE_AN,
     PASSWORD,
@@ -36,10 +38,15 @@ from web_support import (
 
 from gateway import reports
 from gateway.app import create_app
+from gateway.certification import Certifications
+from gateway.certification.script import SANDBOX_CODE
 from gateway.config import Settings
+from gateway.exchange.service import ExchangeService
+from gateway.store.blobs import BlobStore
 from gateway.store.models import Agency
 from gateway.web.dashboard import Dashboard, operator_authorized, requeue_token
 from gateway.web.queries import Limits
+from gateway.web.render import SANDBOX_MARK
 
 Page = lxml.html.HtmlElement
 
@@ -304,6 +311,27 @@ def test_names_from_the_directory_are_escaped(live: Live) -> None:
     response = _get(live)
     assert "<script>" not in response.text
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; Trung tâm" in response.text
+
+
+def test_the_sandbox_agency_is_marked_wherever_it_appears(live: Live) -> None:
+    """Certification traffic shows on the monitoring tables, its sandbox agency marked as a test agency."""
+    assert live.settings.blob_dir is not None
+    exchange = ExchangeService(live.db, BlobStore(live.settings.blob_dir), live.settings)
+    Certifications(exchange, large_bytes=2000).start(NGHE_AN, "operator", timedelta(minutes=30))
+    live.client(NGHE_AN).service.sendDocument(document=official_letter(NGHE_AN, [SANDBOX_CODE], number="31"))
+    page = _page(live)
+
+    cells = [td for td in page.xpath("//td[code]") if td.find("code").text == SANDBOX_CODE]
+    assert {td.xpath("ancestor::section/@id")[0] for td in cells} == {"in-flight", "overdue", "queues"}
+    assert all(td.xpath("span[@data-sandbox]") for td in cells), "every cell naming the sandbox marks it"
+    marks = page.xpath("//span[@data-sandbox]")
+    assert len(marks) == len(cells) and {m.get("data-sandbox") for m in marks} == {SANDBOX_CODE}
+    assert {m.text_content() for m in marks} == {SANDBOX_MARK}
+    assert page.xpath(f"//tr[@data-recipient='{SANDBOX_CODE}']//span[@data-sandbox]")
+    assert page.xpath(f"//tr[@data-queue='{SANDBOX_CODE}']//span[@data-sandbox]")
+    assert not page.xpath(f"//tr[@data-agency='{SANDBOX_CODE}']"), "never graded, never counted"
+    graded = page.xpath("//section[@id='grades']//td[@data-grade]")
+    assert sum(int(td.text_content()) for td in graded) == len(DIRECTORY)
 
 
 # -- health ---------------------------------------------------------------------------------------
