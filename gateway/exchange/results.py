@@ -94,10 +94,11 @@ class StatusEntry:
 
 @dataclass(frozen=True)
 class AgencyView:
-    """A directory entry as agencies see it."""
+    """A directory entry as agencies see it; ``home_instance`` is the gateway that serves the agency."""
 
     code: str
     name: str
     level: int
     parent_code: str | None
     active: bool
+    home_instance: str

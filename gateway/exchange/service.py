@@ -238,12 +238,20 @@ class ExchangeService:
             )
 
     def agencies(self, parent_code: str | None = None) -> list[AgencyView]:
-        """The directory (optionally one agency's direct children), ordered by level, then code."""
+        """The directory (optionally one agency's direct children), ordered by level, then code.
+
+        In a network of gateways each entry names its home instance (this one's id when served here),
+        so an agency's software can see the whole country and where each agency is served.
+        """
+        here = self.settings.instance_id
         with self.db.transaction(readonly=True) as session:
             query = select(Agency).order_by(Agency.level, Agency.code)
             if parent_code:
                 query = query.where(Agency.parent_code == parent_code)
-            return [AgencyView(a.code, a.name, a.level, a.parent_code, a.active) for a in session.scalars(query)]
+            return [
+                AgencyView(a.code, a.name, a.level, a.parent_code, a.active, a.home_instance or here)
+                for a in session.scalars(query)
+            ]
 
     # -- sending ----------------------------------------------------------------------------
 

@@ -6,13 +6,15 @@ Runs once on SQLite and once on PostgreSQL.
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 import zeep
 from sqlalchemy import func, select
 from support.letters import official_letter
-from support.live import CAO_BANG, NGHE_AN, VPCP
+from support.live import CAO_BANG, NGHE_AN, NS, VPCP, secret_of
 
+from gateway.config import WSDL_DIR
 from gateway.edxml import read_document, read_status
 from gateway.store.models import Delivery, Document
 
@@ -96,6 +98,26 @@ def test_getAgencies_lists_the_directory(client_for, live_gateway) -> None:
     codes = {a.code: a for a in agencies}
     assert codes[VPCP].name == "Văn phòng Chính phủ" and codes[VPCP].level == 1
     assert codes["000.00.00.H63"].active is False
+    assert codes[VPCP].homeInstance is None, "sent only to a caller that asks for it"
+    homes = {a.code: a.homeInstance for a in client_for(NGHE_AN).service.getAgencies(includeHomeInstance=True)}
+    assert set(homes.values()) == {live_gateway.settings.instance_id}, "a standalone gateway serves every agency"
+
+
+def test_a_strict_stub_built_from_the_wsdl_before_home_instances_still_lists_agencies(
+    live_gateway, tmp_path: Path
+) -> None:
+    """getAgencies' homeInstance is an addition: zeep's default strict parser, built from the WSDL as it
+    was before it, refuses an element it does not know, so the gateway must not send it unasked."""
+    published = (WSDL_DIR / "edxml-gateway.wsdl").read_text(encoding="utf-8")
+    additions = ('<xs:element name="homeInstance"', '<xs:element name="includeHomeInstance"')
+    earlier = "".join(line for line in published.splitlines(keepends=True) if not line.strip().startswith(additions))
+    assert earlier.count("\n") == published.count("\n") - 2, "both additions are single lines of the WSDL"
+    path = tmp_path / "earlier.wsdl"
+    path.write_text(earlier.replace("http://localhost:8080/soap", live_gateway.url), encoding="utf-8")
+    client = zeep.Client(str(path), settings=zeep.Settings(strict=True))
+    header = client.get_element(f"{{{NS}}}AuthHeader")(agencyCode=NGHE_AN, secret=secret_of(NGHE_AN))
+    agencies = client.service.getAgencies(_soapheaders=[header])
+    assert VPCP in {a.code for a in agencies}
 
 
 def test_confirm_received_items_acknowledges_a_batch(client_for, live_gateway) -> None:

@@ -285,17 +285,17 @@ class Network:
             instance.stop()
 
     def wait_for_directory(self, timeout: float = 90) -> None:
-        """Every instance's getAgencies lists every agency of the network (directory sync has run)."""
-        wanted = set(HOME)
+        """Every instance's getAgencies lists every agency of the network with its home instance
+        (directory sync has run): an agency's software sees the whole country at any tier."""
         for instance in self.instances.values():
             own = next(code for code, home in HOME.items() if home == instance.instance_id)
             client = instance.client(own)
 
-            def listed(client: zeep.Client = client) -> set[str] | None:
-                codes = {a.code for a in client.service.getAgencies() or []}
-                return codes if wanted <= codes else None
+            def listed(client: zeep.Client = client) -> dict[str, str] | None:
+                homes = {a.code: a.homeInstance for a in client.service.getAgencies(includeHomeInstance=True) or []}
+                return homes if HOME.items() <= homes.items() else None
 
-            wait_until(listed, timeout, f"{instance.instance_id}'s getAgencies to list {sorted(wanted)}")
+            wait_until(listed, timeout, f"{instance.instance_id}'s getAgencies to list with their homes {HOME}")
 
 
 def _prepare(instance: Instance) -> None:

@@ -165,12 +165,23 @@ class EdxmlGatewayService(ServiceBase):
             for e in context.exchange.history(_caller(ctx), documentId)
         ]
 
-    @_rpc(Optional, _returns=Array(t.Agency))
-    def getAgencies(ctx: Any, parentCode: str | None) -> list[t.Agency]:
-        """The agency directory, or the direct children of ``parentCode``."""
+    @_rpc(Optional, Boolean(min_occurs=0, nillable=False), _returns=Array(t.Agency))
+    def getAgencies(ctx: Any, parentCode: str | None, includeHomeInstance: bool | None) -> list[t.Agency]:
+        """The agency directory, or the direct children of ``parentCode``.
+
+        ``includeHomeInstance`` (an addition) asks for each agency's home gateway; without it the
+        answer is exactly what stubs generated before the addition parse, strict parsers included.
+        """
         context = _request(ctx)
         return [
-            t.Agency(code=a.code, name=a.name, level=a.level, parentCode=a.parent_code, active=a.active)
+            t.Agency(
+                code=a.code,
+                name=a.name,
+                level=a.level,
+                parentCode=a.parent_code,
+                active=a.active,
+                homeInstance=a.home_instance if includeHomeInstance else None,
+            )
             for a in context.exchange.agencies(parentCode)
         ]
 

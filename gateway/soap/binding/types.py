@@ -116,6 +116,10 @@ class StatusEntry(ComplexModel):
 
 
 class Agency(ComplexModel):
+    """A directory entry. ``homeInstance`` (the gateway serving the agency) is an addition at the
+    end of the sequence, sent only to a caller that asks for it (getAgencies includeHomeInstance):
+    a strict parser built from the earlier WSDL (zeep's default) refuses an element it does not know."""
+
     __namespace__ = NAMESPACE
     _type_info = [
         ("code", Required),
@@ -123,6 +127,7 @@ class Agency(ComplexModel):
         ("level", Integer32(min_occurs=1, nillable=False)),
         ("parentCode", Optional),
         ("active", Boolean(min_occurs=1, nillable=False)),
+        ("homeInstance", Optional),
     ]
 
 
