@@ -2,8 +2,10 @@
 
 The test renders the shipped site file (only its EDIT values change: ports, certificate paths,
 upstream), makes a CA and a server certificate for 127.0.0.1 with ``cryptography``, starts
-nginx on free ports as a child process, and a gateway (``serve --production``, gevent) behind it.
-Through TLS: the WSDL, the whole exchange story by stubs generated from the https WSDL with zeep,
+nginx on free ports as a child process, and a gateway (``serve --production``, gevent) behind it
+with ``GATEWAY_TRUSTED_PROXY=1`` and no ``GATEWAY_PUBLIC_URL``, as the shipped environment file
+suggests. Through TLS: the WSDL naming the https address the client called (scheme from nginx's
+X-Forwarded-Proto, host and port from the client's Host), the whole exchange story by stubs generated from the https WSDL with zeep,
 PHP SoapClient and Mono (tests/interop clients with INTEROP_CA_FILE), 200 connections trickling
 header bytes while a normal call answers within a second, and a body over client_max_body_size
 refused by nginx with 413 and nothing stored. Skipped with the reason where nginx is not installed.
@@ -160,7 +162,10 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
     ca, cert, key = make_certificates(tmp)
     http_port, tls_port = free_port(), free_port()
     https = f"https://127.0.0.1:{tls_port}"
-    env = {"GATEWAY_PUBLIC_URL": f"{https}/soap"}
+    # As deploy/systemd/edxml-gateway.env advises behind the shipped nginx: the WSDL's address comes
+    # from the X-Forwarded-Proto/-Host nginx sets, not from a fixed GATEWAY_PUBLIC_URL (emptied, so
+    # none from the calling environment hides what the headers do).
+    env = {"GATEWAY_TRUSTED_PROXY": "1", "GATEWAY_PUBLIC_URL": ""}
     gateway = GatewayProcess(tmp / "var", workers=1, env=env)
     gateway.start()
     site = tmp / "site.conf"
@@ -209,18 +214,41 @@ def test_the_shipped_body_limit_matches_the_gateway() -> None:
     assert int(limit) == Settings().max_request_bytes
 
 
+def wsdl_address(text: str) -> str:
+    """The WSDL's soap:address, after checking the rest is the published WSDL unchanged."""
+    address = re.search(r':address location="([^"]+)"', text)
+    assert address, text[:500]
+    published = (WSDL_DIR / "edxml-gateway.wsdl").read_text(encoding="utf-8")
+    assert text == published.replace(WSDL_LOCATION, address[1])
+    return address[1]
+
+
 def test_plain_http_is_redirected_and_tls_serves_the_wsdl(proxied: Proxied) -> None:
     plain = requests.get(f"http://127.0.0.1:{proxied.http_port}/soap?wsdl", allow_redirects=False, timeout=10)
     assert plain.status_code == 301 and plain.headers["Location"].startswith("https://")
     served = requests.get(f"{proxied.soap}?wsdl", verify=str(proxied.ca), timeout=30)
     assert served.status_code == 200
-    published = (WSDL_DIR / "edxml-gateway.wsdl").read_text(encoding="utf-8")
-    address = re.search(r':address location="([^"]+)"', served.text)
-    assert address, served.text[:500]
-    assert served.text == published.replace(WSDL_LOCATION, address[1])
-    if "public_url" not in Settings.__dataclass_fields__:
-        pytest.skip("GATEWAY_PUBLIC_URL is not implemented in this branch (soap helper): address not checked")
-    assert address[1] == proxied.soap
+    assert wsdl_address(served.text) == proxied.soap
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:{port}", "localhost:{port}", "gateway.example.gov.vn"])
+def test_the_wsdl_names_the_https_address_the_client_called(proxied: Proxied, host: str) -> None:
+    """Scheme from nginx's X-Forwarded-Proto, host and port from the client's Host (X-Forwarded-Host).
+
+    The client's own X-Forwarded-* headers are replaced by nginx's, so they change nothing.
+    """
+    host = host.format(port=proxied.tls_port)
+    headers = {"Host": host, "X-Forwarded-Proto": "http", "X-Forwarded-Host": "attacker.example:8443"}
+    served = requests.get(f"{proxied.soap}?wsdl", headers=headers, verify=str(proxied.ca), timeout=30)
+    assert served.status_code == 200, served.text[:500]
+    assert wsdl_address(served.text) == f"https://{host}/soap"
+
+
+def test_the_gateway_alone_would_name_plain_http(proxied: Proxied) -> None:
+    """The https above comes from nginx's headers: asked directly, the gateway names its own http address."""
+    direct = requests.get(f"{proxied.gateway.url}?wsdl", timeout=30)
+    assert direct.status_code == 200
+    assert wsdl_address(direct.text) == proxied.gateway.url
 
 
 @pytest.mark.timeout(STACK_SECONDS + 120)
