@@ -343,6 +343,10 @@ def build_production_options(settings: Settings, host: str, port: int, workers: 
         "keepalive": settings.header_timeout,
         "timeout": timeout,
         "child_exit": metrics.child_exit,
+        # gunicorn would otherwise take X-Forwarded-Proto (and -Ssl, -Protocol) from 127.0.0.1 as the
+        # request's scheme: the WSDL's address then followed headers any local process can send, with
+        # or without GATEWAY_TRUSTED_PROXY. Forwarded headers are the gateway's decision alone.
+        "forwarded_allow_ips": "",
     }
 
 

@@ -2,11 +2,15 @@
 
 The test renders the shipped site file (only its EDIT values change: ports, certificate paths,
 upstream), makes a CA and a server certificate for 127.0.0.1 with ``cryptography``, starts
-nginx on free ports as a child process, and a gateway (``serve --production``, gevent) behind it.
-Through TLS: the WSDL, the whole exchange story by stubs generated from the https WSDL with zeep,
-PHP SoapClient and Mono (tests/interop clients with INTEROP_CA_FILE), 200 connections trickling
-header bytes while a normal call answers within a second, and a body over client_max_body_size
-refused by nginx with 413 and nothing stored. Skipped with the reason where nginx is not installed.
+nginx on free ports as a child process, and a gateway (``serve --production``, gevent) behind it
+with ``GATEWAY_TRUSTED_PROXY=1`` and no ``GATEWAY_PUBLIC_URL``, as the shipped environment file
+suggests. Through TLS: the WSDL naming the https address the client called (scheme from nginx's
+X-Forwarded-Proto, host and port from the client's Host), the whole exchange story by stubs
+generated from the https WSDL with zeep, PHP SoapClient and Mono (tests/interop clients with
+INTEROP_CA_FILE), 200 connections trickling header bytes while a normal call answers within a
+second, and a body over client_max_body_size refused by nginx with 413 and the gateway's
+Client.TooLarge SOAP fault, never reaching the gateway (no access line, no document, no blob or
+temporary file). Skipped with the reason where nginx is not installed.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from interop.make_document import letter
-from reliability.reliability_support import VPCP, GatewayProcess, envelope, parse_reply
+from reliability.reliability_support import VPCP, GatewayProcess, envelope, parse_reply, raw_http, split_http
 from sqlalchemy import func, select
 from support.processes import free_port
 
@@ -160,7 +164,10 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
     ca, cert, key = make_certificates(tmp)
     http_port, tls_port = free_port(), free_port()
     https = f"https://127.0.0.1:{tls_port}"
-    env = {"GATEWAY_PUBLIC_URL": f"{https}/soap"}
+    # As deploy/systemd/edxml-gateway.env advises behind the shipped nginx: the WSDL's address comes
+    # from the X-Forwarded-Proto/-Host nginx sets, not from a fixed GATEWAY_PUBLIC_URL (emptied, so
+    # none from the calling environment hides what the headers do).
+    env = {"GATEWAY_TRUSTED_PROXY": "1", "GATEWAY_PUBLIC_URL": ""}
     gateway = GatewayProcess(tmp / "var", workers=1, env=env)
     gateway.start()
     site = tmp / "site.conf"
@@ -209,18 +216,41 @@ def test_the_shipped_body_limit_matches_the_gateway() -> None:
     assert int(limit) == Settings().max_request_bytes
 
 
+def wsdl_address(text: str) -> str:
+    """The WSDL's soap:address, after checking the rest is the published WSDL unchanged."""
+    address = re.search(r':address location="([^"]+)"', text)
+    assert address, text[:500]
+    published = (WSDL_DIR / "edxml-gateway.wsdl").read_text(encoding="utf-8")
+    assert text == published.replace(WSDL_LOCATION, address[1])
+    return address[1]
+
+
 def test_plain_http_is_redirected_and_tls_serves_the_wsdl(proxied: Proxied) -> None:
     plain = requests.get(f"http://127.0.0.1:{proxied.http_port}/soap?wsdl", allow_redirects=False, timeout=10)
     assert plain.status_code == 301 and plain.headers["Location"].startswith("https://")
     served = requests.get(f"{proxied.soap}?wsdl", verify=str(proxied.ca), timeout=30)
     assert served.status_code == 200
-    published = (WSDL_DIR / "edxml-gateway.wsdl").read_text(encoding="utf-8")
-    address = re.search(r':address location="([^"]+)"', served.text)
-    assert address, served.text[:500]
-    assert served.text == published.replace(WSDL_LOCATION, address[1])
-    if "public_url" not in Settings.__dataclass_fields__:
-        pytest.skip("GATEWAY_PUBLIC_URL is not implemented in this branch (soap helper): address not checked")
-    assert address[1] == proxied.soap
+    assert wsdl_address(served.text) == proxied.soap
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:{port}", "localhost:{port}", "gateway.example.gov.vn"])
+def test_the_wsdl_names_the_https_address_the_client_called(proxied: Proxied, host: str) -> None:
+    """Scheme from nginx's X-Forwarded-Proto, host and port from the client's Host (X-Forwarded-Host).
+
+    The client's own X-Forwarded-* headers are replaced by nginx's, so they change nothing.
+    """
+    host = host.format(port=proxied.tls_port)
+    headers = {"Host": host, "X-Forwarded-Proto": "http", "X-Forwarded-Host": "attacker.example:8443"}
+    served = requests.get(f"{proxied.soap}?wsdl", headers=headers, verify=str(proxied.ca), timeout=30)
+    assert served.status_code == 200, served.text[:500]
+    assert wsdl_address(served.text) == f"https://{host}/soap"
+
+
+def test_the_gateway_alone_would_name_plain_http(proxied: Proxied) -> None:
+    """The https above comes from nginx's headers: asked directly, the gateway names its own http address."""
+    direct = requests.get(f"{proxied.gateway.url}?wsdl", timeout=30)
+    assert direct.status_code == 200
+    assert wsdl_address(direct.text) == proxied.gateway.url
 
 
 @pytest.mark.timeout(STACK_SECONDS + 120)
@@ -283,21 +313,62 @@ def count_documents(proxied: Proxied) -> int:
         db.dispose()
 
 
-def test_an_oversize_body_is_refused_by_the_proxy(proxied: Proxied) -> None:
-    before = count_documents(proxied)
+def stored_files(proxied: Proxied) -> set[Path]:
+    """Every file of the blob store, its temporary area (blobs/tmp) included."""
+    return {path for path in proxied.gateway.blob_dir.rglob("*") if path.is_file()}
+
+
+def access_lines(log: Path, offset: int) -> list[str]:
+    """The gateway's access lines (gateway/accesslog.py) written to its log after ``offset``."""
+    with log.open("rb") as f:
+        f.seek(offset)
+        text = f.read().decode(errors="replace")
+    return [line for line in text.splitlines() if re.search(r"\boperation=\S+ fault=\S+ status=\d{3} ", line)]
+
+
+def oversize_request(limit: int) -> tuple[bytes, bytes]:
+    """Headers announcing one byte over the limit, and the first 64 KiB of that body."""
+    head = (
+        b"POST /soap HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml; charset=utf-8\r\n"
+        + f'SOAPAction: "sendDocument"\r\nContent-Length: {limit + 1}\r\n\r\n'.encode()
+    )
+    return head, b"<" * 65536
+
+
+def test_an_oversize_body_is_refused_by_the_proxy_with_the_gateways_fault(proxied: Proxied) -> None:
+    """nginx answers 413 with the gateway's Client.TooLarge fault; the gateway never sees the request."""
+    documents, files = count_documents(proxied), stored_files(proxied)
+    gateway_log, nginx_log = proxied.gateway.log_path, proxied.tmp / "access.log"
+    gateway_offset, nginx_offset = gateway_log.stat().st_size, nginx_log.stat().st_size
     limit = Settings().max_request_bytes
+    head, body = oversize_request(limit)
     context = ssl.create_default_context(cafile=str(proxied.ca))
     raw = socket.create_connection(("127.0.0.1", proxied.tls_port), timeout=30)
     with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
-        sock.sendall(
-            b"POST /soap HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml; charset=utf-8\r\n"
-            + f'SOAPAction: "sendDocument"\r\nContent-Length: {limit + 1}\r\n\r\n'.encode()
-            + b"<" * 65536
-        )
+        with contextlib.suppress(OSError):
+            sock.sendall(head + body)
         answer = b""
         with contextlib.suppress(OSError):
             while chunk := sock.recv(65536):
                 answer += chunk
-    assert answer.startswith(b"HTTP/1.1 413"), answer[:300]
-    assert count_documents(proxied) == before
+    status, content = split_http(answer)
+    headers = answer.partition(b"\r\n\r\n")[0].decode("latin-1").lower()
+    assert status == 413 and "\r\ncontent-type: text/xml; charset=utf-8" in headers, answer[:500]
+    fault = parse_reply(status, content)
+    assert fault.fault_code == "Client.TooLarge" and fault.fault_string, content[:500]
+
+    # nginx logged it as its own 413; nothing was stored, not even a temporary blob file.
+    assert re.search(r'"POST /soap HTTP/1\.1" 413 ', nginx_log.read_bytes()[nginx_offset:].decode(errors="replace"))
+    assert count_documents(proxied) == documents
+    assert stored_files(proxied) == files
+    # The gateway never saw the request: the next call is the only access line it writes.
     get_agencies(proxied, timeout=5)
+    deadline = time.monotonic() + 10
+    while not (lines := access_lines(gateway_log, gateway_offset)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(lines) == 1 and "operation=getAgencies " in lines[0], lines
+
+    # Without nginx the gateway answers the same request with the same status and fault code.
+    direct_status, direct_content = split_http(raw_http("127.0.0.1", proxied.gateway.port, head, body))
+    assert parse_reply(direct_status, direct_content).fault_code == "Client.TooLarge"
+    assert direct_status == status

@@ -107,3 +107,16 @@ def test_metrics_add_up_across_gevent_workers(tmp_path: Path) -> None:
     counted = re.search(r'^gateway_http_requests_total\{operation="health",status="200"\} (\S+)$', text, re.M)
     assert counted, text[:2000]
     assert float(counted[1]) >= calls
+
+
+def test_production_ignores_forwarded_scheme_headers_without_trusted_proxy(tmp_path: Path) -> None:
+    """gunicorn's own trust of X-Forwarded-Proto from 127.0.0.1 is off: only GATEWAY_TRUSTED_PROXY reads it."""
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Ssl": "on", "X-Forwarded-Protocol": "ssl"}
+    gateway = GatewayProcess(tmp_path / "var", workers=1, env={"GATEWAY_PUBLIC_URL": "", "GATEWAY_TRUSTED_PROXY": "0"})
+    gateway.start()
+    try:
+        served = requests.get(f"{gateway.url}?wsdl", headers=forwarded, timeout=30)
+    finally:
+        gateway.stop()
+    assert served.status_code == 200
+    assert f'location="{gateway.url}"' in served.text, re.findall(r'location="[^"]*"', served.text)

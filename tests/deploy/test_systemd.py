@@ -92,6 +92,17 @@ def test_the_environment_file_sets_only_known_variables() -> None:
     assert int(env["GATEWAY_MAX_DOCUMENT_BYTES"]) == Settings().max_document_bytes
 
 
+def test_the_environment_files_values_are_accepted_uncommented_too() -> None:
+    """Each ``#GATEWAY_X=value`` example is a value the gateway starts with, as is the file itself."""
+    from gateway.config import Settings
+
+    examples = dict(re.findall(r"^#(GATEWAY_[A-Z_]+)=(.*)$", ENV_FILE.read_text(), re.M))
+    assert {"GATEWAY_TRUSTED_PROXY", "GATEWAY_PUBLIC_URL"} <= examples.keys()
+    for name, value in examples.items():
+        Settings.from_env({**environment_file(), name: value})
+    assert Settings.from_env({"GATEWAY_TRUSTED_PROXY": examples["GATEWAY_TRUSTED_PROXY"]}).trusted_proxy
+
+
 @pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed")
 def test_systemd_analyze_verifies_the_unit_and_rates_it_hardened(tmp_path: Path) -> None:
     assert ANALYZE is not None
