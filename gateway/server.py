@@ -350,10 +350,19 @@ def build_production_options(settings: Settings, host: str, port: int, workers: 
     }
 
 
-def run_production(settings: Settings, host: str, port: int, workers: int, timeout: int) -> None:
+def run_production(
+    settings: Settings,
+    host: str,
+    port: int,
+    workers: int,
+    timeout: int,
+    app_factory: Callable[[Settings], WsgiApp] | None = None,
+) -> None:
     """gunicorn, ``workers`` gevent worker processes; each builds its own app (and database pool) after fork.
 
     ``timeout`` is gunicorn's: a worker whose event loop is stuck that long is restarted.
+    ``app_factory`` replaces :func:`gateway.app.create_app` (the benchmarks add a bare operation
+    beside the gateway and must measure it under exactly these settings).
     """
     from gunicorn.app.base import BaseApplication
 
@@ -378,6 +387,6 @@ def run_production(settings: Settings, host: str, port: int, workers: int, timeo
         def load(self) -> WsgiApp:  # type: ignore[override]
             from gateway.app import create_app
 
-            return BodyDeadline(create_app(settings), settings.body_timeout, _gevent_guard)
+            return BodyDeadline((app_factory or create_app)(settings), settings.body_timeout, _gevent_guard)
 
     GatewayApplication().run()

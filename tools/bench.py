@@ -3,12 +3,13 @@
 The question this answers: how many ~20 KB edXML documents with a 1 MB attachment can the gateway
 take per second under gunicorn, and how close is that to the ceiling set by what any gateway must
 do per document (lxml parse + XSD validation, then a durable store: write + fsync the file and one
-database insert committed)? The target is sends/s >= 50% of that ceiling on the same cores.
+database insert committed)? The target (issue 13) is sends/s >= 0.9 of that ceiling on the same
+cores, median of three rounds (``--rounds 3``).
 
 For each backend (SQLite, PostgreSQL) it starts the gateway under gunicorn as ``edxml-gateway serve
---workers N`` does, through ``tools/bench_app.py`` (which adds a bare Spyne operation on ``/bare`` to
-the same workers), in its own process group with a fresh data directory (and a fresh PostgreSQL
-database), then:
+--production --workers N`` does (gevent workers), through ``tools/bench_app.py`` (which adds a bare
+Spyne operation on ``/bare`` to the same workers), in its own process group with a fresh data
+directory (and a fresh PostgreSQL database), then:
 
 1. warm-up (excluded): a short send phase and a drain, so every worker has compiled its schemas;
 2. sends: parallel client *processes* post pre-built SOAP envelopes (raw HTTP, no zeep, so the
@@ -88,6 +89,8 @@ PLACEHOLDER = "BENCH-0000000000"
 """Stands for the document number in CodeNumber and DocumentId; replaced by a same-length number."""
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 ATTACHMENT_BYTES = 1_000_000
+SEND_TARGET = 0.9
+"""Sends/s against the ceiling, median of three rounds (issue 13: a send can cost less than the ceiling)."""
 CEILING_STEPS = ("parse", "validate", "write+fsync", "insert+commit", "document")
 OPERATIONS = ("sendDocument", "getPendingDocuments", "getDocument", "confirmReceived", "fetch+ack")
 RECEIVE_OPERATIONS = ("getPendingDocuments", "getDocument", "confirmReceived", "confirmReceivedItems", "fetch+ack")
@@ -196,7 +199,7 @@ class ClientResult:
 
 
 class SoapCaller:
-    """Raw HTTP POSTs to /soap: a new connection per call, as gunicorn sync workers close each one."""
+    """Raw HTTP POSTs to /soap: a new connection per call, as legacy stubs without keep-alive make them."""
 
     def __init__(self, port: int, result: ClientResult, path: str = "/soap") -> None:
         self.port = port
@@ -658,7 +661,7 @@ def profiled(options: Options, label: str, pids: list[int], seconds: float) -> I
     """Sample the workers with py-spy (``--profile``) while a phase runs; idle time included.
 
     Idle samples are kept on purpose: fsync and database waits are part of a send's cost, and a
-    sync worker waiting in ``accept`` is easy to tell apart by its stack.
+    worker waiting in its event loop is easy to tell apart by its stack.
     """
     if options.profile_dir is None or options.py_spy is None:
         yield
@@ -916,7 +919,7 @@ def _status_kib_meminfo(key: str) -> int:
 
 
 def print_report(report: dict[str, Any]) -> None:
-    """A table per backend, then the verdict on the 50% target."""
+    """A table per backend, then the verdict on each target."""
     m, d = report["machine"], report["document"]
     print(
         f"\nMachine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, Python {m['python']}, "
@@ -928,7 +931,7 @@ def print_report(report: dict[str, Any]) -> None:
     )
     s = report["settings"]
     print(
-        f"Settings: {s['workers']} gunicorn sync workers, {s['clients']} client processes, "
+        f"Settings: {s['workers']} gunicorn gevent workers, {s['clients']} client processes, "
         f"{s['duration']} s per phase, ceiling with {s['workers']} processes"
     )
     rounds = s.get("rounds", 1)
@@ -969,7 +972,7 @@ def print_report(report: dict[str, Any]) -> None:
         )
         print(
             f"{'ratio sends/s / ceiling':<40}{result['ratio']:>10.2f}  "
-            f"({'meets' if result['ratio'] >= 0.5 else 'MISSES'} the 50% target)"
+            f"({'meets' if result['ratio'] >= SEND_TARGET else 'MISSES'} the {SEND_TARGET} target in this round)"
         )
         cpu = result["cpu_ms_per_document"]
         print(
@@ -995,10 +998,11 @@ def print_round_summary(results: list[dict[str, Any]]) -> None:
     print("\n== ratio sends/s / ceiling by round ==")
     for backend in dict.fromkeys(result["backend"] for result in results):
         ratios = [result["ratio"] for result in results if result["backend"] == backend]
-        verdict = "meets the 50% target in every round" if min(ratios) >= 0.5 else "MISSES the 50% target"
+        median = statistics.median(ratios)
+        verdict = f"{'meets' if median >= SEND_TARGET else 'MISSES'} the {SEND_TARGET} target (median of rounds)"
         print(
             f"{backend:<12}{' '.join(f'{ratio:.2f}' for ratio in ratios)}   min {min(ratios):.2f}, "
-            f"median {statistics.median(ratios):.2f}: {verdict}"
+            f"median {median:.2f}: {verdict}"
         )
 
 
@@ -1009,7 +1013,7 @@ def main(argv: list[str] | None = None) -> int:
         "--workers",
         type=int,
         default=2 * (os.cpu_count() or 1),
-        help="gunicorn sync workers and ceiling processes (default: two per core, as the gateway is deployed: "
+        help="gunicorn workers and ceiling processes (default: two per core, as the gateway is deployed: "
         "a send waits on fsync and database round trips, so one worker per core leaves cores idle)",
     )
     parser.add_argument("--clients", type=int, default=6, help="client processes per phase")

@@ -12,7 +12,7 @@ start it as::
 It migrates the store, loads the shipped directory when the store is empty, issues one secret
 per requested agency (written to ``$GATEWAY_DATA_DIR/bench-credentials.json``, as
 ``serve --demo`` writes its own) and serves with the same gunicorn settings as
-``edxml-gateway serve --workers N``.
+``edxml-gateway serve --production --workers N``.
 """
 
 from __future__ import annotations
@@ -34,9 +34,10 @@ from spyne.protocol.soap import Soap11
 from spyne.server.wsgi import WsgiApplication
 from sqlalchemy import select
 
-from gateway import directory, metrics
+from gateway import directory
 from gateway.app import create_app as create_gateway_app
 from gateway.config import Settings
+from gateway.server import run_production
 from gateway.store.database import Database
 from gateway.store.models import Agency
 
@@ -108,30 +109,9 @@ def prepare(settings: Settings, agencies: list[str], idle: int) -> list[dict[str
 
 
 def serve(settings: Settings, host: str, port: int, workers: int, timeout: int) -> None:
-    """gunicorn with sync workers, configured as ``edxml-gateway serve --workers N`` configures it."""
-    from gunicorn.app.base import BaseApplication
-
-    metrics.prepare_multiprocess_dir(settings.data_dir / "prometheus")
-
-    class BenchApplication(BaseApplication):  # type: ignore[misc]
-        def __init__(self) -> None:
-            self.options = {
-                "bind": f"{host}:{port}",
-                "workers": workers,
-                "worker_class": "sync",
-                "timeout": timeout,
-                "child_exit": metrics.child_exit,
-            }
-            super().__init__()
-
-        def load_config(self) -> None:
-            for key, value in self.options.items():
-                self.cfg.set(key, value)
-
-        def load(self) -> Any:
-            return create_app(settings)
-
-    BenchApplication().run()
+    """gunicorn exactly as ``edxml-gateway serve --production --workers N`` runs it (gevent workers,
+    deadlines, metrics), serving :func:`create_app` instead of the gateway alone."""
+    run_production(settings, host, port, workers, timeout, create_app)
 
 
 def main(argv: list[str] | None = None) -> int:

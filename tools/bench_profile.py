@@ -18,13 +18,16 @@ from pathlib import Path
 
 IDLE = "waiting for a request (idle; includes sampling past the end of the phase)"
 CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
-    (IDLE, ("SyncWorker.wait (",)),
+    (IDLE, ("SyncWorker.wait (", "Hub.run (gevent/hub", "_run (gevent/hub")),
     ("Spyne MethodContext.close gc.collect()", ("MethodContext.close (",)),
     ("SQLite BEGIN IMMEDIATE (write-lock wait)", ("_on_begin (",)),
     ("stage_request: expat + base64 decode to staging file", ("stage_request (",)),
     ("read_document: parse + validate edXML", ("read_document (", "read_status (")),
-    ("blob store: copy + sha256 + fsync file and dirs", ("BlobStore.put_file (", "BlobStore.put_bytes (")),
-    ("database: SQLAlchemy transactions", ("Database.transaction (", "Session.", "Connection.")),
+    (
+        "blob store: copy + sha256 + fsync file and dirs",
+        ("BlobStore.put_file (", "BlobStore.put_bytes (", "BlobWriter.commit ("),
+    ),
+    ("database: SQLAlchemy transactions", ("Database.transaction (", "Session.", "Connection.", "sqlalchemy/")),
     ("response: base64 of the fetched file", ("_chunks (streaming", "_chunks (gateway/soap/streaming")),
     ("reading the request body (gunicorn)", ("Body.read (", "Unreader.read (")),
     ("writing the response / closing (gunicorn)", ("write (gunicorn", "close_graceful (", "sendall")),
