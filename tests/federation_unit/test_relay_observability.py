@@ -1,0 +1,199 @@
+"""What an operator sees of the relay, on both backends: the /metrics relay gauges and the dashboard's
+relay table per next hop, the audit chain's entry for everything that crosses a hop, and the delivery
+report (code 90) that reaches the sender's history without ever entering the sender's queue.
+
+Most tests look at one national instance (``hub``) whose outbox holds consignments for two next hops
+in every state, built on the test clock, so the ages and counts are known exactly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select
+from support.clock import Clock
+from support.federation import (
+    B_DEPARTMENT,
+    COMMUNE,
+    MINISTRY,
+    T0,
+    add_agencies,
+    caller,
+    consignment_header,
+    exchange_service,
+)
+from support.letters import official_letter
+from support.staging import stage
+
+from gateway import metrics
+from gateway.federation import outbox
+from gateway.federation.service import FederationService
+from gateway.metrics import MetricsMiddleware, StoreCollector
+from gateway.store.database import Database
+from gateway.store.models import OutboxConsignment
+
+SCRAPED_AT = T0 + timedelta(hours=1)
+PASSWORD = "pw"
+
+
+@dataclass
+class Hub:
+    """The national instance and the ids of its consignments (see :func:`hub`)."""
+
+    federation: FederationService
+    received: str
+    failed: str
+    report: str
+    delivered: str
+    withdrawn: str
+    waiting_hb: str
+    waiting_ha: str
+
+
+def _outbox_id(database: Database, document_id: str, kind: str = "document") -> str:
+    with database.transaction(readonly=True) as session:
+        return session.scalars(
+            select(OutboxConsignment.id).where(
+                OutboxConsignment.document_id == document_id, OutboxConsignment.kind == kind
+            )
+        ).one()
+
+
+@pytest.fixture
+def hub(database: Database, tmp_path: Path, clock: Clock) -> Hub:
+    """The national instance at ``SCRAPED_AT``: the commune lives at HA, B's department at HB, the ministry here.
+
+    For HB: a document relayed from HA, leased three times and never acknowledged (failed at T0+15m);
+    one the ministry sent at T0+20m, pulled and acknowledged (delivered); one sent at T0+25m and recalled
+    before it left (withdrawn); one sent at T0+30m (waiting). For HA: the delivery report of the failure
+    (created T0+15m, leased by HA: in flight) and a letter of the ministry (T0+40m, waiting).
+    """
+    add_agencies(database, {COMMUNE: "HA", B_DEPARTMENT: "HB", MINISTRY: None})
+    exchange = exchange_service(database, tmp_path, clock, instance_id="national", operator_password=PASSWORD)
+    federation = FederationService(exchange)
+    ministry = caller(exchange, MINISTRY)
+
+    edxml = official_letter(COMMUNE, [B_DEPARTMENT])
+    header = consignment_header(edxml, path=("HA",), hop_count=1)
+    relayed = federation.receive("HA", header, stage(exchange, edxml)).local_document_id
+    assert relayed is not None
+    failed = _outbox_id(database, relayed)
+    for _ in range(3):
+        assert [h.consignment_id for h in federation.pull("HB", 10)] == [failed], "HB never acknowledges"
+        clock.now += timedelta(minutes=5)
+    assert federation.pull("HB", 10) == [], "the fourth lease fails it instead"
+    report = _outbox_id(database, relayed, kind="status")
+
+    def send(number: str, to: str, at: timedelta) -> str:
+        clock.now = T0 + at
+        sent = exchange.send_document(ministry, stage(exchange, official_letter(MINISTRY, [to], number=number)))
+        return _outbox_id(database, sent.document_id)
+
+    delivered = send("1", B_DEPARTMENT, timedelta(minutes=20))
+    assert [h.consignment_id for h in federation.pull("HB", 10)] == [delivered]
+    assert federation.acknowledge("HB", delivered)
+    withdrawn = send("2", B_DEPARTMENT, timedelta(minutes=25))
+    with database.transaction(readonly=True) as session:
+        recalled = session.get_one(OutboxConsignment, withdrawn).document_id
+    assert recalled is not None
+    exchange.update_status(ministry, recalled, "13", "gửi nhầm")
+    waiting_hb = send("3", B_DEPARTMENT, timedelta(minutes=30))
+    waiting_ha = send("4", COMMUNE, timedelta(minutes=40))
+    assert [h.consignment_id for h in federation.pull("HA", 1)] == [report], "the oldest first"
+    clock.now = SCRAPED_AT
+    return Hub(federation, header.consignment_id, failed, report, delivered, withdrawn, waiting_hb, waiting_ha)
+
+
+def _states(database: Database) -> dict[str, str]:
+    with database.transaction(readonly=True) as session:
+        return {row.id: row.state for row in session.execute(select(OutboxConsignment.id, OutboxConsignment.state))}
+
+
+def test_the_hub_holds_what_its_story_says(hub: Hub, database: Database) -> None:
+    assert _states(database) == {
+        hub.failed: outbox.FAILED,
+        hub.report: outbox.SENDING,
+        hub.delivered: outbox.DELIVERED,
+        hub.withdrawn: outbox.WITHDRAWN,
+        hub.waiting_hb: outbox.WAITING,
+        hub.waiting_ha: outbox.WAITING,
+    }
+
+
+# -- /metrics ------------------------------------------------------------------------------------
+
+
+class _Frozen(datetime):
+    """``datetime`` whose ``now`` is the scrape time of the test, for the store gauges' reading."""
+
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> Any:
+        return SCRAPED_AT.astimezone(tz)
+
+
+def _scrape(database: Database) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """``GET /metrics`` of a metrics middleware reading ``database``, parsed into samples."""
+    store = StoreCollector(database, ack_overdue_hours=24)
+    app = MetricsMiddleware(lambda environ, start_response: [], operations=(), store=store)
+    seen: dict[str, str] = {}
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics", "HTTP_HOST": "gw", "QUERY_STRING": ""}
+    body = b"".join(app(environ, lambda status, headers: seen.update(status=status)))
+    assert seen["status"].startswith("200")
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+    }
+
+
+def _relay_samples(samples: dict[tuple[str, frozenset[tuple[str, str]]], float]) -> dict[str, dict[str, float]]:
+    """``{metric: {"label=value,...": value}}`` of the relay families only."""
+    found: dict[str, dict[str, float]] = {}
+    for (name, labels), value in samples.items():
+        if name.startswith("gateway_relay_"):
+            found.setdefault(name, {})[",".join(f"{k}={v}" for k, v in sorted(labels))] = value
+    return found
+
+
+def test_metrics_show_each_next_hop_and_the_consignment_totals(
+    hub: Hub, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(metrics, "datetime", _Frozen)
+    samples = _scrape(database)
+    assert samples[("gateway_store_up", frozenset())] == 1
+    assert _relay_samples(samples) == {
+        "gateway_relay_queue_depth": {"next_hop=HA": 2, "next_hop=HB": 1},
+        "gateway_relay_oldest_waiting_seconds": {"next_hop=HA": 45 * 60, "next_hop=HB": 30 * 60},
+        "gateway_relay_failed": {"next_hop=HA": 0, "next_hop=HB": 1},
+        "gateway_relay_consignments_delivered_total": {"kind=document,next_hop=HB": 1},
+        "gateway_relay_consignments_received_total": {"from_peer=HA,kind=document": 1},
+    }, "HA: the report in flight (T0+15m) and a letter waiting; HB: one waiting since T0+30m; withdrawn counts nowhere"
+
+
+def test_metrics_age_the_oldest_consignment_from_the_moment_of_the_scrape(
+    hub: Hub, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Later(_Frozen):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> Any:
+            return (SCRAPED_AT + timedelta(minutes=10)).astimezone(tz)
+
+    monkeypatch.setattr(metrics, "datetime", Later)
+    oldest = _relay_samples(_scrape(database))["gateway_relay_oldest_waiting_seconds"]
+    assert oldest == {"next_hop=HA": 55 * 60, "next_hop=HB": 40 * 60}
+
+
+def test_a_requeued_consignment_counts_as_undelivered_again(
+    hub: Hub, database: Database, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with database.transaction() as session:
+        assert outbox.requeue(session, hub.failed, clock.now) is not None
+    monkeypatch.setattr(metrics, "datetime", _Frozen)
+    relay = _relay_samples(_scrape(database))
+    assert relay["gateway_relay_queue_depth"]["next_hop=HB"] == 2
+    assert relay["gateway_relay_failed"]["next_hop=HB"] == 0
+    assert relay["gateway_relay_oldest_waiting_seconds"]["next_hop=HB"] == 60 * 60, "waiting since it was created"
