@@ -7,11 +7,14 @@ in every state, built on the test clock, so the ages and counts are known exactl
 
 from __future__ import annotations
 
+import base64
+import io
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
+import lxml.html
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
@@ -35,6 +38,7 @@ from gateway.federation.service import FederationService
 from gateway.metrics import MetricsMiddleware, StoreCollector
 from gateway.store.database import Database
 from gateway.store.models import OutboxConsignment
+from gateway.web.dashboard import Dashboard
 
 SCRAPED_AT = T0 + timedelta(hours=1)
 PASSWORD = "pw"
@@ -197,3 +201,54 @@ def test_a_requeued_consignment_counts_as_undelivered_again(
     assert relay["gateway_relay_queue_depth"]["next_hop=HB"] == 2
     assert relay["gateway_relay_failed"]["next_hop=HB"] == 0
     assert relay["gateway_relay_oldest_waiting_seconds"]["next_hop=HB"] == 60 * 60, "waiting since it was created"
+
+
+# -- the dashboard -------------------------------------------------------------------------------
+
+
+def _dashboard(hub: Hub, database: Database, clock: Clock) -> lxml.html.HtmlElement:
+    login = "Basic " + base64.b64encode(f"operator:{PASSWORD}".encode()).decode()
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "HTTP_AUTHORIZATION": login,
+        "HTTP_HOST": "gw",
+        "PATH_INFO": "/dashboard",
+        "QUERY_STRING": "",
+        "wsgi.input": io.BytesIO(b""),
+    }
+    seen: dict[str, str] = {}
+    body = b"".join(
+        Dashboard(database, hub.federation.settings, clock=clock)(
+            environ, lambda status, headers: seen.update(status=status)
+        )
+    )
+    assert seen["status"].startswith("200"), body[:500]
+    return lxml.html.fromstring(body.decode())
+
+
+def test_the_dashboard_shows_depth_oldest_and_failures_per_next_hop(hub: Hub, database: Database, clock: Clock) -> None:
+    page = _dashboard(hub, database, clock)
+    table, _failed_table = page.get_element_by_id("relay").findall(".//table")
+    headers = [th.text_content() for th in table.findall(".//th")]
+    assert headers == ["Next hop", "Waiting", "In flight", "Failed", "Delivered", "Oldest waiting (s)"]
+    rows = {
+        tr.get("data-hop"): [td.text_content() for td in tr.findall("td")]
+        for tr in table.findall(".//tr")
+        if tr.get("data-hop")
+    }
+    assert rows == {
+        "HA": ["HA", "1", "1", "0", "0", "2700"],
+        "HB": ["HB", "1", "0", "1", "1", "1800"],
+    }
+    failed = page.get_element_by_id("relay").xpath(".//tr[@data-consignment]")
+    assert [tr.get("data-consignment") for tr in failed] == [hub.failed]
+    cells = [td.text_content() for td in failed[0].findall("td")]
+    assert cells[1:4] == ["HB", "document", "3"]
+    assert cells[5] == "leased 3 times by HB and never acknowledged"
+
+
+def test_the_dashboard_ages_against_its_own_clock(hub: Hub, database: Database, clock: Clock) -> None:
+    clock.now = SCRAPED_AT + timedelta(minutes=10)
+    page = _dashboard(hub, database, clock)
+    oldest = {tr.get("data-hop"): tr.findall("td")[-1].text_content() for tr in page.xpath("//tr[@data-hop]")}
+    assert oldest == {"HA": "3300", "HB": "2400"}
