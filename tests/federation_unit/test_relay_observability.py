@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
@@ -36,8 +37,9 @@ from gateway import metrics
 from gateway.federation import outbox
 from gateway.federation.service import FederationService
 from gateway.metrics import MetricsMiddleware, StoreCollector
+from gateway.store import audit
 from gateway.store.database import Database
-from gateway.store.models import OutboxConsignment
+from gateway.store.models import AuditEntry, OutboxConsignment
 from gateway.web.dashboard import Dashboard
 
 SCRAPED_AT = T0 + timedelta(hours=1)
@@ -252,3 +254,49 @@ def test_the_dashboard_ages_against_its_own_clock(hub: Hub, database: Database, 
     page = _dashboard(hub, database, clock)
     oldest = {tr.get("data-hop"): tr.findall("td")[-1].text_content() for tr in page.xpath("//tr[@data-hop]")}
     assert oldest == {"HA": "3300", "HB": "2400"}
+
+
+# -- the audit chain -----------------------------------------------------------------------------
+
+
+def _audited(database: Database) -> dict[str, list[str]]:
+    """Consignment ids named in the detail of each relay action, in chain order."""
+    with database.transaction(readonly=True) as session:
+        rows = session.execute(select(AuditEntry.action, AuditEntry.detail).order_by(AuditEntry.id)).all()
+    found: dict[str, list[str]] = {}
+    for action, detail in rows:
+        if action.startswith("relay_"):
+            found.setdefault(action, []).append(json.loads(detail)["consignment"])
+    return found
+
+
+def test_the_audit_chain_records_every_crossing_of_a_hop_and_verifies(
+    hub: Hub, database: Database, clock: Clock
+) -> None:
+    with database.transaction() as session:
+        assert outbox.requeue(session, hub.failed, clock.now) is not None
+    assert _audited(database) == {
+        "relay_in": [hub.received],
+        "relay_out": [hub.failed, hub.report, hub.delivered, hub.withdrawn, hub.waiting_hb, hub.waiting_ha],
+        "relay_failed": [hub.failed],
+        "relay_delivered": [hub.delivered],
+        "relay_withdrawn": [hub.withdrawn],
+        "relay_requeue": [hub.failed],
+    }
+    with database.transaction(readonly=True) as session:
+        result = audit.verify(session)
+        total = len(list(session.scalars(select(AuditEntry.id))))
+    assert result == audit.VerifyResult(ok=True, checked=total)
+
+
+def test_the_audit_of_a_relayed_document_names_its_origin_and_next_hop(hub: Hub, database: Database) -> None:
+    with database.transaction(readonly=True) as session:
+        entries = {
+            e.action: json.loads(e.detail)
+            for e in session.scalars(select(AuditEntry).order_by(AuditEntry.id))
+            if e.action in ("relay_in", "relay_failed") or (e.action == "relay_out" and e.detail.find(hub.report) >= 0)
+        }
+    assert entries["relay_in"]["from"] == "HA" and entries["relay_in"]["kind"] == "document"
+    assert entries["relay_failed"]["next_hop"] == "HB" and entries["relay_failed"]["attempts"] == 3
+    assert (entries["relay_out"]["kind"], entries["relay_out"]["next_hop"]) == ("status", "HA")
+    assert entries["relay_out"]["recipients"] == [COMMUNE], "the report goes back to the sender"
