@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
@@ -25,21 +26,26 @@ from support.federation import (
     COMMUNE,
     MINISTRY,
     T0,
+    FakeUpstream,
     add_agencies,
     caller,
     consignment_header,
     exchange_service,
 )
 from support.letters import official_letter
+from support.queue_counts import pending_counts
 from support.staging import stage
 
 from gateway import metrics
+from gateway.exchange.service import ExchangeService
 from gateway.federation import outbox
+from gateway.federation.relay import PeerFault, PeerUnreachable, Relay
+from gateway.federation.reports import EMPTY_SHA256
 from gateway.federation.service import FederationService
 from gateway.metrics import MetricsMiddleware, StoreCollector
 from gateway.store import audit
 from gateway.store.database import Database
-from gateway.store.models import AuditEntry, OutboxConsignment
+from gateway.store.models import Agency, AuditEntry, Delivery, OutboxConsignment
 from gateway.web.dashboard import Dashboard
 
 SCRAPED_AT = T0 + timedelta(hours=1)
@@ -300,3 +306,87 @@ def test_the_audit_of_a_relayed_document_names_its_origin_and_next_hop(hub: Hub,
     assert entries["relay_failed"]["next_hop"] == "HB" and entries["relay_failed"]["attempts"] == 3
     assert (entries["relay_out"]["kind"], entries["relay_out"]["next_hop"]) == ("status", "HA")
     assert entries["relay_out"]["recipients"] == [COMMUNE], "the report goes back to the sender"
+
+
+# -- delivery reports (90) -----------------------------------------------------------------------
+
+
+def _sender_sees_the_report_and_nothing_is_queued(
+    province: ExchangeService, database: Database, document_id: str, reporter: str, recipients: list[str]
+) -> None:
+    commune = caller(province, COMMUNE)
+    reports = [e for e in province.history(commune, document_id) if e.status_code == "90"]
+    assert sorted((e.recipient_code, e.reporter_code) for e in reports) == [(r, reporter) for r in sorted(recipients)]
+    assert all(e.status_name.startswith("not delivered (relay failed after ") for e in reports)
+    assert province.pending(commune) == [], "getPendingDocuments lists nothing for the report"
+    with database.transaction(readonly=True) as session:
+        commune_id = session.scalars(select(Agency.id).where(Agency.code == COMMUNE)).one()
+        assert commune_id not in pending_counts(session)
+        assert session.scalars(select(Delivery).where(Delivery.kind == "status")).all() == []
+
+
+def test_a_relay_failure_at_the_senders_instance_is_reported_not_queued(
+    province: ExchangeService, database: Database, clock: Clock
+) -> None:
+    sent = province.send_document(caller(province, COMMUNE), stage(province, official_letter(COMMUNE, [MINISTRY])))
+    upstream = FakeUpstream([PeerFault("Client.RelayLoop", "loop")])
+    report = Relay(FederationService(province), client_factory=lambda: upstream, clock=clock).cycle()  # type: ignore[arg-type,return-value]
+    with database.transaction(readonly=True) as session:
+        (consignment,) = session.scalars(select(OutboxConsignment)).all()
+    assert report.errors == [f"push {consignment.id}: Client.RelayLoop: loop"]
+    assert (consignment.state, consignment.attempts) == (outbox.FAILED, 1), "a refusal no retry can change"
+    _sender_sees_the_report_and_nothing_is_queued(province, database, sent.document_id, "gateway:HA", [MINISTRY])
+
+
+def test_a_relay_failure_after_retries_is_reported_once_per_recipient_not_queued(
+    province: ExchangeService, database: Database, clock: Clock
+) -> None:
+    letter = official_letter(COMMUNE, [MINISTRY, B_DEPARTMENT])
+    sent = province.send_document(caller(province, COMMUNE), stage(province, letter))
+    upstream = FakeUpstream([PeerUnreachable("down")] * 3)
+    relay = Relay(FederationService(province), client_factory=lambda: upstream, clock=clock)  # type: ignore[arg-type,return-value]
+    for wait in (0, 10, 20):
+        clock.now += timedelta(seconds=wait)
+        relay.cycle()
+    assert len(upstream.pushed) == 3
+    _sender_sees_the_report_and_nothing_is_queued(
+        province, database, sent.document_id, "gateway:HA", [MINISTRY, B_DEPARTMENT]
+    )
+
+
+@pytest.fixture
+def hub_database(tmp_path: Path) -> Iterator[Database]:
+    """The national instance's own store (SQLite), apart from the province's ``database``."""
+    db = Database(f"sqlite:///{tmp_path / 'hub' / 'db' / 'gateway.sqlite3'}")
+    db.upgrade()
+    try:
+        yield db
+    finally:
+        db.dispose()
+
+
+def test_a_relay_failure_at_the_hub_comes_back_as_a_report_not_queued(
+    province: ExchangeService, database: Database, hub_database: Database, tmp_path: Path, clock: Clock
+) -> None:
+    sent = province.send_document(caller(province, COMMUNE), stage(province, official_letter(COMMUNE, [B_DEPARTMENT])))
+    with database.transaction(readonly=True) as session:
+        pushed = outbox.header(session.scalars(select(OutboxConsignment)).one())
+    edxml = province.blobs.path(pushed.payload_sha256).read_bytes()
+
+    add_agencies(hub_database, {COMMUNE: "HA", B_DEPARTMENT: "HB"})
+    hub = FederationService(exchange_service(hub_database, tmp_path / "hub", clock, instance_id="national"))
+    hub.receive("HA", pushed, stage(hub.exchange, edxml))
+    for _ in range(4):
+        hub.pull("HB", 10)  # leased three times, never acknowledged; the fourth lease fails it
+        clock.now += timedelta(minutes=5)
+    back = hub.pull("HA", 10)
+    assert [(h.kind, h.status_code, h.recipients) for h in back] == [("status", "90", (COMMUNE,))]
+    assert back[0].payload_sha256 == EMPTY_SHA256
+
+    FederationService(province).receive("national", back[0], stage(province, b""))
+    assert hub.acknowledge("HA", back[0].consignment_id)
+    _sender_sees_the_report_and_nothing_is_queued(
+        province, database, sent.document_id, "gateway:national", [B_DEPARTMENT]
+    )
+    with hub_database.transaction(readonly=True) as session:
+        assert session.scalars(select(Delivery).where(Delivery.kind == "status")).all() == []
