@@ -211,6 +211,16 @@ class Instance:
         for process in self.processes():
             process.stop()
 
+    def kill(self) -> None:
+        """SIGKILL serve and relay (each its whole process group): the machine loses power."""
+        for process in self.processes():
+            process.kill()
+
+    def restart(self) -> None:
+        """``serve`` (waiting for /health) and ``relay`` again, on the same data dir, database and port."""
+        self.start_serve()
+        self.start_relay()
+
     # -- clients -----------------------------------------------------------------------------------
 
     def client(self, code: str, secret: str | None = None) -> zeep.Client:
@@ -234,6 +244,15 @@ class Instance:
         header = client.get_element(f"{{{RELAY_NS}}}PeerHeader")(instanceId=instance_id, secret=secret)
         client.set_default_soapheaders([header])
         return client
+
+    def rows(self, sql: str, **params: object) -> list[Any]:
+        """Every row a query returns from this instance's database (reading only, as :meth:`scalar`)."""
+        engine = create_engine(self.database_url)
+        try:
+            with engine.connect() as connection:
+                return list(connection.execute(text(sql), params).all())
+        finally:
+            engine.dispose()
 
     def scalar(self, sql: str, **params: object) -> Any:
         """One value from this instance's database (counting what was stored; never writing)."""
