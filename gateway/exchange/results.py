@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
 
 @dataclass(frozen=True)
 class Caller:
-    """An authenticated agency."""
+    """An authenticated agency.
+
+    ``saw_waiting`` is what authentication saw in the same statement: whether any item was
+    available for this agency to poll (None where nobody looked). It describes one moment, so only
+    the request that authenticated may act on it (:meth:`ExchangeService.pending` ``fresh_caller``).
+    """
 
     agency_id: int
     code: str
     name: str
     require_signature: bool = False
+    saw_waiting: bool | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,21 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import BindParameter, ColumnElement, Connection, and_, bindparam, case, insert, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Connection,
+    Exists,
+    and_,
+    bindparam,
+    case,
+    exists,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.orm import QueryableAttribute, Session
 
 from gateway.store.models import Delivery, UTCDateTime, table_of
 
@@ -108,7 +121,7 @@ def enqueue_status(session: Session, agency_id: int, document_id: str, status_ev
 
 
 def _available(
-    agency_id: int | BindParameter[int], now: datetime | BindParameter[datetime]
+    agency_id: int | BindParameter[int] | QueryableAttribute[int], now: datetime | BindParameter[datetime]
 ) -> tuple[ColumnElement[bool], ...]:
     """Pending and not under a live lease: what a poll may hand out (served by ``ix_deliveries_queue``).
 
@@ -119,6 +132,12 @@ def _available(
         Delivery.state == PENDING,
         or_(Delivery.lease_until.is_(None), Delivery.lease_until <= now),
     )
+
+
+def any_available(agency_id: QueryableAttribute[int], now: BindParameter[datetime]) -> Exists:
+    """EXISTS of an item a poll could lease, for another statement to carry (authentication does:
+    one round trip then answers both "who is it" and "is anything waiting")."""
+    return exists().where(*_available(agency_id, now))
 
 
 _ANY_AVAILABLE = select(Delivery.id).where(*_available(bindparam("agency_id"), bindparam("now", type_=_TIME))).limit(1)

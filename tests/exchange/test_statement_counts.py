@@ -76,10 +76,12 @@ def send(service: ExchangeService, count: int) -> None:
         service.send_document(sender, stage(service, letter(number)))
 
 
-def poll(service: ExchangeService, limit: int) -> Callable[[], object]:
+def poll(service: ExchangeService, limit: int, fresh_caller: bool = False) -> Callable[[], object]:
+    """One poll as one request makes it: authentication, then the poll (``fresh_caller`` as the SOAP layer)."""
+
     def run() -> object:
         recipient = service.authenticate(RECIPIENT, f"s-{RECIPIENT}")
-        return service.pending(recipient, limit)
+        return service.pending(recipient, limit, fresh_caller=fresh_caller)
 
     return run
 
@@ -97,6 +99,26 @@ def test_a_poll_costs_the_same_for_one_item_and_for_a_hundred(service) -> None:
     assert len(real(one)) == len(real(hundred)) == 4, (one, hundred)  # authentication, check, lease, load
     empty = call_counted(service, poll(service, 100))
     assert not takes_write_lock(empty) and len(real(empty)) == 2, "leased items are not available"
+
+
+def test_a_request_that_authenticated_answers_an_empty_poll_from_that_statement(service) -> None:
+    """The SOAP layer's poll (``fresh_caller``): authentication already said whether anything waits."""
+    empty = call_counted(service, poll(service, 100, fresh_caller=True))
+    assert len(real(empty)) == 1 and not takes_write_lock(empty), empty  # authentication alone
+    send(service, 3)
+    leased = call_counted(service, poll(service, 100, fresh_caller=True))
+    assert len(real(leased)) == 4, leased  # authentication, check, lease, load: as before
+
+
+def test_what_authentication_saw_is_used_only_when_the_caller_is_fresh(service) -> None:
+    """A caller kept across requests (the certification engine, a test) must not hide later items."""
+    recipient = service.authenticate(RECIPIENT, f"s-{RECIPIENT}")
+    assert recipient.saw_waiting is False
+    send(service, 1)
+    assert len(service.pending(recipient, 10)) == 1, "the availability check runs again"
+    assert service.pending(recipient, 10, fresh_caller=True) == [], "what the caller saw: nothing (its own request)"
+    again = service.authenticate(RECIPIENT, f"s-{RECIPIENT}")
+    assert again.saw_waiting is False, "the item is leased: not available"
 
 
 def test_fetch_and_acknowledge_statements(service) -> None:

@@ -147,7 +147,7 @@ def test_a_poll_with_items_is_written_as_spyne_writes_it(app: Router, monkeypatc
     exchange.update_status(recipient, first.document_id, "03", "Đã phân công", None)
     items = exchange.pending(recipient, 10) + exchange.pending(sender, 10)
     assert any(i.status_code for i in items) and any(i.due_date for i in items) and not all(i.due_date for i in items)
-    monkeypatch.setattr(exchange, "pending", lambda caller, limit=None: items)
+    monkeypatch.setattr(exchange, "pending", lambda caller, limit=None, fresh_caller=False: items)
     fast_answer, spyne_answer = both_ways(app, envelope("<g:maxItems>10</g:maxItems>"), fast_path=True)
     assert fast_answer == spyne_answer
     assert fast_answer[2].count(b"<tns:PendingItem>") == len(items)
@@ -157,7 +157,7 @@ def test_a_poll_with_items_is_written_as_spyne_writes_it(app: Router, monkeypatc
 def test_faults_are_written_as_spyne_writes_them(
     app: Router, monkeypatch: pytest.MonkeyPatch, error: Exception
 ) -> None:
-    def fail(*_args: object) -> list[PendingItem]:
+    def fail(*_args: object, **_kwargs: object) -> list[PendingItem]:
         raise error
 
     monkeypatch.setattr(app.gateway.exchange, "pending", fail)

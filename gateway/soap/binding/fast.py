@@ -119,7 +119,7 @@ def get_pending_documents(simple: SimpleBody, context: RequestContext | RelayCon
             return None
         limit = int(plain.group(1))
     try:
-        items = context.exchange.pending(context.caller, limit)
+        items = context.exchange.pending(context.caller, limit, fresh_caller=True)
     except GatewayError as error:
         return fault_response(error)
     except Exception:

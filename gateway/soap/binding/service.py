@@ -68,7 +68,7 @@ class EdxmlGatewayService(ServiceBase):
         """Lease the documents and status messages waiting for the caller (hidden from other pulls
         until the lease expires; confirmReceived removes them for good)."""
         context = _request(ctx)
-        items = context.exchange.pending(_caller(ctx), maxItems)
+        items = context.exchange.pending(_caller(ctx), maxItems, fresh_caller=True)
         return [
             t.PendingItem(
                 itemId=i.item_id,
