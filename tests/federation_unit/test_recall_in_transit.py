@@ -13,6 +13,7 @@ import json
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from support.clock import Clock
 from support.federation import (
@@ -135,15 +136,26 @@ def _recall(origin_document_id: str) -> tuple[ConsignmentHeader, bytes]:
     return header, notice
 
 
-def test_a_hub_takes_back_a_copy_waiting_for_the_next_province_and_answers_the_origin(
-    database: Database, tmp_path: Path, clock: Clock
-) -> None:
+@pytest.fixture
+def hub(database: Database, tmp_path: Path, clock: Clock) -> FederationService:
+    """The national instance, which has just stored HA's letter for HB's department."""
     add_agencies(database, {COMMUNE: "HA", B_DEPARTMENT: "HB"})
-    hub = FederationService(exchange_service(database, tmp_path, clock, instance_id="national"))
+    return FederationService(exchange_service(database, tmp_path, clock, instance_id="national"))
+
+
+def _relayed_letter(hub: FederationService) -> tuple[ConsignmentHeader, str]:
+    """HA's letter for HB's department arriving at the hub: its header and the hub's document id."""
     letter = official_letter(COMMUNE, [B_DEPARTMENT])
     header = consignment_header(letter, path=("HA",), hop_count=1)
     received = hub.receive("HA", header, stage(hub.exchange, letter))
     assert received.local_document_id is not None
+    return header, received.local_document_id
+
+
+def test_a_hub_takes_back_a_copy_waiting_for_the_next_province_and_answers_the_origin(
+    hub: FederationService, database: Database
+) -> None:
+    header, local_id = _relayed_letter(hub)
     assert _outbox(database) == [("document", "waiting", [B_DEPARTMENT], None)], "HB has not pulled it yet"
 
     recall, notice = _recall(header.origin_document_id)
@@ -157,17 +169,13 @@ def test_a_hub_takes_back_a_copy_waiting_for_the_next_province_and_answers_the_o
     with database.transaction(readonly=True) as session:
         answer = session.scalars(select(OutboxConsignment).where(OutboxConsignment.kind == "status")).one()
         assert (answer.next_hop, answer.recipient_code, answer.origin_instance) == ("HA", B_DEPARTMENT, "HA")
-        assert session.get_one(Document, received.local_document_id).recalled_at is not None
+        assert session.get_one(Document, local_id).recalled_at is not None
 
 
 def test_a_hub_forwards_the_recall_when_the_next_province_already_leased_the_copy(
-    database: Database, tmp_path: Path, clock: Clock
+    hub: FederationService, database: Database
 ) -> None:
-    add_agencies(database, {COMMUNE: "HA", B_DEPARTMENT: "HB"})
-    hub = FederationService(exchange_service(database, tmp_path, clock, instance_id="national"))
-    letter = official_letter(COMMUNE, [B_DEPARTMENT])
-    header = consignment_header(letter, path=("HA",), hop_count=1)
-    hub.receive("HA", header, stage(hub.exchange, letter))
+    header, _ = _relayed_letter(hub)
     assert len(hub.pull("HB", 10)) == 1, "HB may have stored it already"
 
     recall, notice = _recall(header.origin_document_id)
