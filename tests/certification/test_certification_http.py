@@ -108,8 +108,8 @@ def test_the_reference_agent_that_never_reports_statuses_sends_and_receives(
 def test_get_agencies_names_the_sandbox_as_a_test_agency_in_the_usual_shape(gateway: LiveGateway) -> None:
     """The agency's software finds the sandbox with getAgencies (it must send it a document).
 
-    The answer's shape is the WSDL's, so no flag can be added: the sandbox is told apart by its
-    code and by its name, which says it is a test sandbox in Vietnamese and in English.
+    The answer's shape is the WSDL's, so no flag is added: the sandbox is told apart by its code
+    and by its name, which says it is a test sandbox in Vietnamese and in English.
     """
     from zeep.helpers import serialize_object
 
@@ -118,7 +118,8 @@ def test_get_agencies_names_the_sandbox_as_a_test_agency_in_the_usual_shape(gate
     listed = {a.code: serialize_object(a, dict) for a in client.agencies()}
     sandbox = listed[SANDBOX_CODE]
     assert sandbox["name"] == SANDBOX_NAME and "kiểm thử" in sandbox["name"] and "(sandbox)" in sandbox["name"]
-    assert set(sandbox) == set(listed[NGHE_AN]) == {"code", "name", "level", "parentCode", "active"}
+    assert set(sandbox) == set(listed[NGHE_AN]) == {"code", "name", "level", "parentCode", "active", "homeInstance"}
+    assert sandbox["homeInstance"] is None, "sent only to a caller that asks for it (getAgencies includeHomeInstance)"
     assert not any("sandbox" in (a["name"] or "").lower() for code, a in listed.items() if code != SANDBOX_CODE)
 
 
