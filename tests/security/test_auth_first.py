@@ -26,7 +26,10 @@ def _read_response(sock: socket.socket) -> tuple[int, bytes]:
     """One HTTP response, read up to its Content-Length (the connection may stay open or be reset after)."""
     received = bytearray()
     while b"\r\n\r\n" not in received:
-        chunk = sock.recv(65536)
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            pytest.fail(f"the connection was reset before a whole response head arrived: {bytes(received)!r}")
         assert chunk, f"the connection closed before a response: {bytes(received)!r}"
         received += chunk
     head, _, body = bytes(received).partition(b"\r\n\r\n")
