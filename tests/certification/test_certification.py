@@ -189,24 +189,17 @@ def test_faults_are_kept_only_while_a_run_is_active(certifications: Certificatio
 def test_a_signed_test_document_is_sent_where_signatures_are_configured(
     exchange: ExchangeService, clock: Clock, tmp_path: Path
 ) -> None:
-    from support.certificates import Authority
-
     from gateway.edxml.signature import verify_signature
 
-    authority = Authority("Root CA of the test exchange")
-    key, cert = authority.issue("Hộp cát kiểm thử")
-    bundle = tmp_path / "trusted.pem"
-    bundle.write_bytes(authority.pem())
-    signing_exchange = ExchangeService(
-        exchange.db, exchange.blobs, Settings(data_dir=tmp_path, trusted_certs=bundle), clock=clock
-    )
-    certifications = Certifications(signing_exchange, large_bytes=1000, clock=clock, signing=(key, cert))
+    signing_exchange, certifications = _signing_certifications(exchange, clock, tmp_path, large_bytes=1000)
     run = certifications.start(NGHE_AN, "operator", timedelta(minutes=30))
     assert "receive:signed" in {c.key for c in run.checks}
     desk = Desk(signing_exchange)
     signed = [i for i in signing_exchange.pending(desk.me, 100) if "[EDXML-CERTIFY:SIGNED]" in i.subject]
     assert len(signed) == 1 and signed[0].signer and "Hộp cát kiểm thử" in signed[0].signer
     fetched = signing_exchange.fetch(desk.me, signed[0].item_id)
+    bundle = signing_exchange.settings.trusted_certs
+    assert bundle is not None
     assert "Hộp cát kiểm thử" in verify_signature(fetched.path, bundle)
 
 
