@@ -12,7 +12,6 @@ import re
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -23,11 +22,13 @@ from gateway.server import BodyDeadline, BodyTooSlow, _DeadlineInput, _gevent_gu
 
 
 class _Blocking:
-    def read(self, size: int = -1) -> bytes:
-        import gevent
+    """A body that never arrives: only the deadline can end a read of it."""
 
-        gevent.sleep(30)
-        return b"late"
+    def read(self, size: int = -1) -> bytes:
+        from gevent.event import Event
+
+        Event().wait()
+        return b"never"
 
 
 class _Broken:
@@ -36,11 +37,9 @@ class _Broken:
 
 
 def test_a_read_that_blocks_past_the_deadline_fails_with_a_fault() -> None:
-    started = time.monotonic()
     body = _DeadlineInput(_Blocking(), 0.3, _gevent_guard)
     with pytest.raises(BodyTooSlow, match=r"did not arrive within 0.3 s"):
         body.read(10)
-    assert time.monotonic() - started < 10
     assert BodyTooSlow.code == "Client.MalformedRequest"
 
 
