@@ -210,11 +210,10 @@ class ExchangeService:
             raise _refusal()
         now = self.clock()
         caller: Caller | None = None
-        with self.db.reading() as connection:
-            rows = connection.execute(_LIVE_CREDENTIALS, {"code": code, "now": now}).all()
+        rows = self.db.read_rows(_LIVE_CREDENTIALS, {"code": code, "now": now})
         for agency_id, agency_code, name, require_signature, secret_hash, waiting in rows:
             if secret_matches(secret, secret_hash):
-                caller = Caller(agency_id, agency_code, name, require_signature, saw_waiting=bool(waiting))
+                caller = Caller(agency_id, agency_code, name, bool(require_signature), saw_waiting=bool(waiting))
                 break
         if caller is None:
             raise _refusal()

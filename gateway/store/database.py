@@ -12,14 +12,16 @@ import fcntl
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc, make_url, text
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql import Select
 
 from gateway.errors import Unavailable
 from gateway.extras import require
@@ -75,6 +77,9 @@ class Database:
         self._reader = self.engine.execution_options(
             **({_READONLY: _AUTOCOMMIT} if self.dialect_name == "sqlite" else {"isolation_level": "AUTOCOMMIT"})
         )
+        self._driver_statements: dict[int, tuple[Select[*tuple[Any, ...]], _DriverStatement]] = {}
+        dbapi = self.engine.dialect.loaded_dbapi
+        self._driver_unavailable: tuple[type[BaseException], ...] = (dbapi.OperationalError, dbapi.InterfaceError)
 
     @property
     def dialect_name(self) -> str:
@@ -130,9 +135,9 @@ class Database:
     def reading(self) -> Iterator[Connection]:
         """Yield a connection whose statements each run on their own, in autocommit: for lone reads.
 
-        Most calls start with one or two SELECTs that need neither a snapshot shared between them nor
-        the ORM (authentication, a poll's availability check). Without a session and without BEGIN and
-        COMMIT they cost about half as much CPU as a read-only :meth:`transaction`, and no round trip
+        Some calls start with SELECTs that need neither a snapshot shared between them nor the ORM
+        (a poll's availability check; authentication uses :meth:`read_rows`). Without a session and
+        without BEGIN and COMMIT they cost about half as much CPU as a read-only :meth:`transaction`, and no round trip
         more on either backend. Failures become :class:`Unavailable` as in :meth:`transaction`.
         """
         try:
@@ -141,6 +146,60 @@ class Database:
         except _UNAVAILABLE_ERRORS as error:
             log.warning("database unavailable: %s", error)
             raise Unavailable(UNAVAILABLE_MESSAGE) from error
+
+    def read_rows(self, statement: Select[*tuple[Any, ...]], params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Run one SELECT on its own, in autocommit, straight through the database driver.
+
+        For the one statement every call runs (authentication): SQLAlchemy's execution path, pool
+        events and the switch to autocommit cost about 200 us of CPU per call on PostgreSQL, twice
+        the driver's own work, and an empty poll is little else (issue 13; docs/performance.md).
+        The statement is compiled once per object (keep it in a module constant). Parameters go
+        through their types' bind processors as SQLAlchemy would send them, but rows hold the
+        driver's values, unconverted: select only integers, text and booleans, and read booleans
+        with ``bool()`` (SQLite returns 0 and 1). Expanding (IN) parameters are not supported.
+        The engine's ``before_cursor_execute`` listeners still see the statement (with no
+        Connection or context), so statement counts stay true. Connection failures become
+        :class:`Unavailable`, as in :meth:`transaction`.
+        """
+        prepared = self._driver_statement(statement)
+        values = prepared.values(params)
+        try:
+            pooled = self.engine.raw_connection()
+        except (*_UNAVAILABLE_ERRORS, *self._driver_unavailable) as error:
+            log.warning("database unavailable: %s", error)
+            raise Unavailable(UNAVAILABLE_MESSAGE) from error
+        try:
+            connection: Any = pooled.driver_connection
+            if prepared.switch_autocommit:
+                connection.autocommit = True
+            cursor = connection.cursor()
+            try:
+                if self.engine.dispatch.before_cursor_execute:
+                    self.engine.dispatch.before_cursor_execute(None, cursor, prepared.sql, values, None, False)
+                cursor.execute(prepared.sql, values)
+                rows = [tuple(row) for row in cursor.fetchall()]
+            finally:
+                cursor.close()
+            if prepared.switch_autocommit:
+                connection.autocommit = False
+        except self._driver_unavailable as error:
+            pooled.invalidate()
+            log.warning("database unavailable: %s", error)
+            raise Unavailable(UNAVAILABLE_MESSAGE) from error
+        except BaseException:
+            pooled.invalidate()
+            raise
+        finally:
+            pooled.close()
+        return rows
+
+    def _driver_statement(self, statement: Select[*tuple[Any, ...]]) -> _DriverStatement:
+        cached = self._driver_statements.get(id(statement))
+        if cached is None or cached[0] is not statement:
+            # The statement is kept alongside, so its id cannot be reused by another object.
+            cached = (statement, _DriverStatement.compile(statement, self.engine.dialect))
+            self._driver_statements[id(statement)] = cached
+        return cached[1]
 
     def upgrade(self, revision: str = "head") -> None:
         """Run the alembic migrations up to ``revision``, in one transaction."""
@@ -165,6 +224,40 @@ class Database:
 
     def __repr__(self) -> str:
         return f"Database({self.url.render_as_string(hide_password=True)!r})"
+
+
+@dataclass(frozen=True)
+class _DriverStatement:
+    """A SELECT compiled for one dialect, with what turns call parameters into the driver's."""
+
+    sql: str
+    compiled: Any
+    positions: tuple[str, ...] | None
+    """Parameter names in order, for drivers that take them by position (SQLite's ``?``)."""
+    processors: dict[str, Callable[[Any], Any]]
+    switch_autocommit: bool
+    """PostgreSQL: pooled connections are in a transaction mode; the read runs in autocommit."""
+
+    @classmethod
+    def compile(cls, statement: Select[*tuple[Any, ...]], dialect: Dialect) -> _DriverStatement:
+        compiled = statement.compile(dialect=dialect)
+        processors: dict[str, Callable[[Any], Any]] = {}
+        for name, bind in compiled.binds.items():
+            if bind.expanding:
+                raise ValueError(f"read_rows does not take expanding (IN) parameters: {name}")
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                processors[name] = processor
+        positions = tuple(compiled.positiontup) if compiled.positional and compiled.positiontup else None
+        return cls(str(compiled), compiled, positions, processors, dialect.name == "postgresql")
+
+    def values(self, params: Mapping[str, Any]) -> dict[str, Any] | tuple[Any, ...]:
+        given: dict[str, Any] = self.compiled.construct_params(dict(params))
+        for name, processor in self.processors.items():
+            given[name] = processor(given[name])
+        if self.positions is not None:
+            return tuple(given[name] for name in self.positions)
+        return given
 
 
 _READONLY = "gateway_readonly"

@@ -9,15 +9,18 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import func, select, text
+from sqlalchemy import bindparam, func, literal_column, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
+from store.conftest import T0
+from support.statements import counting
 
 from gateway.errors import Unavailable
 from gateway.store.database import UNAVAILABLE_MESSAGE, Database
-from gateway.store.models import Agency, AuditEntry, Base, Document
+from gateway.store.models import Agency, AuditEntry, Base, Document, UTCDateTime
 
 MakeAgency = Callable[..., Agency]
 MakeDocument = Callable[..., Document]
@@ -272,4 +275,99 @@ def test_sqlite_writers_of_one_process_queue_for_their_turn_and_readers_do_not(
     finally:
         release.set()
         holder.join(30)
+        db.dispose()
+
+
+# -- read_rows: one SELECT straight through the driver ------------------------------------------------
+
+_AGENCIES_SINCE = (
+    select(Agency.id, Agency.code, Agency.require_signature)
+    .where(
+        Agency.created_at <= bindparam("now", type_=UTCDateTime()), Agency.level == 1, Agency.code != bindparam("not")
+    )
+    .order_by(Agency.code)
+)
+
+
+def test_read_rows_binds_as_sqlalchemy_does(database: Database, make_agency: MakeAgency) -> None:
+    """Datetime binds go through their type (SQLite stores text), literals and named binds land in place."""
+    with database.transaction() as session:
+        early, late = make_agency(session, "000.00.01.H01"), make_agency(session, "000.00.01.H02")
+        make_agency(session, "000.00.01.H03")
+        late.created_at = T0 + timedelta(days=2)
+        early.require_signature = True
+    params = {"now": T0 + timedelta(days=1), "not": "000.00.01.H03"}
+    rows = database.read_rows(_AGENCIES_SINCE, params)
+    with database.transaction(readonly=True) as session:
+        expected = [tuple(row) for row in session.execute(_AGENCIES_SINCE, params)]
+    assert [(i, code, bool(signs)) for i, code, signs in rows] == expected
+    assert [code for _, code, _ in rows] == ["000.00.01.H01"]
+    assert database.read_rows(_AGENCIES_SINCE, {**params, "now": T0 + timedelta(days=3)})[1][1] == "000.00.01.H02"
+
+
+def test_read_rows_leaves_pooled_connections_transactional(db_url: str, make_agency: MakeAgency) -> None:
+    """On PostgreSQL the read switches its connection to autocommit: the next transaction on it must
+    still roll back as a whole (one pooled connection, so it is the same one)."""
+    db = Database(db_url, pool_size=1, max_overflow=0)
+    try:
+        db.upgrade()
+        assert db.read_rows(_AGENCIES_SINCE, {"now": T0, "not": ""}) == []
+        with pytest.raises(RuntimeError, match="boom"), db.transaction() as session:
+            make_agency(session, "000.00.01.H01")
+            raise RuntimeError("boom")
+        assert db.read_rows(_AGENCIES_SINCE, {"now": T0, "not": ""}) == []
+    finally:
+        db.dispose()
+
+
+def test_read_rows_refusals(database: Database, make_agency: MakeAgency) -> None:
+    """IN lists are refused up front; statement listeners (what tests count) see the read."""
+    with pytest.raises(ValueError, match="expanding"):
+        database.read_rows(select(Agency.id).where(Agency.code.in_(bindparam("codes", expanding=True))), {})
+    with database.transaction() as session:
+        make_agency(session, "000.00.01.H01")
+    with counting(database.engine) as executed:
+        assert len(database.read_rows(_AGENCIES_SINCE, {"now": T0, "not": ""})) == 1
+    assert len(executed) == 1 and executed[0].startswith("SELECT agencies.id")
+
+
+@pytest.mark.postgres
+def test_read_rows_passes_a_refused_statement_on_and_drops_its_connection(pg_url: str) -> None:
+    """PostgreSQL tells a refused statement from a lost connection: the error goes to the caller as it is."""
+    db = Database(pg_url, pool_size=1, max_overflow=0)
+    try:
+        pid = db.read_rows(select(func.pg_backend_pid()), {})[0][0]
+        with pytest.raises(psycopg.errors.UndefinedColumn):
+            db.read_rows(select(literal_column("no_such_column")), {})
+        assert db.read_rows(select(func.pg_backend_pid()), {})[0][0] != pid
+    finally:
+        db.dispose()
+
+
+def test_read_rows_on_unreachable_postgres_is_unavailable() -> None:
+    db = Database("postgresql+psycopg://postgres@127.0.0.1:1/nowhere?connect_timeout=2")
+    try:
+        with pytest.raises(Unavailable) as caught:
+            db.read_rows(_AGENCIES_SINCE, {"now": T0, "not": ""})
+        assert caught.value.code == "Server.Unavailable"
+    finally:
+        db.dispose()
+
+
+@pytest.mark.postgres
+def test_read_rows_on_a_dropped_connection_is_unavailable_and_the_next_read_reconnects(pg_url: str) -> None:
+    db = Database(pg_url, pool_size=1, max_overflow=0)
+    try:
+        db.upgrade()
+        pid = db.read_rows(select(func.pg_backend_pid()), {})[0][0]
+        admin = Database(pg_url)
+        try:
+            with admin.transaction() as session:
+                session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        finally:
+            admin.dispose()
+        with pytest.raises(Unavailable):
+            db.read_rows(select(func.pg_backend_pid()), {})
+        assert db.read_rows(select(func.pg_backend_pid()), {})[0][0] != pid
+    finally:
         db.dispose()
