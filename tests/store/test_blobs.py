@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import mmap
 import os
 import time
 from datetime import timedelta
@@ -146,3 +148,33 @@ def test_sweep_removes_only_stale_temp_files(tmp_path: Path) -> None:
     sha, _ = store.put_bytes(b"kept")
     assert store.sweep_stale(timedelta(hours=1)) == 1
     assert not stale.exists() and fresh.exists() and store.verify(sha)
+
+
+
+def _resident_fraction(path: Path) -> float:
+    """How much of the file is in the page cache: mincore(2) over a private mapping of it (Linux)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    size = path.stat().st_size
+    pages = -(-size // mmap.PAGESIZE)
+    vector = (ctypes.c_ubyte * pages)()
+    with open(path, "rb") as file, mmap.mmap(file.fileno(), size, access=mmap.ACCESS_COPY) as mapped:
+        start = ctypes.c_char.from_buffer(mapped)
+        try:
+            if libc.mincore(ctypes.c_void_p(ctypes.addressof(start)), ctypes.c_size_t(size), vector) != 0:
+                raise OSError(ctypes.get_errno(), "mincore failed")
+        finally:
+            del start
+    return sum(byte & 1 for byte in vector) / pages
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="posix_fadvise is a POSIX call this platform lacks")
+def test_a_stored_blob_leaves_the_page_cache_and_reads_back_whole(blob_store: BlobStore, tmp_path: Path) -> None:
+    """Once durable, a blob's pages are handed back (blobs.drop_cached_pages); its bytes are all still there."""
+    data = os.urandom(4 * 1024 * 1024)
+    plain = tmp_path / "plain"
+    plain.write_bytes(data)
+    assert _resident_fraction(plain) > 0.9  # a file just written is cached: the probe sees pages
+    sha256, _ = blob_store.put_bytes(data)
+    assert _resident_fraction(blob_store.path(sha256)) < 0.1
+    with blob_store.open(sha256) as stored:
+        assert stored.read() == data
