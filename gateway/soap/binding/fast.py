@@ -14,9 +14,9 @@ refusal keeps the words and codes Spyne gives it. Answers and faults are the byt
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from lxml import etree
 
@@ -61,15 +61,19 @@ PENDING_FIELDS: tuple[tuple[str, str], ...] = (
 
 
 FastHandler = Callable[[SimpleBody, RequestContext | RelayContext], Answer | None]
+_Result = TypeVar("_Result")
 
 
 def _q(local: str) -> str:
     return f"{{{NAMESPACE}}}{local}"
 
 
-def _envelope() -> tuple[etree._Element, etree._Element]:
+def _response(operation: str) -> tuple[etree._Element, etree._Element]:
+    """An envelope holding ``<operation>Response/<operation>Result`` as Spyne wraps a result; and that result."""
     envelope = etree.Element(f"{{{SOAP11_ENV}}}Envelope", nsmap=_NSMAP)
-    return envelope, etree.SubElement(envelope, f"{{{SOAP11_ENV}}}Body")
+    body = etree.SubElement(envelope, f"{{{SOAP11_ENV}}}Body")
+    response = etree.SubElement(body, _q(f"{operation}Response"))
+    return envelope, etree.SubElement(response, _q(f"{operation}Result"))
 
 
 def _serialise(envelope: etree._Element) -> bytes:
@@ -83,17 +87,20 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _fields(parent: etree._Element, record: Any, fields: Sequence[tuple[str, str]]) -> None:
+    """``record``'s fields as children of ``parent``, those that are None left out."""
+    for wire, attribute in fields:
+        value = getattr(record, attribute)
+        if value is None:
+            continue
+        etree.SubElement(parent, _q(wire)).text = _text(value)
+
+
 def pending_response(items: list[PendingItem]) -> bytes:
     """The getPendingDocuments response for ``items``; optional fields that are None are left out."""
-    envelope, body = _envelope()
-    response = etree.SubElement(body, _q("getPendingDocumentsResponse"))
-    result = etree.SubElement(response, _q("getPendingDocumentsResult"))
+    envelope, result = _response("getPendingDocuments")
     for item in items:
-        element = etree.SubElement(result, _q("PendingItem"))
-        for wire, attribute in PENDING_FIELDS:
-            value = getattr(item, attribute)
-            if value is not None:
-                etree.SubElement(element, _q(wire)).text = _text(value)
+        _fields(etree.SubElement(result, _q("PendingItem")), item, PENDING_FIELDS)
     return _serialise(envelope)
 
 
@@ -104,6 +111,17 @@ def fault_response(error: GatewayError) -> Answer:
 
 EMPTY_PENDING = pending_response([])
 """The answer to almost every poll, serialised once."""
+
+
+def _answer(operation: str, call: Callable[[], _Result], write: Callable[[_Result], bytes]) -> Answer:
+    """``write(call())`` as a 200 answer; an error of ``call`` as the fault Spyne writes for it."""
+    try:
+        result = call()
+    except GatewayError as error:
+        return fault_response(error)
+    except Exception:
+        return fault_response(internal_error(_q(operation)))
+    return Answer("200 OK", list(HEADERS), write(result), None)
 
 
 def get_pending_documents(simple: SimpleBody, context: RequestContext | RelayContext) -> Answer | None:
@@ -118,13 +136,12 @@ def get_pending_documents(simple: SimpleBody, context: RequestContext | RelayCon
         if plain is None:
             return None
         limit = int(plain.group(1))
-    try:
-        items = context.exchange.pending(context.caller, limit, fresh_caller=True)
-    except GatewayError as error:
-        return fault_response(error)
-    except Exception:
-        return fault_response(internal_error(_q("getPendingDocuments")))
-    return Answer("200 OK", list(HEADERS), pending_response(items) if items else EMPTY_PENDING, None)
+    exchange, caller = context.exchange, context.caller
+    return _answer(
+        "getPendingDocuments",
+        lambda: exchange.pending(caller, limit, fresh_caller=True),
+        lambda items: pending_response(items) if items else EMPTY_PENDING,
+    )
 
 
 FAST_OPERATIONS: Mapping[str, FastHandler] = {f"{NAMESPACE} getPendingDocuments": get_pending_documents}
