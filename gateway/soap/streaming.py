@@ -88,7 +88,11 @@ class Payload:
 @dataclass(frozen=True)
 class SimpleBody:
     """A Body that is one operation element holding only leaf elements with short text (no attributes,
-    comments, CDATA or mixed text): names are expat's ``"uri local"``, texts as received."""
+    comments, CDATA or mixed text): names are expat's ``"uri local"``, texts as received.
+
+    For an operation with a payload (``sendDocument``) the only child allowed is the payload element
+    itself, once: its text is the staged document, never a parameter, so ``parameters`` is empty.
+    """
 
     operation: str
     parameters: tuple[tuple[str, str], ...]
@@ -100,7 +104,11 @@ class StagedRequest:
 
     ``simple`` is set when the Body is one operation element without attributes, text or anything but
     leaf children without attributes holding short text: the shape a binding can answer without
-    parsing the envelope again. None for every other Body, which must go the whole way.
+    parsing the envelope again. For an operation with a payload, the Body is simple only when its one
+    child is the payload element without attributes (its base64 decoded into ``staged``, not kept as
+    a parameter); any other child, a second payload element, or a comment, processing instruction
+    or CDATA section anywhere in the Body makes it not simple. None for every other Body, which must
+    go the whole way.
     """
 
     body: bytes
@@ -155,18 +163,18 @@ class _Scanner:
         parser.StartElementHandler = self.start
         parser.EndElementHandler = self.end
         parser.CharacterDataHandler = self.data
-        parser.StartCdataSectionHandler = self.mark
-        parser.CommentHandler = lambda _text: self.mark()
-        parser.ProcessingInstructionHandler = lambda _target, _data: self.mark()
+        parser.StartCdataSectionHandler = self.markup
+        parser.CommentHandler = lambda _text: self.markup()
+        parser.ProcessingInstructionHandler = lambda _target, _data: self.markup()
 
     def mark(self) -> None:
-        """Payload content read by expat up to here is decoded and need not be kept.
-
-        Also called for a comment, processing instruction or CDATA section: inside the Body, one
-        makes the Body not simple.
-        """
+        """Payload content read by expat up to here is decoded and need not be kept."""
         if self.capture is not None:
             self.consumed = self.parser.CurrentByteIndex
+
+    def markup(self) -> None:
+        """A comment, processing instruction or CDATA section: inside the Body, one makes the Body not simple."""
+        self.mark()
         if self.caller is not None:
             self.simple = None
 
@@ -197,13 +205,22 @@ class _Scanner:
                 self.feeder.awaiting = self.capture
 
     def _simple_start(self, name: str, attrs: dict[str, str], depth: int) -> None:
-        """Keep the Body simple only for ``<operation><leaf>text</leaf>...</operation>``, no attributes."""
+        """Keep the Body simple only for ``<operation><leaf>text</leaf>...</operation>``, no attributes.
+
+        An operation with a payload stays simple only as ``<operation><payload>base64</payload></operation>``:
+        the payload element is not a parameter (its text goes to the staging file, see :meth:`data`).
+        Called by :meth:`start` before it stages the payload, so ``staged`` is still None for the first one.
+        """
         simple = self.simple
         assert simple is not None
         if attrs or depth == 2 or depth > 4 or (depth == 3 and self.operation is not None):
             self.simple = None
         elif depth == 4:
-            if self.operation in self.payloads or len(simple) >= MAX_SIMPLE_CHILDREN:
+            payload = self.payloads.get(self.operation or "")
+            if payload is not None:
+                if self.staged is not None or name != f"{payload.namespace} {payload.element}":
+                    self.simple = None
+            elif len(simple) >= MAX_SIMPLE_CHILDREN:
                 self.simple = None
             else:
                 simple.append((name, []))

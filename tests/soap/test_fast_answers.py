@@ -1,29 +1,48 @@
-"""getPendingDocuments answered without Spyne (gateway/soap/binding/fast.py) is byte for byte Spyne's answer.
+"""getPendingDocuments and sendDocument answered without Spyne (gateway/soap/binding/fast.py) are byte for byte
+Spyne's answers.
 
-Each request is answered twice by the same endpoint: once with the fast answers on, once with them off
-(``binding.fast = {}``, every call through Spyne). Status, headers, body and what the endpoint records
-must be the same, for answers, for faults, and for the bodies the fast path leaves to Spyne.
+Each request is answered twice: once with the fast answers on, once with them off (``binding.fast = {}``,
+every call through Spyne). Status, headers, body and what the endpoint records must be the same, for
+answers, for faults, and for the bodies the fast path leaves to Spyne.
+
+A poll, a resend and a refused send change nothing the second answer depends on, so both go to the same
+endpoint. A send that stores a document would make the second one a duplicate: each way then sends to
+its own fresh store (same directory, same credentials), and the gateway's document id, a random uuid,
+is pinned to one value in both stores (:func:`pinned_document_id`) so that the bytes compared are the
+bytes written, not normalised.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import re
+import uuid
+from collections.abc import Callable, Iterator
 from datetime import date
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from wsgiref.util import setup_testing_defaults
 
 import pytest
-from support.live import NGHE_AN, NS, VPCP, secret_of
+from support.certificates import Authority
+from support.letters import official_letter
+from support.live import CAO_BANG, HAU_GIANG, NGHE_AN, NS, VPCP, secret_of, seed_directory
 from support.staging import stage
 
-from gateway.app import Router
+from gateway.app import Router, create_app
+from gateway.config import Settings
 from gateway.edxml import DocumentMessage, Organization, document_bytes
+from gateway.edxml.signature import sign_document
 from gateway.errors import NotFound, Unavailable
-from gateway.exchange.results import PendingItem
+from gateway.exchange import service as exchange_service
+from gateway.exchange.results import PendingItem, SendReceipt
 from gateway.soap import wsgi_keys
 from gateway.soap.binding import fast
 from gateway.soap.binding import types as t
+from gateway.store.database import Database
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 _REFERENCE = re.compile(rb"reference [0-9a-f]{12}")
@@ -46,8 +65,8 @@ def post(app: Router, body: bytes, action: str = '"getPendingDocuments"') -> tup
     return seen["status"], seen["headers"], _REFERENCE.sub(b"reference R", data), recorded
 
 
-def both_ways(app: Router, body: bytes, *, fast_path: bool) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-    """The answer with the fast answers on and with them off; ``fast_path``: whether one must answer."""
+def post_fast(app: Router, body: bytes, action: str) -> tuple[tuple[Any, ...], bool]:
+    """The answer with the fast answers on, and whether one of them answered."""
     handlers = app.soap.binding.fast
     answered: list[bool] = []
 
@@ -61,12 +80,30 @@ def both_ways(app: Router, body: bytes, *, fast_path: bool) -> tuple[tuple[Any, 
 
     app.soap.binding.fast = {name: spy(name) for name in handlers}
     try:
-        fast_answer = post(app, body)
-        app.soap.binding.fast = {}
-        spyne_answer = post(app, body)
+        return post(app, body, action), any(answered)
     finally:
         app.soap.binding.fast = handlers
-    assert any(answered) == fast_path
+
+
+def both_ways(
+    app: Router,
+    body: bytes,
+    *,
+    fast_path: bool,
+    action: str = '"getPendingDocuments"',
+    spyne_app: Router | None = None,
+) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """The answer with the fast answers on (by ``app``) and with them off (by ``spyne_app``, else ``app``
+    again); ``fast_path``: whether one must answer."""
+    fast_answer, answered = post_fast(app, body, action)
+    spyne = spyne_app or app
+    handlers = spyne.soap.binding.fast
+    spyne.soap.binding.fast = {}
+    try:
+        spyne_answer = post(spyne, body, action)
+    finally:
+        spyne.soap.binding.fast = handlers
+    assert answered == fast_path
     return fast_answer, spyne_answer
 
 
@@ -183,3 +220,210 @@ def test_a_poll_with_a_ws_security_header_or_extra_header_blocks_is_answered_ali
         variant = body[:header_start] + header.encode() + body[header_end:]
         fast_answer, spyne_answer = both_ways(app, variant, fast_path=True)
         assert fast_answer == spyne_answer and fast_answer[0].startswith("200")
+
+
+# -- sendDocument ------------------------------------------------------------------------------------
+
+SEND = '"sendDocument"'
+PINNED_ID = "0d6c2f4e-3b7a-4c1e-9f2d-8a5b6c7d8e9f"
+XSI = "http://www.w3.org/2001/XMLSchema-instance"
+
+
+def send_envelope(document: bytes, code: str = VPCP, *, attributes: str = "", inner: str | None = None) -> bytes:
+    """A send as a generated stub writes it; ``inner`` replaces the Body's ``<g:document>`` element ({b64}: the
+    document's base64)."""
+    b64 = base64.b64encode(document).decode()
+    inner = "<g:document>{b64}</g:document>" if inner is None else inner
+    return envelope("", code).replace(
+        b"<g:getPendingDocuments></g:getPendingDocuments>",
+        f"<g:sendDocument{attributes}>{inner.format(b64=b64)}</g:sendDocument>".encode(),
+    )
+
+
+def stored(app: Router, document: bytes) -> bool:
+    """Whether ``document`` is in ``app``'s blob store."""
+    return app.gateway.blobs.path(hashlib.sha256(document).hexdigest()).is_file()
+
+
+@pytest.fixture
+def pinned_document_id(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every document stored gets the same gateway id (a uuid4 otherwise), so two stores answer alike."""
+    monkeypatch.setattr(exchange_service, "uuid", SimpleNamespace(uuid4=lambda: uuid.UUID(PINNED_ID)))
+    return PINNED_ID
+
+
+@pytest.fixture
+def make_app(tmp_path: Path) -> Iterator[Callable[..., Router]]:
+    """Fresh gateways, each on its own SQLite store seeded with the test directory, as the ``app`` fixture is."""
+    made: list[Router] = []
+
+    def build(name: str, **settings: Any) -> Router:
+        url = f"sqlite:///{tmp_path / name / 'gateway.sqlite3'}"
+        db = Database(url)
+        db.upgrade()
+        seed_directory(db)
+        db.dispose()
+        made.append(create_app(Settings(data_dir=tmp_path / name / "var", database_url=url, **settings)))
+        return made[-1]
+
+    try:
+        yield build
+    finally:
+        for router in made:
+            router.gateway.db.dispose()
+
+
+@pytest.fixture
+def two_stores(make_app: Callable[..., Router], pinned_document_id: str) -> tuple[Router, Router]:
+    """A gateway for the fast answer and another, on its own store, for Spyne's."""
+    return make_app("fast"), make_app("spyne")
+
+
+@pytest.mark.parametrize("recipients", [[NGHE_AN], [NGHE_AN, CAO_BANG, HAU_GIANG]])
+def test_a_send_is_answered_as_spyne_answers_it(two_stores: tuple[Router, Router], recipients: list[str]) -> None:
+    fast_app, spyne_app = two_stores
+    document = official_letter(VPCP, recipients)
+    fast_answer, spyne_answer = both_ways(
+        fast_app, send_envelope(document), fast_path=True, action=SEND, spyne_app=spyne_app
+    )
+    assert fast_answer == spyne_answer and fast_answer[0].startswith("200")
+    assert f"<tns:documentId>{PINNED_ID}</tns:documentId>".encode() in fast_answer[2]
+    assert b"<tns:duplicate>false</tns:duplicate>" in fast_answer[2] and b"signer" not in fast_answer[2]
+    assert fast_answer[2].count(b"<tns:string>") == len(recipients)
+    assert stored(fast_app, document) and stored(spyne_app, document)
+
+
+def test_a_resend_is_answered_as_spyne_answers_it(app: Router) -> None:
+    exchange = app.gateway.exchange
+    document = official_letter(VPCP, [NGHE_AN, CAO_BANG])
+    first = exchange.send_document(exchange.authenticate(VPCP, secret_of(VPCP)), stage(exchange, document))
+    fast_answer, spyne_answer = both_ways(app, send_envelope(document), fast_path=True, action=SEND)
+    assert fast_answer == spyne_answer and fast_answer[0].startswith("200")
+    assert b"<tns:duplicate>true</tns:duplicate>" in fast_answer[2]
+    assert f"<tns:documentId>{first.document_id}</tns:documentId>".encode() in fast_answer[2]
+
+
+def test_a_signed_send_is_answered_as_spyne_answers_it(
+    make_app: Callable[..., Router], pinned_document_id: str, tmp_path: Path
+) -> None:
+    authority = Authority("Root CA of the test exchange")
+    bundle = tmp_path / "trusted.pem"
+    bundle.write_bytes(authority.pem())
+    fast_app, spyne_app = make_app("fast", trusted_certs=bundle), make_app("spyne", trusted_certs=bundle)
+    key, cert = authority.issue("Nguyễn Văn A - Văn thư <VPCP> & Co")
+    document = sign_document(official_letter(VPCP, [NGHE_AN]), key, cert)
+    fast_answer, spyne_answer = both_ways(
+        fast_app, send_envelope(document), fast_path=True, action=SEND, spyne_app=spyne_app
+    )
+    assert fast_answer == spyne_answer and fast_answer[0].startswith("200")
+    assert b"<tns:signer>" in fast_answer[2] and b"&gt; &amp; Co</tns:signer>" in fast_answer[2]
+
+
+def _conflicting(app: Router) -> bytes:
+    """Other bytes under the DocumentId of a document the sender already sent."""
+    exchange = app.gateway.exchange
+    document_id = f"{VPCP},2026/11/20,1/VPCP-TTĐT"
+    first = official_letter(VPCP, [NGHE_AN], number="1", document_id=document_id)
+    exchange.send_document(exchange.authenticate(VPCP, secret_of(VPCP)), stage(exchange, first))
+    return send_envelope(official_letter(VPCP, [NGHE_AN], number="2", document_id=document_id))
+
+
+@pytest.mark.parametrize(
+    ("make_body", "code"),
+    [
+        (_conflicting, "Client.DocumentIdConflict"),
+        (lambda _app: send_envelope(official_letter(VPCP, [NGHE_AN]), NGHE_AN), "Client.SenderMismatch"),
+        (lambda _app: send_envelope(b"<not-edxml>plain text</not-edxml>"), "Client.SchemaInvalid"),
+        (lambda _app: send_envelope(b"plain text, not XML"), "Client.MalformedEdxml"),
+        (lambda _app: send_envelope(b""), "Client.MalformedEdxml"),
+    ],
+    ids=["conflict", "sender-mismatch", "not-edxml", "not-xml", "empty"],
+)
+def test_refused_sends_are_answered_as_spyne_answers_them(
+    app: Router, make_body: Callable[[Router], bytes], code: str
+) -> None:
+    fast_answer, spyne_answer = both_ways(app, make_body(app), fast_path=True, action=SEND)
+    assert fast_answer == spyne_answer and fast_answer[0].startswith("500")
+    assert fast_answer[3][wsgi_keys.FAULT_CODE] == code
+    assert not any(app.gateway.blobs.tmp_dir.iterdir())
+
+
+@pytest.mark.parametrize("error", [Unavailable("busy"), RuntimeError("boom")])
+def test_send_failures_are_written_as_spyne_writes_them(
+    app: Router, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    def fail(*_args: object, **_kwargs: object) -> SendReceipt:
+        raise error
+
+    monkeypatch.setattr(app.gateway.exchange, "send_document", fail)
+    body = send_envelope(official_letter(VPCP, [NGHE_AN]))
+    fast_answer, spyne_answer = both_ways(app, body, fast_path=True, action=SEND)
+    assert fast_answer == spyne_answer and fast_answer[0].startswith("500")
+    assert fast_answer[3][wsgi_keys.FAULT_CODE] is not None
+
+
+@pytest.mark.parametrize(
+    "receipt",
+    [
+        SendReceipt("id-1", "edxml & <id> \"1\" 'x'", (NGHE_AN,), duplicate=False, signer="  Nguyễn Văn A, CN=<x>  "),
+        SendReceipt("id-2", "Văn bản số 2", (NGHE_AN, CAO_BANG), duplicate=True, signer=""),
+        SendReceipt("id-3", "3", (), duplicate=False),
+    ],
+    ids=["escaped", "empty-signer", "no-recipients"],
+)
+def test_every_receipt_is_written_as_spyne_writes_it(
+    app: Router, monkeypatch: pytest.MonkeyPatch, receipt: SendReceipt
+) -> None:
+    monkeypatch.setattr(app.gateway.exchange, "send_document", lambda caller, staged: receipt)
+    body = send_envelope(official_letter(VPCP, [NGHE_AN]))
+    fast_answer, spyne_answer = both_ways(app, body, fast_path=True, action=SEND)
+    assert fast_answer == spyne_answer and fast_answer[0].startswith("200")
+
+
+@pytest.mark.parametrize(
+    ("inner", "attributes"),
+    [
+        ("<g:document>{b64}</g:document><g:other>1</g:other>", ""),
+        ("<g:other>1</g:other><g:document>{b64}</g:document>", ""),
+        ("<g:document>{b64}</g:document><g:document>{b64}</g:document>", ""),
+        ("<g:document>{b64}</g:document>", ' extra="1"'),
+        ('<g:document g:extra="1">{b64}</g:document>', ""),
+        (f'<g:document xmlns:xsi="{XSI}" xsi:nil="false">{{b64}}</g:document>', ""),
+        ("<!-- a comment --><g:document>{b64}</g:document>", ""),
+        ("<g:document>{b64}<!-- a comment --></g:document>", ""),
+        ("<g:document><![CDATA[{b64}]]></g:document>", ""),
+        ("<?pi here?><g:document>{b64}</g:document>", ""),
+        ("text<g:document>{b64}</g:document>", ""),
+        ('<document xmlns="urn:elsewhere">{b64}</document>', ""),
+        ("", ""),
+    ],
+)
+def test_sends_the_fast_path_leaves_to_spyne_get_spynes_answer(
+    two_stores: tuple[Router, Router], inner: str, attributes: str
+) -> None:
+    fast_app, spyne_app = two_stores
+    body = send_envelope(official_letter(VPCP, [NGHE_AN]), attributes=attributes, inner=inner)
+    fast_answer, spyne_answer = both_ways(fast_app, body, fast_path=False, action=SEND, spyne_app=spyne_app)
+    assert fast_answer == spyne_answer
+
+
+def test_a_send_in_another_namespace_is_spynes_to_refuse(app: Router) -> None:
+    body = send_envelope(official_letter(VPCP, [NGHE_AN]))
+    body = body.replace(b"<g:sendDocument>", b'<x:sendDocument xmlns:x="urn:other">')
+    body = body.replace(b"</g:sendDocument>", b"</x:sendDocument>")
+    fast_answer, spyne_answer = both_ways(app, body, fast_path=False, action=SEND)
+    assert fast_answer == spyne_answer and fast_answer[0].startswith("500")
+
+
+def test_a_fast_send_stores_the_blob_and_leaves_no_staging_file(app: Router) -> None:
+    document = official_letter(VPCP, [NGHE_AN])
+    answer, answered = post_fast(app, send_envelope(document), SEND)
+    assert answered and answer[0].startswith("200") and b"<tns:duplicate>false</tns:duplicate>" in answer[2]
+    blobs = app.gateway.blobs
+    assert blobs.path(hashlib.sha256(document).hexdigest()).read_bytes() == document
+    assert not any(blobs.tmp_dir.iterdir())
+
+
+def test_the_send_fields_are_the_wire_types() -> None:
+    assert [wire for wire, _ in fast.SEND_FIELDS] == list(t.SendReceipt._type_info.keys())
+    assert {attribute for _, attribute in fast.SEND_FIELDS} == set(SendReceipt.__dataclass_fields__)

@@ -21,7 +21,7 @@ from gateway.errors import AuthenticationFailed, MalformedEdxml, MalformedReques
 from gateway.exchange.results import Caller
 from gateway.safexml import Base64Text
 from gateway.soap.credentials import HeaderCredentials
-from gateway.soap.streaming import Payload, stage_request
+from gateway.soap.streaming import Payload, SimpleBody, stage_request
 
 NS = "urn:edxml-gateway:soap:v1"
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -189,3 +189,35 @@ def test_authentication_failure_stops_before_the_payload() -> None:
 def test_envelope_limits_are_refused_with_a_line(body: bytes) -> None:
     with pytest.raises(MalformedRequest, match="line 1"):
         _stage(body)
+
+
+_SEND = f"{NS} sendDocument"
+
+
+@pytest.mark.parametrize("step", [1, 1 << 30])
+@pytest.mark.parametrize(
+    ("inner", "simple"),
+    [
+        (b"<g:document>QUJD</g:document>", True),
+        (b"\n  <g:document>\r\nQUJD\r\nRUZH\n</g:document>\n", True),
+        (b"<g:document>QUJD&#13;\nRUZH</g:document>", True),
+        (b"<g:document/>", True),
+        (b"", True),
+        (b"<g:document>QUJD</g:document><g:document>QUJD</g:document>", False),
+        (b"<g:document>QUJD</g:document><g:document/>", False),
+        (b"<g:document>QUJD</g:document><g:other>1</g:other>", False),
+        (b"<g:other>1</g:other><g:document>QUJD</g:document>", False),
+        (b"<g:document>QUJD</g:document>x", False),
+        (b'<g:document g:a="1">QUJD</g:document>', False),
+        (b"<g:document><![CDATA[QUJD]]></g:document>", False),
+        (b"<g:document>QU<!-- c -->JD</g:document>", False),
+        (b"<?pi?><g:document>QUJD</g:document>", False),
+        (b'<document xmlns="urn:elsewhere">QUJD</document>', False),
+    ],
+)
+def test_a_send_body_is_simple_only_when_it_holds_just_the_document(inner: bytes, simple: bool, step: int) -> None:
+    body = _envelope(b"").replace(b"<g:document></g:document>", inner)
+    staged = stage_request(
+        _Trickle(body, step), len(body), 1 << 30, PAYLOADS, _Staging, "sendDocument", authenticate=lambda _c: CALLER
+    )
+    assert staged.simple == (SimpleBody(_SEND, ()) if simple else None)

@@ -1,27 +1,29 @@
-"""getPendingDocuments answered without Spyne, byte for byte as Spyne answers it.
+"""getPendingDocuments and sendDocument answered without Spyne, byte for byte as Spyne answers them.
 
 Most calls a gateway serves are polls that find nothing (issue 13: every agency's software polls).
 Through Spyne such a poll costs a second parse of the envelope the streaming reader already read
 (lxml), schema validation, Spyne's object tree for the answer and its serialisation: measured
-in-process, about as much CPU again as authentication and the poll's query together. The reader
-hands over the Body's parameters when the Body is simple (:class:`~gateway.soap.streaming.SimpleBody`);
-a poll whose parameters are plainly valid is answered here, and anything else (an unusual but
-perhaps valid ``maxItems``, attributes, comments, another namespace) goes through Spyne, so every
-refusal keeps the words and codes Spyne gives it. Answers and faults are the bytes Spyne writes
-(``tests/soap/test_fast_answers.py`` compares them).
+in-process, about as much CPU again as authentication and the poll's query together. A send pays
+the same for its slim envelope and its receipt, about a tenth of its CPU. The reader hands over
+the Body's parameters when the Body is simple (:class:`~gateway.soap.streaming.SimpleBody`; a
+send's Body is simple when it holds only the document, already decoded to the staging file); a
+poll whose parameters are plainly valid, or such a send, is answered here, and anything else (an
+unusual but perhaps valid ``maxItems``, attributes, comments, another namespace, a send without a
+document) goes through Spyne, so every refusal keeps the words and codes Spyne gives it. Answers
+and faults are the bytes Spyne writes (``tests/soap/test_fast_answers.py`` compares them).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from lxml import etree
 
 from gateway.errors import GatewayError
-from gateway.exchange.results import PendingItem
+from gateway.exchange.results import PendingItem, SendReceipt
 from gateway.soap.binding.answer import Answer
 from gateway.soap.context import RelayContext, RequestContext
 from gateway.soap.faults import SOAP_PREFIX, fault_envelope, internal_error
@@ -59,17 +61,32 @@ PENDING_FIELDS: tuple[tuple[str, str], ...] = (
 )
 """``PendingItem`` on the wire (types.PendingItem, in order) and the result attribute each one carries."""
 
+SEND_FIELDS: tuple[tuple[str, str], ...] = (
+    ("documentId", "document_id"),
+    ("edxmlDocumentId", "edxml_document_id"),
+    ("duplicate", "duplicate"),
+    ("recipients", "recipients"),
+    ("signer", "signer"),
+)
+"""``SendReceipt`` on the wire (types.SendReceipt, in order) and the result attribute each one carries."""
+ARRAY_ITEM = "string"
+"""What Spyne names each item of an ``Array(Unicode)`` (after the item's XML Schema type, ``xs:string``)."""
+
 
 FastHandler = Callable[[SimpleBody, RequestContext | RelayContext], Answer | None]
+_Result = TypeVar("_Result")
 
 
 def _q(local: str) -> str:
     return f"{{{NAMESPACE}}}{local}"
 
 
-def _envelope() -> tuple[etree._Element, etree._Element]:
+def _response(operation: str) -> tuple[etree._Element, etree._Element]:
+    """An envelope holding ``<operation>Response/<operation>Result`` as Spyne wraps a result; and that result."""
     envelope = etree.Element(f"{{{SOAP11_ENV}}}Envelope", nsmap=_NSMAP)
-    return envelope, etree.SubElement(envelope, f"{{{SOAP11_ENV}}}Body")
+    body = etree.SubElement(envelope, f"{{{SOAP11_ENV}}}Body")
+    response = etree.SubElement(body, _q(f"{operation}Response"))
+    return envelope, etree.SubElement(response, _q(f"{operation}Result"))
 
 
 def _serialise(envelope: etree._Element) -> bytes:
@@ -77,23 +94,42 @@ def _serialise(envelope: etree._Element) -> bytes:
 
 
 def _text(value: Any) -> str:
-    """A value as Spyne writes it: ISO dates and times (offset kept), decimal integers, text as is."""
+    """A value as Spyne writes it: booleans in lowercase, ISO dates and times (offset kept), decimal
+    integers, text as is."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, date | datetime):
         return value.isoformat()
     return str(value)
 
 
+def _fields(parent: etree._Element, record: Any, fields: Sequence[tuple[str, str]]) -> None:
+    """``record``'s fields as children of ``parent``: those that are None left out, a tuple or list as
+    an array of strings."""
+    for wire, attribute in fields:
+        value = getattr(record, attribute)
+        if value is None:
+            continue
+        element = etree.SubElement(parent, _q(wire))
+        if isinstance(value, tuple | list):
+            for item in value:
+                etree.SubElement(element, _q(ARRAY_ITEM)).text = _text(item)
+        else:
+            element.text = _text(value)
+
+
 def pending_response(items: list[PendingItem]) -> bytes:
     """The getPendingDocuments response for ``items``; optional fields that are None are left out."""
-    envelope, body = _envelope()
-    response = etree.SubElement(body, _q("getPendingDocumentsResponse"))
-    result = etree.SubElement(response, _q("getPendingDocumentsResult"))
+    envelope, result = _response("getPendingDocuments")
     for item in items:
-        element = etree.SubElement(result, _q("PendingItem"))
-        for wire, attribute in PENDING_FIELDS:
-            value = getattr(item, attribute)
-            if value is not None:
-                etree.SubElement(element, _q(wire)).text = _text(value)
+        _fields(etree.SubElement(result, _q("PendingItem")), item, PENDING_FIELDS)
+    return _serialise(envelope)
+
+
+def send_response(receipt: SendReceipt) -> bytes:
+    """The sendDocument response for ``receipt``; no ``signer`` when the document was not signed."""
+    envelope, result = _response("sendDocument")
+    _fields(result, receipt, SEND_FIELDS)
     return _serialise(envelope)
 
 
@@ -104,6 +140,17 @@ def fault_response(error: GatewayError) -> Answer:
 
 EMPTY_PENDING = pending_response([])
 """The answer to almost every poll, serialised once."""
+
+
+def _answer(operation: str, call: Callable[[], _Result], write: Callable[[_Result], bytes]) -> Answer:
+    """``write(call())`` as a 200 answer; an error of ``call`` as the fault Spyne writes for it."""
+    try:
+        result = call()
+    except GatewayError as error:
+        return fault_response(error)
+    except Exception:
+        return fault_response(internal_error(_q(operation)))
+    return Answer("200 OK", list(HEADERS), write(result), None)
 
 
 def get_pending_documents(simple: SimpleBody, context: RequestContext | RelayContext) -> Answer | None:
@@ -118,14 +165,30 @@ def get_pending_documents(simple: SimpleBody, context: RequestContext | RelayCon
         if plain is None:
             return None
         limit = int(plain.group(1))
-    try:
-        items = context.exchange.pending(context.caller, limit, fresh_caller=True)
-    except GatewayError as error:
-        return fault_response(error)
-    except Exception:
-        return fault_response(internal_error(_q("getPendingDocuments")))
-    return Answer("200 OK", list(HEADERS), pending_response(items) if items else EMPTY_PENDING, None)
+    exchange, caller = context.exchange, context.caller
+    return _answer(
+        "getPendingDocuments",
+        lambda: exchange.pending(caller, limit, fresh_caller=True),
+        lambda items: pending_response(items) if items else EMPTY_PENDING,
+    )
 
 
-FAST_OPERATIONS: Mapping[str, FastHandler] = {f"{NAMESPACE} getPendingDocuments": get_pending_documents}
+def send_document(simple: SimpleBody, context: RequestContext | RelayContext) -> Answer | None:
+    """A send whose Body held only the document, staged by the reader, for an authenticated caller; else None.
+
+    The staged file is the endpoint's: committed here by the exchange service when the document is
+    stored, discarded by the endpoint after the answer otherwise (as when Spyne answers).
+    """
+    if not isinstance(context, RequestContext) or context.caller is None:
+        return None
+    exchange, caller, staged = context.exchange, context.caller, context.staged_document
+    if simple.parameters or staged is None:
+        return None
+    return _answer("sendDocument", lambda: exchange.send_document(caller, staged), send_response)
+
+
+FAST_OPERATIONS: Mapping[str, FastHandler] = {
+    f"{NAMESPACE} getPendingDocuments": get_pending_documents,
+    f"{NAMESPACE} sendDocument": send_document,
+}
 """Operations (expat names of their request elements) that have a fast answer."""
