@@ -34,7 +34,7 @@ VIETNAM_TIME = timezone(timedelta(hours=7), "ICT")
 
 _EVENTS = table_of(StatusEvent)
 _Sender = aliased(Agency)
-SUBJECT = (
+SUBJECT_COLUMNS = (
     select(
         Document.id,
         Document.sender_id,
@@ -46,9 +46,11 @@ SUBJECT = (
         Document.promulgation_date,
         _Sender.home_instance,
     )
+    .select_from(Document)
     .join(_Sender, _Sender.id == Document.sender_id)
-    .where(Document.id == bindparam("document_id"))
 )
+"""What :meth:`Subject.of` reads, for whichever documents a query picks."""
+SUBJECT = SUBJECT_COLUMNS.where(Document.id == bindparam("document_id"))
 """A status message's :class:`Subject` (its first nine columns; callers may add columns after them)."""
 
 
@@ -285,25 +287,20 @@ class Statuses:
         )
         return TakenBack(tuple(notified), frozenset(p.code for r, p in concerned if r.agency_id in in_transit))
 
-    def record(
+    def store_message(
         self,
-        session: Session,
         subject: Subject,
         *,
-        about: Party,
         reporter: Party,
         code: Status,
         description: str | None,
         staff: StaffInfo | None,
         now: datetime,
-        notify: Party | None = None,
-    ) -> tuple[str, ...]:
-        """Build, validate and store the status message, record the event, queue it for one agency.
+    ) -> tuple[str, int]:
+        """Build, validate and durably store a status message's file; ``(sha256, size)``.
 
-        ``about`` is the recipient whose copy the status concerns. By default the message goes to
-        the document's sender (a recipient reporting); a recall notice (13) goes to ``notify``.
-        Takes plain values, not entities, so that recording the automatic 01 on a fetch costs
-        two INSERTs and the audit entry, nothing more.
+        Storing fsyncs; a caller holding a write transaction can store first and pass the result to
+        :meth:`record` (a fetch does: on SQLite the fsyncs would hold every writer's lock).
         """
         message = StatusMessage(
             sender=Organization(reporter.code, reporter.name),
@@ -318,7 +315,33 @@ class Statuses:
             staff=staff,
             description=description,
         )
-        sha256, size = self.blobs.put_bytes(status_bytes(message))
+        return self.blobs.put_bytes(status_bytes(message))
+
+    def record(
+        self,
+        session: Session,
+        subject: Subject,
+        *,
+        about: Party,
+        reporter: Party,
+        code: Status,
+        description: str | None,
+        staff: StaffInfo | None,
+        now: datetime,
+        notify: Party | None = None,
+        stored: tuple[str, int] | None = None,
+    ) -> tuple[str, ...]:
+        """Build, validate and store the status message, record the event, queue it for one agency.
+
+        ``about`` is the recipient whose copy the status concerns. By default the message goes to
+        the document's sender (a recipient reporting); a recall notice (13) goes to ``notify``.
+        Takes plain values, not entities, so that recording the automatic 01 on a fetch costs
+        two INSERTs and the audit entry, nothing more. ``stored`` is the message's file when the
+        caller stored it before its transaction (:meth:`store_message`, same arguments and time).
+        """
+        sha256, size = stored or self.store_message(
+            subject, reporter=reporter, code=code, description=description, staff=staff, now=now
+        )
         event_id = session.execute(
             insert(_EVENTS).returning(_EVENTS.c.id),
             {

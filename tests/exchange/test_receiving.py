@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from exchange_support import RECIPIENT, SENDER, THIRD, Callers
 from sqlalchemy import select
 from support.letters import official_letter
 from support.staging import stage
 
+from gateway.edxml import read_status
 from gateway.errors import NotFound
 from gateway.exchange.service import ExchangeService
 from gateway.store import queue
@@ -44,6 +47,40 @@ def test_the_first_fetch_records_arrival_once(service, callers: Callers) -> None
     status_item = service.pending(callers.sender)[0]
     got = service.fetch(callers.sender, status_item.item_id)
     assert (got.kind, got.size) == ("status", got.path.stat().st_size) == ("status", status_item.size)
+
+
+def test_the_01_file_is_stored_before_the_fetch_locks_and_a_lost_race_leaves_only_an_orphan(
+    service, callers: Callers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 01's file is written before the fetch's transaction (its fsyncs must not hold SQLite's write
+    lock). Another fetch may record the 01 in between: then one event exists, it names its own file, and
+    the early file is named by no row (disk space for ``blobs gc``, nothing else)."""
+    document_id = send(service, callers, "1")
+    item = service.pending(callers.recipient)[0]
+    store_first = service._store_arrival
+    early: list[tuple[str, int] | None] = []
+
+    def racing(caller, item_id, now):  # type: ignore[no-untyped-def]
+        stored = store_first(caller, item_id, now)
+        early.append(stored)
+        if len(early) == 1:
+            later = now + timedelta(seconds=1)  # its 01 says a later time: another file
+            monkeypatch.setattr(service, "clock", lambda: later)
+            service.fetch(callers.recipient, item_id)  # the other fetch wins: it records the 01
+        return stored
+
+    monkeypatch.setattr(service, "_store_arrival", racing)
+    service.fetch(callers.recipient, item.item_id)
+    with service.db.transaction(readonly=True) as session:
+        events = session.execute(
+            select(StatusEvent.code, StatusEvent.blob_sha256).where(StatusEvent.document_id == document_id)
+        ).all()
+    assert [code for code, _ in events] == ["01"]
+    assert early[0] is not None and early[1] is not None, "both fetches saw a copy without its 01"
+    orphan, named = early[0][0], events[0][1]
+    assert named == early[1][0] != orphan, "the winner's own file is the one its event names"
+    assert service.blobs.verify(orphan) and service.blobs.verify(named)
+    assert read_status(service.blobs.path(named)).status_code == read_status(service.blobs.path(orphan)).status_code
 
 
 def test_another_agencys_item_is_not_found(service, callers: Callers) -> None:

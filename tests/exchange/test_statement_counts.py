@@ -131,11 +131,13 @@ def test_fetch_and_acknowledge_statements(service) -> None:
     again = real(call_counted(service, lambda: service.fetch(recipient, item.item_id)))
     ack = real(call_counted(service, lambda: service.acknowledge(recipient, item.item_id)))
     ack_again = real(call_counted(service, lambda: service.acknowledge(recipient, item.item_id)))
-    # The item (UPDATE ... RETURNING), its document, the copy's 01, the 01's event and queue item,
-    # and two audit entries (head + INSERT each).
-    assert len(first) == 9, first
-    assert [s.split()[0] for s in first[:3]] == ["UPDATE", "SELECT", "UPDATE"], first
-    assert len(again) == 5, again  # the copy's 01 is already there: no status rows
+    # Before the transaction, without a lock, whether the copy still lacks its 01 (whose file is then
+    # stored outside the write lock); then the item (UPDATE ... RETURNING), its document, the copy's 01,
+    # the 01's event and queue item, and two audit entries (head + INSERT each).
+    assert len(first) == 10, first
+    assert [s.split()[0] for s in first[:4]] == ["SELECT", "UPDATE", "SELECT", "UPDATE"], first
+    assert "recipients.status IS NULL" in first[0], first[0]
+    assert len(again) == 6, again  # the copy's 01 is already there: the first read finds nothing, no status rows
     assert len(ack) == 3, ack  # one UPDATE ... RETURNING and the audit entry
     assert len(ack_again) == 2, ack_again  # nothing to change, then why: it was acknowledged
     assert not any(s.startswith("SELECT") and "FOR UPDATE" in s for s in first + ack), "no re-read under lock"

@@ -150,7 +150,6 @@ def test_sweep_removes_only_stale_temp_files(tmp_path: Path) -> None:
     assert not stale.exists() and fresh.exists() and store.verify(sha)
 
 
-
 def _resident_fraction(path: Path) -> float:
     """How much of the file is in the page cache: mincore(2) over a private mapping of it (Linux)."""
     libc = ctypes.CDLL(None, use_errno=True)
