@@ -241,6 +241,24 @@ _TABLE = table_of(Delivery)
 _ITEM_COLUMNS = (_TABLE.c.id, _TABLE.c.kind, _TABLE.c.document_id, _TABLE.c.status_event_id, _TABLE.c.state)
 
 
+_FETCH_ITEM = (
+    update(_TABLE)
+    .where(_TABLE.c.id == bindparam("item_id"), _TABLE.c.agency_id == bindparam("holder"))
+    .values(
+        fetched_at=case(
+            (
+                and_(_TABLE.c.fetched_at.is_(None), _TABLE.c.state != WITHDRAWN),
+                bindparam("fetched_now", type_=_TIME),
+            ),
+            else_=_TABLE.c.fetched_at,
+        )
+    )
+    .returning(*_ITEM_COLUMNS)
+)
+""":func:`fetch_item`'s statement, built once: every getDocument runs it (building and keying it cost
+about as much CPU as running it)."""
+
+
 def fetch_item(session: Session, item_id: str, agency_id: int, now: datetime) -> Item | None:
     """Record the first download of one of the agency's items (later fetches keep that time); None if
     the agency has no such item.
@@ -250,16 +268,7 @@ def fetch_item(session: Session, item_id: str, agency_id: int, now: datetime) ->
     (and a withdrawn item never gets a ``fetched_at``).
     """
     now = _require_aware(now)
-    first_fetch = case(
-        (and_(_TABLE.c.fetched_at.is_(None), _TABLE.c.state != WITHDRAWN), bindparam("now", now, type_=_TIME)),
-        else_=_TABLE.c.fetched_at,
-    )
-    row = session.execute(
-        update(_TABLE)
-        .where(_TABLE.c.id == item_id, _TABLE.c.agency_id == agency_id)
-        .values(fetched_at=first_fetch)
-        .returning(*_ITEM_COLUMNS)
-    ).first()
+    row = session.execute(_FETCH_ITEM, {"item_id": item_id, "holder": agency_id, "fetched_now": now}).first()
     return Item(*row) if row is not None else None
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import spyne.const
+import spyne.model.complex
 from spyne import Application, Fault
 from spyne.protocol.soap import Soap11
 from spyne.protocol.xml import SchemaValidationError
@@ -57,6 +58,20 @@ for _noisy in (
     "spyne.model.complex",
 ):
     logging.getLogger(_noisy).setLevel(logging.CRITICAL + 1)
+
+
+class _NoStack:
+    """Stands for ``traceback`` in ``spyne.model.complex``, whose only use of it is
+    ``logger.debug(traceback.format_stack())`` on every instance of a customised class: the
+    argument is built though the logger is silenced above. Every getDocument answer is one
+    (Spyne's ``getDocumentResponse``); formatting the stack cost about 0.35 ms of a fetch's CPU."""
+
+    @staticmethod
+    def format_stack() -> list[str]:
+        return []
+
+
+spyne.model.complex.traceback = _NoStack
 
 
 def gateway_fault(error: GatewayError) -> Fault:
