@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, TypeAlias
 
-from sqlalchemy import Row, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -295,15 +295,14 @@ class ExchangeService:
                 f"'{caller.code}'. An agency can only send documents as itself."
             )
         edxml_id = message.document_id or default_document_id(message)
-        with self.db.transaction(readonly=True) as session:
-            sent = session.execute(_SENT_DOCUMENT, {"sender_id": caller.agency_id, "edxml_id": edxml_id}).first()
+        with self.db.reading() as connection:
+            sent = connection.execute(_SENT_DOCUMENT, {"sender_id": caller.agency_id, "edxml_id": edxml_id}).first()
             if sent is not None:
                 _refuse_other_content(sent, edxml_id, _file_sha256(staged.temp_path), staged)
-                return _receipt_of(session, sent, edxml_id)
+                return _receipt_of(connection, sent, edxml_id)
             signer = self._check_signature(caller, message.signed, staged.temp_path)
-            recipients = _resolve_recipients(session, message)
-            original = self._superseded_document(session, caller, message)
-            original_id = original.id if original else None
+            recipients = _resolve_recipients(connection, message)
+            original_id = self._superseded_document(connection, caller, message)
         sha256, size = staged.commit()
         try:
             with self.db.transaction() as session:
@@ -315,12 +314,12 @@ class ExchangeService:
             # A concurrent send with the same (sender, DocumentId) committed first. The staged file
             # is already stored under its sha256: with the same bytes it is that document's blob;
             # with other bytes it stays unreferenced, like the blob of a send cut short by a crash.
-            with self.db.transaction(readonly=True) as session:
-                sent = session.execute(_SENT_DOCUMENT, {"sender_id": caller.agency_id, "edxml_id": edxml_id}).first()
+            with self.db.reading() as connection:
+                sent = connection.execute(_SENT_DOCUMENT, {"sender_id": caller.agency_id, "edxml_id": edxml_id}).first()
                 if sent is None:
                     raise
                 _refuse_other_content(sent, edxml_id, sha256, staged)
-                return _receipt_of(session, sent, edxml_id)
+                return _receipt_of(connection, sent, edxml_id)
 
     def _check_signature(self, caller: Caller, signed: bool, staged: Path) -> str | None:
         """The verified signer, or None for an unsigned document the sender may send unsigned.
@@ -343,16 +342,16 @@ class ExchangeService:
             return verify_signature(staged, trusted)
         return None
 
-    def _superseded_document(self, session: Session, caller: Caller, message: DocumentMessage) -> Document | None:
-        """For recall/update/replace (BussinessDocType 1/2/3): the caller's earlier document it refers to."""
+    def _superseded_document(self, connection: Connection, caller: Caller, message: DocumentMessage) -> str | None:
+        """For recall/update/replace (BussinessDocType 1/2/3): the id of the caller's earlier document it refers to."""
         business = message.business
         if business.doc_type == 0:
             return None
         target_ids = [i for i in (business.document_id, *(r.document_id for r in message.response_for)) if i]
         target_ids += list(business.replaced_document_ids)
         for target in target_ids:
-            original = session.scalar(
-                select(Document).where(Document.sender_id == caller.agency_id, Document.edxml_document_id == target)
+            original: str | None = connection.scalar(
+                select(Document.id).where(Document.sender_id == caller.agency_id, Document.edxml_document_id == target)
             )
             if original is not None:
                 return original
@@ -626,10 +625,10 @@ def _refuse_other_content(sent: _SentDocument, edxml_id: str, staged_sha256: str
     )
 
 
-def _receipt_of(session: Session, sent: _SentDocument, edxml_id: str) -> SendReceipt:
+def _receipt_of(connection: Connection, sent: _SentDocument, edxml_id: str) -> SendReceipt:
     """The first receipt again, for a resend of the same document."""
     document_id, signer, _sha256, _sent_at = sent
-    codes = session.scalars(
+    codes = connection.scalars(
         select(Agency.code)
         .join(Recipient, Recipient.agency_id == Agency.id)
         .where(Recipient.document_id == document_id)
@@ -675,13 +674,13 @@ def document_row(
     }
 
 
-def _resolve_recipients(session: Session, message: DocumentMessage) -> list[tuple[int, str, str | None]]:
+def _resolve_recipients(connection: Connection, message: DocumentMessage) -> list[tuple[int, str, str | None]]:
     """``(agency id, code, home instance)`` of each addressee, in the document's order.
 
     UnknownRecipient for any other code. Agencies served by another instance are addressees too.
     """
     codes = [o.organ_id for o in message.recipients]
-    rows = session.execute(_ACTIVE_AGENCIES, {"codes": codes})
+    rows = connection.execute(_ACTIVE_AGENCIES, {"codes": codes})
     active = {code: (agency_id, home) for code, agency_id, home in rows}
     missing = [c for c in codes if c not in active]
     if missing:
