@@ -47,8 +47,13 @@ def compute_hash(prev_hash: str, at: datetime, actor: str, action: str, document
     return hashlib.sha256((prev_hash + canonical_json(record)).encode("utf-8")).hexdigest()
 
 
+_HEAD = select(table_of(AuditEntry).c.hash).order_by(table_of(AuditEntry).c.id.desc()).limit(1)
+"""The chain head's hash (SQLite; PostgreSQL locks and reads it in one call), built once: every send and
+status report reads it, and building it per call through the ORM cost more than running it."""
+
+
 def _head_hash(session: Session) -> str:
-    head = session.scalars(select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1)).first()
+    head: str | None = session.execute(_HEAD).scalar()
     return head or GENESIS_HASH
 
 

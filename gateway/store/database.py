@@ -137,8 +137,9 @@ class Database:
 
         Some calls start with SELECTs that need neither a snapshot shared between them nor the ORM
         (a poll's availability check, a send's duplicate and addressee checks; authentication uses
-        :meth:`read_rows`). Without a session and without BEGIN and COMMIT they cost about half as much CPU as a read-only :meth:`transaction`, and no round trip
-        more on either backend. Failures become :class:`Unavailable` as in :meth:`transaction`.
+        :meth:`read_rows`). Without a session and without BEGIN and COMMIT they cost about half as
+        much CPU as a read-only :meth:`transaction`, and no round trip more on either backend.
+        Failures become :class:`Unavailable` as in :meth:`transaction`.
         """
         try:
             with self._reader.connect() as connection:
