@@ -1,5 +1,5 @@
-"""getPendingDocuments and sendDocument answered without Spyne (gateway/soap/binding/fast.py) are byte for byte
-Spyne's answers.
+"""getPendingDocuments, sendDocument and getDocument answered without Spyne (gateway/soap/binding/fast.py) are
+byte for byte Spyne's answers.
 
 Each request is answered twice: once with the fast answers on, once with them off (``binding.fast = {}``,
 every call through Spyne). Status, headers, body and what the endpoint records must be the same, for
@@ -9,7 +9,9 @@ A poll, a resend and a refused send change nothing the second answer depends on,
 endpoint. A send that stores a document would make the second one a duplicate: each way then sends to
 its own fresh store (same directory, same credentials), and the gateway's document id, a random uuid,
 is pinned to one value in both stores (:func:`pinned_document_id`) so that the bytes compared are the
-bytes written, not normalised.
+bytes written, not normalised. A first fetch records 01: each way fetches from its own store, the two
+prepared alike with the ids the exchange and the queue make counted from the same start and a still
+clock (:func:`twins`); a fetch that changes nothing, or a later fetch, goes to the same endpoint.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import itertools
 import re
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,6 +31,7 @@ from wsgiref.util import setup_testing_defaults
 
 import pytest
 from support.certificates import Authority
+from support.clock import Clock
 from support.letters import official_letter
 from support.live import CAO_BANG, HAU_GIANG, NGHE_AN, NS, VPCP, secret_of, seed_directory
 from support.staging import stage
@@ -38,10 +42,11 @@ from gateway.edxml import DocumentMessage, Organization, document_bytes
 from gateway.edxml.signature import sign_document
 from gateway.errors import NotFound, Unavailable
 from gateway.exchange import service as exchange_service
-from gateway.exchange.results import PendingItem, SendReceipt
+from gateway.exchange.results import FetchedItem, PendingItem, SendReceipt
 from gateway.soap import wsgi_keys
 from gateway.soap.binding import fast
 from gateway.soap.binding import types as t
+from gateway.store import queue
 from gateway.store.database import Database
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -427,3 +432,191 @@ def test_a_fast_send_stores_the_blob_and_leaves_no_staging_file(app: Router) -> 
 def test_the_send_fields_are_the_wire_types() -> None:
     assert [wire for wire, _ in fast.SEND_FIELDS] == list(t.SendReceipt._type_info.keys())
     assert {attribute for _, attribute in fast.SEND_FIELDS} == set(SendReceipt.__dataclass_fields__)
+
+
+# -- getDocument -------------------------------------------------------------------------------------
+
+FETCH = '"getDocument"'
+
+
+def fetch_envelope(item_id: str, code: str = NGHE_AN, *, attributes: str = "", inner: str | None = None) -> bytes:
+    """A fetch as a generated stub writes it; ``inner`` replaces the Body's ``<g:itemId>`` element ({id}: ``item_id``,
+    written as it is, so escape it)."""
+    inner = "<g:itemId>{id}</g:itemId>" if inner is None else inner
+    return envelope("", code).replace(
+        b"<g:getPendingDocuments></g:getPendingDocuments>",
+        f"<g:getDocument{attributes}>{inner.format(id=item_id)}</g:getDocument>".encode(),
+    )
+
+
+def item_of(app: Router, code: str, kind: str) -> str:
+    """The id of ``code``'s pending item of ``kind``."""
+    exchange = app.gateway.exchange
+    return next(i.item_id for i in exchange.pending(exchange.authenticate(code, secret_of(code))) if i.kind == kind)
+
+
+def fetch(app: Router, code: str, item_id: str) -> None:
+    exchange = app.gateway.exchange
+    exchange.fetch(exchange.authenticate(code, secret_of(code)), item_id)
+
+
+def deliver(app: Router, document: bytes) -> str:
+    """Send ``document`` from VPCP (to Nghệ An); the id of Nghệ An's item."""
+    exchange = app.gateway.exchange
+    exchange.send_document(exchange.authenticate(VPCP, secret_of(VPCP)), stage(exchange, document))
+    return item_of(app, NGHE_AN, "document")
+
+
+def status_item(app: Router, document: bytes) -> str:
+    """Send ``document``, fetch it as Nghệ An (which records 01); the id of the 01's status message for VPCP."""
+    fetch(app, NGHE_AN, deliver(app, document))
+    return item_of(app, VPCP, "status")
+
+
+@pytest.fixture
+def twins(make_app: Callable[..., Router], monkeypatch: pytest.MonkeyPatch) -> Callable[..., tuple[Router, Router]]:
+    """Two gateways, each on its own store, prepared alike by ``prepare`` with the same ids and clock.
+
+    A first fetch records 01 and so changes what a second one sees: each way fetches from its own store.
+    The ids the exchange and the queue make (uuid4s otherwise) are counted from the same start for each
+    store and the clock stands still, so the two stores hold the same items under the same ids, and the
+    status message 01 is the same file (same sha256) in both.
+    """
+    counter: list[Iterator[int]] = []
+    ids = SimpleNamespace(uuid4=lambda: uuid.UUID(int=next(counter[-1])))
+    monkeypatch.setattr(exchange_service, "uuid", ids)
+    monkeypatch.setattr(queue, "uuid", ids)
+
+    def build(prepare: Callable[[Router], str]) -> tuple[tuple[Router, Router], str]:
+        apps, item_ids = [], []
+        for name in ("fast", "spyne"):
+            counter.append(itertools.count(1))
+            apps.append(make_app(name))
+            apps[-1].gateway.exchange.clock = Clock()
+            item_ids.append(prepare(apps[-1]))
+        assert item_ids[0] == item_ids[1]
+        return (apps[0], apps[1]), item_ids[0]
+
+    return build
+
+
+@pytest.mark.parametrize("fetched_before", [0, 1], ids=["first-fetch", "second-fetch"])
+@pytest.mark.parametrize("kind", ["document", "status"])
+def test_a_fetch_is_answered_as_spyne_answers_it(
+    twins: Callable[..., tuple[tuple[Router, Router], str]], kind: str, fetched_before: int
+) -> None:
+    document = official_letter(VPCP, [NGHE_AN])
+    code = NGHE_AN if kind == "document" else VPCP
+
+    def prepare(app: Router) -> str:
+        item_id = deliver(app, document) if kind == "document" else status_item(app, document)
+        for _ in range(fetched_before):
+            fetch(app, code, item_id)
+        return item_id
+
+    (fast_app, spyne_app), item_id = twins(prepare)
+    fast_answer, spyne_answer = both_ways(
+        fast_app, fetch_envelope(item_id, code), fast_path=True, action=FETCH, spyne_app=spyne_app
+    )
+    assert fast_answer == spyne_answer and fast_answer[0].startswith("200")
+    body = fast_answer[2]
+    assert f"<tns:itemId>{item_id}</tns:itemId><tns:kind>{kind}</tns:kind>".encode() in body
+    edxml = base64.b64decode(body.split(b"<tns:edxml>")[1].split(b"</tns:edxml>")[0])
+    assert hashlib.sha256(edxml).hexdigest().encode() in body
+    assert (edxml == document) == (kind == "document")
+    assert dict(fast_answer[1])["Content-Length"] == str(len(body))
+
+
+def test_a_first_fast_fetch_records_the_arrival(app: Router) -> None:
+    item_id = deliver(app, official_letter(VPCP, [NGHE_AN]))
+    answer, answered = post_fast(app, fetch_envelope(item_id), FETCH)
+    assert answered and answer[0].startswith("200")
+    assert item_of(app, VPCP, "status")
+
+
+@pytest.fixture
+def fetched_item(app: Router) -> str:
+    """A document Nghệ An fetched once already: every later fetch is answered alike."""
+    item_id = deliver(app, official_letter(VPCP, [NGHE_AN]))
+    fetch(app, NGHE_AN, item_id)
+    return item_id
+
+
+def test_a_fetch_of_a_text_id_with_markup_is_refused_as_spyne_refuses_it(app: Router) -> None:
+    fast_answer, spyne_answer = both_ways(
+        app, fetch_envelope("Văn bản &amp; &lt;số 1&gt; \"x\" 'y'\u00a0z"), fast_path=True, action=FETCH
+    )
+    assert fast_answer == spyne_answer and fast_answer[3][wsgi_keys.FAULT_CODE] == NotFound.code
+    assert "Văn bản &amp; &lt;số 1&gt;".encode() in fast_answer[2]
+
+
+@pytest.mark.parametrize("case", ["unknown", "foreign", "withdrawn"])
+def test_refused_fetches_are_answered_as_spyne_answers_them(app: Router, fetched_item: str, case: str) -> None:
+    exchange = app.gateway.exchange
+    if case == "unknown":
+        body = fetch_envelope("no-such-item")
+    elif case == "foreign":
+        body = fetch_envelope(fetched_item, CAO_BANG)
+    else:
+        document = official_letter(VPCP, [NGHE_AN], number="2")
+        receipt = exchange.send_document(exchange.authenticate(VPCP, secret_of(VPCP)), stage(exchange, document))
+        item_id = next(i.item_id for i in exchange.pending(exchange.authenticate(NGHE_AN, secret_of(NGHE_AN))))
+        exchange.update_status(exchange.authenticate(VPCP, secret_of(VPCP)), receipt.document_id, "13", "Nhầm", None)
+        body = fetch_envelope(item_id)
+    fast_answer, spyne_answer = both_ways(app, body, fast_path=True, action=FETCH)
+    assert fast_answer == spyne_answer and fast_answer[0].startswith("500")
+    assert fast_answer[3][wsgi_keys.FAULT_CODE] == NotFound.code
+    assert (b"withdrawn" in fast_answer[2]) == (case == "withdrawn")
+
+
+@pytest.mark.parametrize("error", [Unavailable("busy"), RuntimeError("boom")])
+def test_fetch_failures_are_written_as_spyne_writes_them(
+    app: Router, monkeypatch: pytest.MonkeyPatch, fetched_item: str, error: Exception
+) -> None:
+    def fail(*_args: object, **_kwargs: object) -> FetchedItem:
+        raise error
+
+    monkeypatch.setattr(app.gateway.exchange, "fetch", fail)
+    fast_answer, spyne_answer = both_ways(app, fetch_envelope(fetched_item), fast_path=True, action=FETCH)
+    assert fast_answer == spyne_answer and fast_answer[0].startswith("500")
+    assert fast_answer[3][wsgi_keys.FAULT_CODE] is not None
+
+
+@pytest.mark.parametrize(
+    ("inner", "attributes"),
+    [
+        ("<g:itemId>{id}</g:itemId><g:other>1</g:other>", ""),
+        ("<g:itemId>{id}</g:itemId><g:itemId>{id}</g:itemId>", ""),
+        ("<g:itemId>{id}</g:itemId>", ' extra="1"'),
+        ("<!-- a comment --><g:itemId>{id}</g:itemId>", ""),
+        ("<g:itemId>{id}<!-- a comment --></g:itemId>", ""),
+        ("<g:itemId><![CDATA[{id}]]></g:itemId>", ""),
+        ("<g:itemId></g:itemId>", ""),
+        ("<g:itemId/>", ""),
+        ("<g:itemId> {id} </g:itemId>", ""),
+        ("<g:itemId>\n  {id}\n</g:itemId>", ""),
+        ("<g:itemId>{id}&#9;</g:itemId>", ""),
+        ("<g:itemId>a&#9;b</g:itemId>", ""),
+        ('<itemId xmlns="urn:elsewhere">{id}</itemId>', ""),
+        ("", ""),
+    ],
+)
+def test_fetches_the_fast_path_leaves_to_spyne_get_spynes_answer(
+    app: Router, fetched_item: str, inner: str, attributes: str
+) -> None:
+    body = fetch_envelope(fetched_item, attributes=attributes, inner=inner)
+    fast_answer, spyne_answer = both_ways(app, body, fast_path=False, action=FETCH)
+    assert fast_answer == spyne_answer
+
+
+def test_a_fetch_in_another_namespace_is_spynes_to_refuse(app: Router, fetched_item: str) -> None:
+    body = fetch_envelope(fetched_item)
+    body = body.replace(b"<g:getDocument>", b'<x:getDocument xmlns:x="urn:other">')
+    body = body.replace(b"</g:getDocument>", b"</x:getDocument>")
+    fast_answer, spyne_answer = both_ways(app, body, fast_path=False, action=FETCH)
+    assert fast_answer == spyne_answer and fast_answer[0].startswith("500")
+
+
+def test_the_fetched_fields_are_the_wire_types() -> None:
+    assert [wire for wire, _ in fast.FETCHED_FIELDS] + ["edxml"] == list(t.FetchedDocument._type_info.keys())
+    assert {attribute for _, attribute in fast.FETCHED_FIELDS} | {"path"} == set(FetchedItem.__dataclass_fields__)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Answer:
-    """The response to one SOAP request, not yet sent: written by Spyne or, for a simple poll or send, by fast.py."""
+    """The response to one SOAP request, not yet sent: by Spyne or, for a simple poll, send or fetch, by fast.py."""
 
     status: str
     headers: list[tuple[str, str]]

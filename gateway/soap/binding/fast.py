@@ -1,20 +1,24 @@
-"""getPendingDocuments and sendDocument answered without Spyne, byte for byte as Spyne answers them.
+"""getPendingDocuments, sendDocument and getDocument answered without Spyne, byte for byte as Spyne answers them.
 
 Most calls a gateway serves are polls that find nothing (issue 13: every agency's software polls).
 Through Spyne such a poll costs a second parse of the envelope the streaming reader already read
 (lxml), schema validation, Spyne's object tree for the answer and its serialisation: measured
 in-process, about as much CPU again as authentication and the poll's query together. A send pays
-the same for its slim envelope and its receipt, about a tenth of its CPU. The reader hands over
-the Body's parameters when the Body is simple (:class:`~gateway.soap.streaming.SimpleBody`; a
-send's Body is simple when it holds only the document, already decoded to the staging file); a
-poll whose parameters are plainly valid, or such a send, is answered here, and anything else (an
-unusual but perhaps valid ``maxItems``, attributes, comments, another namespace, a send without a
-document) goes through Spyne, so every refusal keeps the words and codes Spyne gives it. Answers
-and faults are the bytes Spyne writes (``tests/soap/test_fast_answers.py`` compares them).
+the same for its slim envelope and its receipt, about a tenth of its CPU, and a fetch about a
+tenth of its CPU too (receiving must keep up with sending). The reader hands over the Body's
+parameters when the Body is simple (:class:`~gateway.soap.streaming.SimpleBody`; a send's Body is
+simple when it holds only the document, already decoded to the staging file); a poll or a fetch
+whose parameters are plainly valid, or such a send, is answered here, and anything else (an
+unusual but perhaps valid ``maxItems`` or ``itemId``, attributes, comments, another namespace, a
+send without a document) goes through Spyne, so every refusal keeps the words and codes Spyne
+gives it. Answers and faults are the bytes Spyne writes (``tests/soap/test_fast_answers.py``
+compares them); a fetch's answer carries the same placeholder Spyne's does, which the endpoint
+replaces by the file's base64 as it streams it.
 """
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
@@ -23,7 +27,7 @@ from typing import Any, TypeVar
 from lxml import etree
 
 from gateway.errors import GatewayError
-from gateway.exchange.results import PendingItem, SendReceipt
+from gateway.exchange.results import FetchedItem, PendingItem, SendReceipt
 from gateway.soap.binding.answer import Answer
 from gateway.soap.context import RelayContext, RequestContext
 from gateway.soap.faults import SOAP_PREFIX, fault_envelope, internal_error
@@ -37,6 +41,10 @@ _NSMAP = {SOAP_PREFIX: SOAP11_ENV, "tns": NAMESPACE}
 _MAX_ITEMS = f"{NAMESPACE} maxItems"
 _PLAIN_INT = re.compile(r"[ \t\r\n]*([0-9]{1,9})[ \t\r\n]*")
 """An ``xs:int`` every schema processor takes as it is; other spellings are left to Spyne."""
+_ITEM_ID = f"{NAMESPACE} itemId"
+_PLAIN_TEXT = re.compile(r"[^\x00-\x20\x7f](?:[^\x00-\x1f\x7f]*[^\x00-\x20\x7f])?")
+"""An ``itemId`` (``xs:string``, which Spyne hands the operation unchanged) that needs no thought: not
+empty, no control characters, no space at either end; any other is left to Spyne."""
 
 PENDING_FIELDS: tuple[tuple[str, str], ...] = (
     ("itemId", "item_id"),
@@ -69,6 +77,15 @@ SEND_FIELDS: tuple[tuple[str, str], ...] = (
     ("signer", "signer"),
 )
 """``SendReceipt`` on the wire (types.SendReceipt, in order) and the result attribute each one carries."""
+FETCHED_FIELDS: tuple[tuple[str, str], ...] = (
+    ("itemId", "item_id"),
+    ("kind", "kind"),
+    ("documentId", "document_id"),
+    ("sha256", "sha256"),
+    ("size", "size"),
+)
+"""``FetchedDocument`` on the wire (types.FetchedDocument, in order) but its last field, ``edxml``, the file
+itself: the endpoint streams it in place of the placeholder (:func:`fetched_response`)."""
 ARRAY_ITEM = "string"
 """What Spyne names each item of an ``Array(Unicode)`` (after the item's XML Schema type, ``xs:string``)."""
 
@@ -133,6 +150,15 @@ def send_response(receipt: SendReceipt) -> bytes:
     return _serialise(envelope)
 
 
+def fetched_response(item: FetchedItem, placeholder: bytes) -> bytes:
+    """The getDocument response for ``item`` with ``placeholder`` as its ``edxml``, base64 as Spyne writes a
+    ByteArray: the endpoint finds that base64 and streams the file's in its place."""
+    envelope, result = _response("getDocument")
+    _fields(result, item, FETCHED_FIELDS)
+    etree.SubElement(result, _q("edxml")).text = base64.b64encode(placeholder).decode("ascii")
+    return _serialise(envelope)
+
+
 def fault_response(error: GatewayError) -> Answer:
     """The fault Spyne writes for ``error`` raised by an operation."""
     return Answer(FAULT_STATUS, list(HEADERS), fault_envelope(error, as_spyne=True), error.code, error.message)
@@ -187,8 +213,31 @@ def send_document(simple: SimpleBody, context: RequestContext | RelayContext) ->
     return _answer("sendDocument", lambda: exchange.send_document(caller, staged), send_response)
 
 
+def get_document(simple: SimpleBody, context: RequestContext | RelayContext) -> Answer | None:
+    """A fetch whose only parameter is a plain ``itemId``, for an authenticated caller; else None.
+
+    As Spyne's handler does, the file is registered with ``context.stream_file`` once the item is
+    fetched, and the endpoint streams it into the answer.
+    """
+    if not isinstance(context, RequestContext) or context.caller is None:
+        return None
+    if len(simple.parameters) != 1 or simple.parameters[0][0] != _ITEM_ID:
+        return None
+    item_id = simple.parameters[0][1]
+    if _PLAIN_TEXT.fullmatch(item_id) is None:
+        return None
+    exchange, caller = context.exchange, context.caller
+
+    def fetch() -> tuple[FetchedItem, bytes]:
+        item = exchange.fetch(caller, item_id)
+        return item, context.stream_file(item.path, item.size)
+
+    return _answer("getDocument", fetch, lambda fetched: fetched_response(*fetched))
+
+
 FAST_OPERATIONS: Mapping[str, FastHandler] = {
     f"{NAMESPACE} getPendingDocuments": get_pending_documents,
     f"{NAMESPACE} sendDocument": send_document,
+    f"{NAMESPACE} getDocument": get_document,
 }
 """Operations (expat names of their request elements) that have a fast answer."""
