@@ -568,15 +568,14 @@ class ExchangeService:
                         raise _not_addressed(caller, item_id)
                     if state == queue.WITHDRAWN:
                         raise _withdrawn(item_id)
-            for item in acked:
-                audit.append(
-                    session,
-                    actor=caller.code,
-                    action="ack",
-                    document_id=item.document_id,
-                    detail={"item_id": item.id, "kind": item.kind},
-                    at=now,
-                )
+            audit.append_many(
+                session,
+                [
+                    audit.Record(caller.code, "ack", item.document_id, {"item_id": item.id, "kind": item.kind})
+                    for item in acked
+                ],
+                now,
+            )
             return len(acked)
 
     # -- status (gateway.exchange.statuses) --------------------------------------------------

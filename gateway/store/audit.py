@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -57,6 +58,16 @@ def _head_hash(session: Session) -> str:
     return head or GENESIS_HASH
 
 
+@dataclass(frozen=True)
+class Record:
+    """What one entry says, before the chain gives it its place: for :func:`append_many`."""
+
+    actor: str
+    action: str
+    document_id: str | None
+    detail: dict[str, Any]
+
+
 def append(
     session: Session,
     actor: str,
@@ -65,16 +76,23 @@ def append(
     detail: dict[str, Any],
     at: datetime,
 ) -> AuditEntry:
-    """Add one entry at the head of the chain (within the caller's transaction); return it as written.
+    """Add one entry at the head of the chain (within the caller's transaction); return it as written."""
+    return append_many(session, [Record(actor, action, document_id, detail)], at)[0]
 
-    The row goes in through a Core INSERT and the returned entry is not attached to the session:
-    every send and status report appends one, and the ORM's insert path cost more than the rest.
+
+def append_many(session: Session, records: Sequence[Record], at: datetime) -> list[AuditEntry]:
+    """Add entries at the head of the chain, in order, all at ``at``; return them as written.
+
+    One head read (and on PostgreSQL one lock) and one INSERT whatever their number: acknowledging a
+    batch of items appends one entry per item. Rows go in through a Core INSERT and the returned
+    entries are not attached to the session: every send and status report appends, and the ORM's
+    insert path cost more than the rest. The ids the database gives must follow the order of the
+    records (the chain is read in id order); they are checked, and otherwise nothing is written.
     """
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError(f"naive datetime {at!r}: pass a timezone-aware UTC time")
-    # Round-trip through JSON so the hash covers exactly what verify() will decode from the row.
-    detail_text = canonical_json(detail)
-    decoded = json.loads(detail_text)
+    if not records:
+        return []
     if session.get_bind().dialect.name == "postgresql":
         # Lock, then read the head, in one round trip (migration 0002).
         head = session.scalar(text("SELECT gateway_audit_lock_head(:key)"), {"key": AUDIT_LOCK_KEY})
@@ -82,18 +100,36 @@ def append(
     else:
         prev_hash = _head_hash(session)
     at = at.astimezone(UTC)
-    row = {
-        "at": at,
-        "actor": actor,
-        "action": action,
-        "document_id": document_id,
-        "detail": detail_text,
-        "prev_hash": prev_hash,
-        "hash": compute_hash(prev_hash, at, actor, action, document_id, decoded),
-    }
-    table = table_of(AuditEntry)
-    entry_id = session.execute(insert(table).returning(table.c.id), row).scalar_one()
-    return AuditEntry(id=entry_id, **row)
+    rows = []
+    for record in records:
+        # Round-trip through JSON so the hash covers exactly what verify() will decode from the row.
+        detail_text = canonical_json(record.detail)
+        decoded = json.loads(detail_text)
+        entry_hash = compute_hash(prev_hash, at, record.actor, record.action, record.document_id, decoded)
+        rows.append(
+            {
+                "at": at,
+                "actor": record.actor,
+                "action": record.action,
+                "document_id": record.document_id,
+                "detail": detail_text,
+                "prev_hash": prev_hash,
+                "hash": entry_hash,
+            }
+        )
+        prev_hash = entry_hash
+    if len(rows) == 1:
+        ids = [session.execute(_INSERT, rows[0]).scalar_one()]
+    else:
+        ids = list(session.scalars(_INSERT_MANY, rows))
+    if ids != sorted(ids):
+        raise RuntimeError(f"the database numbered audit entries out of their order ({ids}); nothing was written")
+    return [AuditEntry(id=entry_id, **row) for entry_id, row in zip(ids, rows, strict=True)]
+
+
+_INSERT = insert(table_of(AuditEntry)).returning(table_of(AuditEntry).c.id)
+_INSERT_MANY = insert(table_of(AuditEntry)).returning(table_of(AuditEntry).c.id, sort_by_parameter_order=True)
+"""Several rows in one statement (SQLAlchemy's "insertmanyvalues"), ids returned in the rows' order."""
 
 
 _BROKEN_LINK = "prev_hash does not match the previous entry's hash (a row was deleted, inserted or reordered)"

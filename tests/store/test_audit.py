@@ -40,6 +40,27 @@ def test_chain_links_and_verifies(database: Database) -> None:
         assert [e.id for e in audit.entries_for_document(session, "doc-1")] == [entries[1].id, entries[4].id]
 
 
+def test_a_batch_of_entries_links_up_with_single_appends(database: Database) -> None:
+    """append_many writes what the same appends one by one would: ids in order, each linking to the last."""
+    before = _append_many(database, 2)
+    records = [
+        audit.Record("000.00.02.H01", "ack", f"doc-{i}", {"item_id": f"item-{i}", "kind": "document"})
+        for i in range(30)
+    ]
+    with database.transaction() as session:
+        batch = audit.append_many(session, records, T0)
+        assert audit.append_many(session, [], T0) == []
+    after = _append_many(database, 1)
+    chain = [*before, *batch, *after]
+    assert [e.id for e in chain] == sorted(e.id for e in chain)
+    assert [e.prev_hash for e in chain[1:]] == [e.hash for e in chain[:-1]]
+    assert [(e.action, e.document_id) for e in batch] == [("ack", f"doc-{i}") for i in range(30)]
+    with database.transaction() as session:
+        assert audit.verify(session, batch=7) == audit.VerifyResult(ok=True, checked=33)
+        stored = session.execute(text("SELECT id, hash FROM audit_log ORDER BY id")).all()
+    assert [tuple(row) for row in stored] == [(e.id, e.hash) for e in chain]
+
+
 def test_empty_chain_verifies(database: Database) -> None:
     with database.transaction() as session:
         assert audit.verify(session) == audit.VerifyResult(ok=True, checked=0)
