@@ -480,10 +480,12 @@ class ExchangeService:
         """Locate an item's edXML file; the first fetch of a document records 01 (arrived).
 
         One UPDATE marks and reads the item, one SELECT finds its file; the first fetch of a
-        document adds the 01: a conditional UPDATE of the copy and the status message's rows.
+        document adds the 01: a conditional UPDATE of the copy and the status message's rows. The
+        fetch's audit entry and the 01's go into the chain together (:func:`audit.append_many`).
         """
         now = self.clock()
         arrival = self._store_arrival(caller, item_id, now)
+        entries: list[audit.Record] = []
         with self.db.transaction() as session:
             item = queue.fetch_item(session, item_id, caller.agency_id, now)
             if item is None:
@@ -508,19 +510,18 @@ class ExchangeService:
                         staff=None,
                         now=now,
                         stored=arrival,
+                        audit_into=entries,
                     )
             else:
                 event = session.execute(_EVENT_BLOB, {"event_id": item.status_event_id}).one()
                 sha256 = event.blob_sha256
                 size = event.blob_size if event.blob_size is not None else self.blobs.size(sha256)
-            audit.append(
-                session,
-                actor=caller.code,
-                action="fetch",
-                document_id=item.document_id,
-                detail={"item_id": item.id, "kind": item.kind, "sha256": sha256},
-                at=now,
+            entries.append(
+                audit.Record(
+                    caller.code, "fetch", item.document_id, {"item_id": item.id, "kind": item.kind, "sha256": sha256}
+                )
             )
+            audit.append_many(session, entries, now)
             return FetchedItem(item.id, item.kind, item.document_id, sha256, size, self.blobs.path(sha256))
 
     def _store_arrival(self, caller: Caller, item_id: str, now: datetime) -> tuple[str, int] | None:

@@ -330,6 +330,7 @@ class Statuses:
         now: datetime,
         notify: Party | None = None,
         stored: tuple[str, int] | None = None,
+        audit_into: list[audit.Record] | None = None,
     ) -> tuple[str, ...]:
         """Build, validate and store the status message, record the event, queue it for one agency.
 
@@ -338,6 +339,8 @@ class Statuses:
         Takes plain values, not entities, so that recording the automatic 01 on a fetch costs
         two INSERTs and the audit entry, nothing more. ``stored`` is the message's file when the
         caller stored it before its transaction (:meth:`store_message`, same arguments and time).
+        With ``audit_into`` the audit entry is added to that list for the caller to write along with
+        its own (:func:`audit.append_many`: one chain lock and INSERT for both on PostgreSQL).
         """
         sha256, size = stored or self.store_message(
             subject, reporter=reporter, code=code, description=description, staff=staff, now=now
@@ -376,14 +379,13 @@ class Statuses:
         )
         if not relayed:
             queue.enqueue_status(session, target.agency_id, subject.document_id, event_id, now)
-        audit.append(
-            session,
-            actor=reporter.code,
-            action="status",
-            document_id=subject.document_id,
-            detail={"code": str(code), "recipient": about.code, "sha256": sha256},
-            at=now,
+        entry = audit.Record(
+            reporter.code, "status", subject.document_id, {"code": str(code), "recipient": about.code, "sha256": sha256}
         )
+        if audit_into is not None:
+            audit_into.append(entry)
+        else:
+            audit.append_many(session, [entry], now)
         return (target.code,)
 
 
