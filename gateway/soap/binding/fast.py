@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from lxml import etree
 
 from gateway.errors import GatewayError
-from gateway.exchange.results import FetchedItem, PendingItem, SendReceipt
+from gateway.exchange.results import Caller, FetchedItem, PendingItem, SendReceipt
 from gateway.soap.binding.answer import Answer
 from gateway.soap.context import RelayContext, RequestContext
 from gateway.soap.faults import SOAP_PREFIX, fault_envelope, internal_error
@@ -179,10 +179,19 @@ def _answer(operation: str, call: Callable[[], _Result], write: Callable[[_Resul
     return Answer("200 OK", list(HEADERS), write(result), None)
 
 
-def get_pending_documents(simple: SimpleBody, context: RequestContext | RelayContext) -> Answer | None:
-    """A poll whose only parameter is absent or a plain number, for an authenticated caller; else None."""
+def _authenticated(context: RequestContext | RelayContext) -> tuple[RequestContext, Caller] | None:
+    """A gateway request and its authenticated caller; None for a relay call or without a caller (Spyne answers)."""
     if not isinstance(context, RequestContext) or context.caller is None:
         return None
+    return context, context.caller
+
+
+def get_pending_documents(simple: SimpleBody, context: RequestContext | RelayContext) -> Answer | None:
+    """A poll whose only parameter is absent or a plain number, for an authenticated caller; else None."""
+    found = _authenticated(context)
+    if found is None:
+        return None
+    request, caller = found
     limit: int | None = None
     if simple.parameters:
         if len(simple.parameters) != 1 or simple.parameters[0][0] != _MAX_ITEMS:
@@ -191,7 +200,7 @@ def get_pending_documents(simple: SimpleBody, context: RequestContext | RelayCon
         if plain is None:
             return None
         limit = int(plain.group(1))
-    exchange, caller = context.exchange, context.caller
+    exchange = request.exchange
     return _answer(
         "getPendingDocuments",
         lambda: exchange.pending(caller, limit, fresh_caller=True),
@@ -205,9 +214,11 @@ def send_document(simple: SimpleBody, context: RequestContext | RelayContext) ->
     The staged file is the endpoint's: committed here by the exchange service when the document is
     stored, discarded by the endpoint after the answer otherwise (as when Spyne answers).
     """
-    if not isinstance(context, RequestContext) or context.caller is None:
+    found = _authenticated(context)
+    if found is None:
         return None
-    exchange, caller, staged = context.exchange, context.caller, context.staged_document
+    request, caller = found
+    exchange, staged = request.exchange, request.staged_document
     if simple.parameters or staged is None:
         return None
     return _answer("sendDocument", lambda: exchange.send_document(caller, staged), send_response)
@@ -219,18 +230,18 @@ def get_document(simple: SimpleBody, context: RequestContext | RelayContext) -> 
     As Spyne's handler does, the file is registered with ``context.stream_file`` once the item is
     fetched, and the endpoint streams it into the answer.
     """
-    if not isinstance(context, RequestContext) or context.caller is None:
-        return None
-    if len(simple.parameters) != 1 or simple.parameters[0][0] != _ITEM_ID:
+    found = _authenticated(context)
+    if found is None or len(simple.parameters) != 1 or simple.parameters[0][0] != _ITEM_ID:
         return None
     item_id = simple.parameters[0][1]
     if _PLAIN_TEXT.fullmatch(item_id) is None:
         return None
-    exchange, caller = context.exchange, context.caller
+    request, caller = found
+    exchange = request.exchange
 
     def fetch() -> tuple[FetchedItem, bytes]:
         item = exchange.fetch(caller, item_id)
-        return item, context.stream_file(item.path, item.size)
+        return item, request.stream_file(item.path, item.size)
 
     return _answer("getDocument", fetch, lambda fetched: fetched_response(*fetched))
 
