@@ -78,9 +78,11 @@ _LIVE_CREDENTIALS = (
         or_(Credential.expires_at.is_(None), Credential.expires_at > _NOW),
     )
 )
-_SENT_DOCUMENT = select(Document.id, Document.signer, Document.blob_sha256, Document.created_at).where(
-    Document.sender_id == bindparam("sender_id"), Document.edxml_document_id == bindparam("edxml_id")
-)
+_OF_SENDER = (Document.sender_id == bindparam("sender_id"), Document.edxml_document_id == bindparam("edxml_id"))
+_SENT_DOCUMENT = select(Document.id, Document.signer, Document.blob_sha256, Document.created_at).where(*_OF_SENDER)
+_SENT_DOCUMENT_ID = select(Document.id).where(*_OF_SENDER)
+"""Whether (and as what) a sender already sent a DocumentId: every send asks, so it goes through
+``Database.read_rows``, which takes no datetimes back; the whole row is read only for a resend."""
 _SentDocument: TypeAlias = Row[str, str | None, str, datetime]
 """A row of ``_SENT_DOCUMENT``."""
 _ACTIVE_AGENCIES = select(Agency.code, Agency.id, Agency.home_instance).where(
@@ -295,14 +297,13 @@ class ExchangeService:
                 f"'{caller.code}'. An agency can only send documents as itself."
             )
         edxml_id = message.document_id or default_document_id(message)
-        with self.db.reading() as connection:
-            sent = connection.execute(_SENT_DOCUMENT, {"sender_id": caller.agency_id, "edxml_id": edxml_id}).first()
-            if sent is not None:
-                _refuse_other_content(sent, edxml_id, _file_sha256(staged.temp_path), staged)
-                return _receipt_of(connection, sent, edxml_id)
-            signer = self._check_signature(caller, message.signed, staged.temp_path)
-            recipients = _resolve_recipients(connection, message)
-            original_id = self._superseded_document(connection, caller, message)
+        if self.db.read_rows(_SENT_DOCUMENT_ID, {"sender_id": caller.agency_id, "edxml_id": edxml_id}):
+            receipt = self._resend(caller, edxml_id, staged, None)
+            if receipt is not None:
+                return receipt
+        signer = self._check_signature(caller, message.signed, staged.temp_path)
+        recipients = self._resolve_recipients(message)
+        original_id = self._superseded_document(caller, message)
         sha256, size = staged.commit()
         try:
             with self.db.transaction() as session:
@@ -314,12 +315,25 @@ class ExchangeService:
             # A concurrent send with the same (sender, DocumentId) committed first. The staged file
             # is already stored under its sha256: with the same bytes it is that document's blob;
             # with other bytes it stays unreferenced, like the blob of a send cut short by a crash.
-            with self.db.reading() as connection:
-                sent = connection.execute(_SENT_DOCUMENT, {"sender_id": caller.agency_id, "edxml_id": edxml_id}).first()
-                if sent is None:
-                    raise
-                _refuse_other_content(sent, edxml_id, sha256, staged)
-                return _receipt_of(connection, sent, edxml_id)
+            receipt = self._resend(caller, edxml_id, staged, sha256)
+            if receipt is None:
+                raise
+            return receipt
+
+    def _resend(
+        self, caller: Caller, edxml_id: str, staged: StagedDocument, staged_sha256: str | None
+    ) -> SendReceipt | None:
+        """The first receipt for a resend of the same bytes (None if the caller never sent ``edxml_id``).
+
+        Other bytes under a DocumentId already used are refused (DocumentIdConflict). ``staged_sha256``
+        is the staged file's hash when it is already known (computed from the file otherwise).
+        """
+        with self.db.reading() as connection:
+            sent = connection.execute(_SENT_DOCUMENT, {"sender_id": caller.agency_id, "edxml_id": edxml_id}).first()
+            if sent is None:
+                return None
+            _refuse_other_content(sent, edxml_id, staged_sha256 or _file_sha256(staged.temp_path), staged)
+            return _receipt_of(connection, sent, edxml_id)
 
     def _check_signature(self, caller: Caller, signed: bool, staged: Path) -> str | None:
         """The verified signer, or None for an unsigned document the sender may send unsigned.
@@ -342,7 +356,23 @@ class ExchangeService:
             return verify_signature(staged, trusted)
         return None
 
-    def _superseded_document(self, connection: Connection, caller: Caller, message: DocumentMessage) -> str | None:
+    def _resolve_recipients(self, message: DocumentMessage) -> list[tuple[int, str, str | None]]:
+        """``(agency id, code, home instance)`` of each addressee, in the document's order.
+
+        UnknownRecipient for any other code. Agencies served by another instance are addressees too.
+        """
+        codes = [o.organ_id for o in message.recipients]
+        rows = self.db.read_rows(_ACTIVE_AGENCIES, {"codes": codes})
+        active = {code: (agency_id, home) for code, agency_id, home in rows}
+        missing = [c for c in codes if c not in active]
+        if missing:
+            raise UnknownRecipient(
+                f"These To/OrganId codes are not active agencies of the exchange: {', '.join(missing)}. "
+                "Check the codes with getAgencies; nothing was sent."
+            )
+        return [(active[c][0], c, active[c][1]) for c in codes]
+
+    def _superseded_document(self, caller: Caller, message: DocumentMessage) -> str | None:
         """For recall/update/replace (BussinessDocType 1/2/3): the id of the caller's earlier document it refers to."""
         business = message.business
         if business.doc_type == 0:
@@ -350,11 +380,9 @@ class ExchangeService:
         target_ids = [i for i in (business.document_id, *(r.document_id for r in message.response_for)) if i]
         target_ids += list(business.replaced_document_ids)
         for target in target_ids:
-            original: str | None = connection.scalar(
-                select(Document.id).where(Document.sender_id == caller.agency_id, Document.edxml_document_id == target)
-            )
-            if original is not None:
-                return original
+            rows = self.db.read_rows(_SENT_DOCUMENT_ID, {"sender_id": caller.agency_id, "edxml_id": target})
+            if rows:
+                return str(rows[0][0])
         action = {1: "recall", 2: "update", 3: "replace"}.get(business.doc_type, "refer to")
         shown = ", ".join(target_ids) or "(none given)"
         raise NotFound(
@@ -672,23 +700,6 @@ def document_row(
         "origin_instance": origin[0] if origin else None,
         "origin_document_id": origin[1] if origin else None,
     }
-
-
-def _resolve_recipients(connection: Connection, message: DocumentMessage) -> list[tuple[int, str, str | None]]:
-    """``(agency id, code, home instance)`` of each addressee, in the document's order.
-
-    UnknownRecipient for any other code. Agencies served by another instance are addressees too.
-    """
-    codes = [o.organ_id for o in message.recipients]
-    rows = connection.execute(_ACTIVE_AGENCIES, {"codes": codes})
-    active = {code: (agency_id, home) for code, agency_id, home in rows}
-    missing = [c for c in codes if c not in active]
-    if missing:
-        raise UnknownRecipient(
-            f"These To/OrganId codes are not active agencies of the exchange: {', '.join(missing)}. "
-            "Check the codes with getAgencies; nothing was sent."
-        )
-    return [(active[c][0], c, active[c][1]) for c in codes]
 
 
 def _not_addressed(caller: Caller, item_id: str) -> NotFound:

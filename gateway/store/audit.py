@@ -52,6 +52,9 @@ _HEAD = select(table_of(AuditEntry).c.hash).order_by(table_of(AuditEntry).c.id.d
 """The chain head's hash (SQLite; PostgreSQL locks and reads it in one call), built once: every send and
 status report reads it, and building it per call through the ORM cost more than running it."""
 
+_LOCK_HEAD = text("SELECT gateway_audit_lock_head(:key)")
+"""PostgreSQL: take the chain's lock and read its head in one round trip (migration 0002)."""
+
 
 def _head_hash(session: Session) -> str:
     head: str | None = session.execute(_HEAD).scalar()
@@ -94,8 +97,7 @@ def append_many(session: Session, records: Sequence[Record], at: datetime) -> li
     if not records:
         return []
     if session.get_bind().dialect.name == "postgresql":
-        # Lock, then read the head, in one round trip (migration 0002).
-        head = session.scalar(text("SELECT gateway_audit_lock_head(:key)"), {"key": AUDIT_LOCK_KEY})
+        head = session.scalar(_LOCK_HEAD, {"key": AUDIT_LOCK_KEY})
         prev_hash = head or GENESIS_HASH
     else:
         prev_hash = _head_hash(session)

@@ -12,7 +12,7 @@ import fcntl
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,13 +157,14 @@ class Database:
         The statement is compiled once per object (keep it in a module constant). Parameters go
         through their types' bind processors as SQLAlchemy would send them, but rows hold the
         driver's values, unconverted: select only integers, text and booleans, and read booleans
-        with ``bool()`` (SQLite returns 0 and 1). Expanding (IN) parameters are not supported.
+        with ``bool()`` (SQLite returns 0 and 1). An expanding (IN) parameter takes a list; its SQL is
+        expanded per call, as SQLAlchemy does.
         The engine's ``before_cursor_execute`` listeners still see the statement (with no
         Connection or context), so statement counts stay true. Connection failures become
         :class:`Unavailable`, as in :meth:`transaction`.
         """
         prepared = self._driver_statement(statement)
-        values = prepared.values(params)
+        sql, values = prepared.bound(params)
         try:
             pooled = self.engine.raw_connection()
         except (*_UNAVAILABLE_ERRORS, *self._driver_unavailable) as error:
@@ -176,8 +177,8 @@ class Database:
             cursor = connection.cursor()
             try:
                 if self.engine.dispatch.before_cursor_execute:
-                    self.engine.dispatch.before_cursor_execute(None, cursor, prepared.sql, values, None, False)
-                cursor.execute(prepared.sql, values)
+                    self.engine.dispatch.before_cursor_execute(None, cursor, sql, values, None, False)
+                cursor.execute(sql, values)
                 rows = [tuple(row) for row in cursor.fetchall()]
             finally:
                 cursor.close()
@@ -238,26 +239,40 @@ class _DriverStatement:
     processors: dict[str, Callable[[Any], Any]]
     switch_autocommit: bool
     """PostgreSQL: pooled connections are in a transaction mode; the read runs in autocommit."""
+    expanding: bool
+    """An IN list is among the parameters: the SQL depends on its length and is expanded per call."""
 
     @classmethod
     def compile(cls, statement: Select[*tuple[Any, ...]], dialect: Dialect) -> _DriverStatement:
         compiled = statement.compile(dialect=dialect)
         processors: dict[str, Callable[[Any], Any]] = {}
         for name, bind in compiled.binds.items():
-            if bind.expanding:
-                raise ValueError(f"read_rows does not take expanding (IN) parameters: {name}")
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if processor is not None:
                 processors[name] = processor
         positions = tuple(compiled.positiontup) if compiled.positional and compiled.positiontup else None
-        return cls(str(compiled), compiled, positions, processors, dialect.name == "postgresql")
+        expanding = any(bind.expanding for bind in compiled.binds.values())
+        return cls(str(compiled), compiled, positions, processors, dialect.name == "postgresql", expanding)
 
-    def values(self, params: Mapping[str, Any]) -> dict[str, Any] | tuple[Any, ...]:
+    def bound(self, params: Mapping[str, Any]) -> tuple[str, dict[str, Any] | tuple[Any, ...]]:
+        """The SQL to run and the driver's parameters for it."""
+        if self.expanding:
+            state = self.compiled.construct_expanded_state(dict(params))
+            return state.statement, self._processed(
+                dict(state.parameters), state.processors, state.positiontup if self.positions else None
+            )
         given: dict[str, Any] = self.compiled.construct_params(dict(params))
-        for name, processor in self.processors.items():
-            given[name] = processor(given[name])
-        if self.positions is not None:
-            return tuple(given[name] for name in self.positions)
+        return self.sql, self._processed(given, self.processors, self.positions)
+
+    @staticmethod
+    def _processed(
+        given: dict[str, Any], processors: Mapping[str, Callable[[Any], Any]], positions: Sequence[str] | None
+    ) -> dict[str, Any] | tuple[Any, ...]:
+        for name, processor in processors.items():
+            if name in given:
+                given[name] = processor(given[name])
+        if positions is not None:
+            return tuple(given[name] for name in positions)
         return given
 
 

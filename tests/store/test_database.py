@@ -320,10 +320,32 @@ def test_read_rows_leaves_pooled_connections_transactional(db_url: str, make_age
         db.dispose()
 
 
-def test_read_rows_refusals(database: Database, make_agency: MakeAgency) -> None:
-    """IN lists are refused up front; statement listeners (what tests count) see the read."""
-    with pytest.raises(ValueError, match="expanding"):
-        database.read_rows(select(Agency.id).where(Agency.code.in_(bindparam("codes", expanding=True))), {})
+_AGENCIES_AMONG = (
+    select(Agency.code, Agency.id)
+    .where(
+        Agency.code.in_(bindparam("codes", expanding=True)), Agency.created_at <= bindparam("now", type_=UTCDateTime())
+    )
+    .order_by(Agency.code)
+)
+
+
+def test_read_rows_expands_in_lists_per_call(database: Database, make_agency: MakeAgency) -> None:
+    """An IN list of any length (the addressees of a send) is expanded on each call, and the other
+    parameters still go through their bind processors, as SQLAlchemy's own execution does."""
+    with database.transaction() as session:
+        for code in ("000.00.01.H01", "000.00.01.H02", "000.00.01.H03"):
+            make_agency(session, code)
+    for codes in (["000.00.01.H02"], ["000.00.01.H03", "000.00.01.H01", "000.00.09.H99"], [], ["000.00.01.H02"]):
+        params = {"codes": codes, "now": T0 + timedelta(days=1)}
+        with database.transaction(readonly=True) as session:
+            expected = [tuple(row) for row in session.execute(_AGENCIES_AMONG, params)]
+        assert database.read_rows(_AGENCIES_AMONG, params) == expected
+        assert [code for code, _ in expected] == sorted(c for c in codes if c != "000.00.09.H99")
+    assert database.read_rows(_AGENCIES_AMONG, {"codes": ["000.00.01.H01"], "now": T0 - timedelta(days=1)}) == []
+
+
+def test_read_rows_is_seen_by_statement_listeners(database: Database, make_agency: MakeAgency) -> None:
+    """Statement listeners (what tests count) see the read."""
     with database.transaction() as session:
         make_agency(session, "000.00.01.H01")
     with counting(database.engine) as executed:
