@@ -85,9 +85,12 @@ _SENT_DOCUMENT_ID = select(Document.id).where(*_OF_SENDER)
 ``Database.read_rows``, which takes no datetimes back; the whole row is read only for a resend."""
 _SentDocument: TypeAlias = Row[str, str | None, str, datetime]
 """A row of ``_SENT_DOCUMENT``."""
-_ACTIVE_AGENCIES = select(Agency.code, Agency.id, Agency.home_instance).where(
-    Agency.code.in_(bindparam("codes", expanding=True)), Agency.active.is_(True)
-)
+_ADDRESSEES = select(
+    Agency.code, Agency.id, Agency.home_instance, _SENT_DOCUMENT_ID.scalar_subquery().label("sent")
+).where(Agency.code.in_(bindparam("codes", expanding=True)), Agency.active.is_(True))
+"""A send's one read before storing: its active addressees, each row also saying whether the
+sender already used this DocumentId (the uncorrelated subquery runs once). No row at all only
+means no addressee is active; whether the DocumentId was used is then asked on its own."""
 
 _Sender, _Reporter = aliased(Agency), aliased(Agency)
 _PENDING_VIEWS = (
@@ -297,12 +300,19 @@ class ExchangeService:
                 f"'{caller.code}'. An agency can only send documents as itself."
             )
         edxml_id = message.document_id or default_document_id(message)
-        if self.db.read_rows(_SENT_DOCUMENT_ID, {"sender_id": caller.agency_id, "edxml_id": edxml_id}):
+        codes = [o.organ_id for o in message.recipients]
+        sent_by = {"sender_id": caller.agency_id, "edxml_id": edxml_id}
+        addressees = self.db.read_rows(_ADDRESSEES, {"codes": codes, **sent_by})
+        if addressees:
+            already_sent = addressees[0][3] is not None
+        else:
+            already_sent = bool(self.db.read_rows(_SENT_DOCUMENT_ID, sent_by))
+        if already_sent:
             receipt = self._resend(caller, edxml_id, staged, None)
             if receipt is not None:
                 return receipt
         signer = self._check_signature(caller, message.signed, staged.temp_path)
-        recipients = self._resolve_recipients(message)
+        recipients = _active_recipients(codes, addressees)
         original_id = self._superseded_document(caller, message)
         sha256, size = staged.commit()
         try:
@@ -355,22 +365,6 @@ class ExchangeService:
         if signed and trusted is not None:
             return verify_signature(staged, trusted)
         return None
-
-    def _resolve_recipients(self, message: DocumentMessage) -> list[tuple[int, str, str | None]]:
-        """``(agency id, code, home instance)`` of each addressee, in the document's order.
-
-        UnknownRecipient for any other code. Agencies served by another instance are addressees too.
-        """
-        codes = [o.organ_id for o in message.recipients]
-        rows = self.db.read_rows(_ACTIVE_AGENCIES, {"codes": codes})
-        active = {code: (agency_id, home) for code, agency_id, home in rows}
-        missing = [c for c in codes if c not in active]
-        if missing:
-            raise UnknownRecipient(
-                f"These To/OrganId codes are not active agencies of the exchange: {', '.join(missing)}. "
-                "Check the codes with getAgencies; nothing was sent."
-            )
-        return [(active[c][0], c, active[c][1]) for c in codes]
 
     def _superseded_document(self, caller: Caller, message: DocumentMessage) -> str | None:
         """For recall/update/replace (BussinessDocType 1/2/3): the id of the caller's earlier document it refers to."""
@@ -700,6 +694,24 @@ def document_row(
         "origin_instance": origin[0] if origin else None,
         "origin_document_id": origin[1] if origin else None,
     }
+
+
+def _active_recipients(
+    codes: Sequence[str], addressees: Sequence[tuple[Any, ...]]
+) -> list[tuple[int, str, str | None]]:
+    """``(agency id, code, home instance)`` of each addressee, in the document's order.
+
+    UnknownRecipient for any code that is not an active agency (rows of ``_ADDRESSEES``). Agencies
+    served by another instance are addressees too.
+    """
+    active = {code: (agency_id, home) for code, agency_id, home, _sent in addressees}
+    missing = [c for c in codes if c not in active]
+    if missing:
+        raise UnknownRecipient(
+            f"These To/OrganId codes are not active agencies of the exchange: {', '.join(missing)}. "
+            "Check the codes with getAgencies; nothing was sent."
+        )
+    return [(active[c][0], c, active[c][1]) for c in codes]
 
 
 def _not_addressed(caller: Caller, item_id: str) -> NotFound:

@@ -11,7 +11,7 @@ from support.staging import stage
 from support.statements import counting
 
 from gateway.edxml import DocumentMessage, Organization, document_bytes, read_status
-from gateway.errors import AuthenticationFailed
+from gateway.errors import AuthenticationFailed, UnknownRecipient
 from gateway.store.models import Agency, Credential, Document
 
 
@@ -66,6 +66,19 @@ def test_missing_document_id_falls_back_to_the_sdk_convention(service, tmp_path)
     assert service.send_document(sender, stage(service, document)).duplicate is True
 
 
+def test_a_resend_is_answered_with_its_receipt_even_when_no_addressee_is_active_any_more(service, database) -> None:
+    """The duplicate check rides on the addressee lookup; with no active addressee left it must still
+    be made, and a resend still gets its first receipt rather than UnknownRecipient."""
+    sender, document = service.authenticate(SENDER, f"s-{SENDER}"), letter()
+    first = service.send_document(sender, stage(service, document))
+    with database.transaction() as session:
+        session.scalar(select(Agency).where(Agency.code == RECIPIENT)).active = False
+    again = service.send_document(sender, stage(service, document))
+    assert (again.duplicate, again.document_id, again.recipients) == (True, first.document_id, (RECIPIENT,))
+    with pytest.raises(UnknownRecipient, match=RECIPIENT):
+        service.send_document(sender, stage(service, letter(document_id="doc-2")))
+
+
 def test_recall_marks_the_document_recalled(service, database, clock, tmp_path) -> None:
     sender = service.authenticate(SENDER, f"s-{SENDER}")
     receipt = service.send_document(sender, stage(service, letter()))
@@ -90,14 +103,15 @@ def test_credentials_that_do_not_authenticate(service, database, secret, expires
         service.authenticate(SENDER, secret or f"s-{SENDER}")
 
 
-def test_a_send_costs_eight_statements(service, database) -> None:
+def test_a_send_costs_seven_statements(service, database) -> None:
     """The send path's round trips are its main cost on PostgreSQL (README "Performance"); adding one
-    should be a decision, not an accident. Authentication, the duplicate check, the recipient lookup,
-    then the document, its recipients, its queue items, the audit head and the audit entry."""
+    should be a decision, not an accident. Authentication, the addressee lookup (which also says
+    whether the DocumentId was used), then the document, its recipients, its queue items, the audit
+    head and the audit entry."""
     with counting(database.engine) as executed:
         sender = service.authenticate(SENDER, f"s-{SENDER}")
         service.send_document(sender, stage(service, letter()))
     statements = [s for s in executed if not s.startswith("BEGIN")]  # SQLite's BEGIN is a statement too
     inserts = [s.removeprefix("INSERT INTO ").split()[0] for s in statements if not s.startswith("SELECT")]
     assert inserts == ["documents", "recipients", "deliveries", "audit_log"], executed
-    assert len(statements) == 8, executed
+    assert len(statements) == 7, executed
