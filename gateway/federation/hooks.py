@@ -29,6 +29,7 @@ __all__ = [
     "relay_status",
     "route_document",
     "served_elsewhere",
+    "served_here",
     "withdraw_in_transit",
 ]
 
@@ -44,12 +45,13 @@ def route_document(
     now: datetime,
     origin: tuple[str, str] | None = None,
     path_so_far: Sequence[str] = (),
-) -> list[int]:
-    """Queue one consignment per next hop for the remote recipients; returns the local agency ids.
+) -> None:
+    """Queue one consignment per next hop for the recipients served elsewhere (:func:`served_here` are not).
 
     ``origin`` is (instance, document id at that instance); None means this instance is the origin.
+    The document's row must be written already (the outbox refers to it).
     """
-    local, remote = routing.split(session, settings, recipients)
+    _local, remote = routing.split(session, settings, recipients)
     origin_instance, origin_document_id = origin or (settings.instance_id, document_id)
     for hop, codes in remote.items():
         outbox.add(
@@ -67,7 +69,11 @@ def route_document(
             path_so_far=path_so_far,
             now=now,
         )
-    return local
+
+
+def served_here(settings: Settings, recipients: Sequence[tuple[int, str, str | None]]) -> list[int]:
+    """The agency ids, among ``(agency id, code, home instance)`` recipients, whose queues are on this instance."""
+    return [agency_id for agency_id, _code, home in recipients if routing.is_local(settings, home)]
 
 
 class _Party(Protocol):

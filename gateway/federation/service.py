@@ -246,7 +246,7 @@ class FederationService:
             session.execute(
                 insert(table_of(Recipient)), [{"document_id": document_id, "agency_id": a} for a, _, _ in new]
             )
-        local = hooks.route_document(
+        hooks.route_document(
             session,
             self.settings,
             document_id,
@@ -258,6 +258,7 @@ class FederationService:
             origin=(header.origin_instance, header.origin_document_id),
             path_so_far=header.path,
         )
+        local = hooks.served_here(self.settings, new)
         if local:
             queue.enqueue_many(session, local, queue.KIND_DOCUMENT, document_id, now)
         if message.business.doc_type and new:

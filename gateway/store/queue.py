@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     BindParameter,
@@ -81,24 +82,30 @@ def enqueue(
 
 def enqueue_many(session: Session, agency_ids: Sequence[int], kind: str, document_id: str, now: datetime) -> None:
     """Queue the same item for several agencies in one statement (a document's fan-out to its recipients)."""
+    session.execute(INSERT_ITEMS, item_rows(agency_ids, kind, document_id, now))
+
+
+INSERT_ITEMS = insert(table_of(Delivery))
+"""The INSERT of :func:`item_rows` (for ``Database.insert_rows`` as well as :func:`enqueue_many`)."""
+
+
+def item_rows(agency_ids: Sequence[int], kind: str, document_id: str, now: datetime) -> list[dict[str, Any]]:
+    """The rows that queue the same document item for several agencies, each with its own id."""
     if kind not in KINDS or kind == KIND_STATUS:
         raise ValueError(f"enqueue_many queues documents, not {kind!r} items")
     created = _require_aware(now)
-    session.execute(
-        insert(table_of(Delivery)),
-        [
-            {
-                "id": str(uuid.uuid4()),
-                "agency_id": agency_id,
-                "kind": kind,
-                "document_id": document_id,
-                "state": PENDING,
-                "attempts": 0,
-                "created_at": created,
-            }
-            for agency_id in agency_ids
-        ],
-    )
+    return [
+        {
+            "id": str(uuid.uuid4()),
+            "agency_id": agency_id,
+            "kind": kind,
+            "document_id": document_id,
+            "state": PENDING,
+            "attempts": 0,
+            "created_at": created,
+        }
+        for agency_id in agency_ids
+    ]
 
 
 def enqueue_status(session: Session, agency_id: int, document_id: str, status_event_id: int, now: datetime) -> str:

@@ -13,14 +13,14 @@ import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import bindparam, func, literal_column, select, text
+from sqlalchemy import bindparam, func, insert, literal_column, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 from store.conftest import T0
 from support.statements import counting
 
 from gateway.errors import Unavailable
 from gateway.store.database import UNAVAILABLE_MESSAGE, Database
-from gateway.store.models import Agency, AuditEntry, Base, Document, UTCDateTime
+from gateway.store.models import Agency, AuditEntry, Base, Document, UTCDateTime, table_of
 
 MakeAgency = Callable[..., Agency]
 MakeDocument = Callable[..., Document]
@@ -391,5 +391,97 @@ def test_read_rows_on_a_dropped_connection_is_unavailable_and_the_next_read_reco
         with pytest.raises(Unavailable):
             db.read_rows(select(func.pg_backend_pid()), {})
         assert db.read_rows(select(func.pg_backend_pid()), {})[0][0] != pid
+    finally:
+        db.dispose()
+
+
+_INSERT_AGENCY = insert(table_of(Agency))
+
+
+def _agency_row(code: str, level: int = 1) -> dict[str, Any]:
+    flags = {"active": True, "require_signature": False, "test_code": False, "sandbox": False, "directory_version": 0}
+    return {"code": code, "name": f"Cơ quan {code}", "level": level, "created_at": T0, **flags}
+
+
+def test_insert_rows_writes_in_the_sessions_transaction(database: Database, make_agency: MakeAgency) -> None:
+    """Rows go in with their bind processors applied (UTC datetimes), alongside the session's own
+    statements, are seen by statement listeners, and go with the transaction when it rolls back."""
+    with counting(database.engine) as executed, database.transaction() as session:
+        make_agency(session, "000.00.01.H01")
+        database.insert_rows(
+            session,
+            [
+                (_INSERT_AGENCY, [_agency_row("000.00.01.H02"), _agency_row("000.00.01.H03", level=2)]),
+                (_INSERT_AGENCY, []),
+                (_INSERT_AGENCY, [_agency_row("000.00.01.H04")]),
+            ],
+        )
+    assert sum(s.startswith("INSERT INTO agencies") for s in executed) == 3, executed
+    with database.transaction(readonly=True) as session:
+        rows = session.execute(select(Agency.code, Agency.level, Agency.created_at).order_by(Agency.code)).all()
+    assert [tuple(r) for r in rows] == [
+        ("000.00.01.H01", 1, T0),
+        ("000.00.01.H02", 1, T0),
+        ("000.00.01.H03", 2, T0),
+        ("000.00.01.H04", 1, T0),
+    ]
+    with pytest.raises(RuntimeError, match="boom"), database.transaction() as session:
+        database.insert_rows(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H05")])])
+        raise RuntimeError("boom")
+    with database.transaction(readonly=True) as session:
+        assert session.scalar(select(func.count()).select_from(Agency)) == 4
+
+
+def test_insert_rows_refuses_a_row_as_sqlalchemy_would_and_leaves_nothing(database: Database) -> None:
+    """A refused row (here a duplicate code, caught when PostgreSQL's pipeline is synchronised) is an
+    IntegrityError, none of the batch stays, and the pooled connection serves the next transaction."""
+    with database.transaction() as session:
+        database.insert_rows(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H01")])])
+    with pytest.raises(IntegrityError), database.transaction() as session:
+        database.insert_rows(
+            session,
+            [
+                (_INSERT_AGENCY, [_agency_row("000.00.01.H02")]),
+                (_INSERT_AGENCY, [_agency_row("000.00.01.H03"), _agency_row("000.00.01.H01")]),
+            ],
+        )
+    with database.transaction() as session:
+        database.insert_rows(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H09")])])
+    with database.transaction(readonly=True) as session:
+        assert list(session.scalars(select(Agency.code).order_by(Agency.code))) == ["000.00.01.H01", "000.00.01.H09"]
+
+
+def test_insert_rows_refuses_to_skip_python_side_defaults(database: Database) -> None:
+    """A column whose default SQLAlchemy computes (agencies.active) cannot be left out: the driver
+    would otherwise store NULL or fail, where the ORM stores the default."""
+    row = _agency_row("000.00.01.H01")
+    del row["active"]
+    with pytest.raises(ValueError, match="active"), database.transaction() as session:
+        database.insert_rows(session, [(_INSERT_AGENCY, [row])])
+
+
+@pytest.mark.postgres
+def test_insert_rows_on_a_dropped_connection_is_unavailable_and_the_next_transaction_reconnects(pg_url: str) -> None:
+    """The server ends the session's connection before the pipeline is sent: the clerk gets
+    Unavailable (retry), the dead connection leaves the pool, and the next write works."""
+    db = Database(pg_url, pool_size=1, max_overflow=0)
+    try:
+        db.upgrade()
+        with db.transaction() as session:
+            session.execute(text("DELETE FROM agencies WHERE code = '000.00.01.H01'"))
+        pid = db.read_rows(select(func.pg_backend_pid()), {})[0][0]
+        admin = Database(pg_url)
+        try:
+            with admin.transaction() as session:
+                session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        finally:
+            admin.dispose()
+        with pytest.raises(Unavailable), db.transaction() as session:
+            db.insert_rows(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H01")])])
+        with db.transaction() as session:
+            db.insert_rows(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H01")])])
+        assert db.read_rows(select(func.pg_backend_pid()), {})[0][0] != pid
+        with db.transaction() as session:
+            session.execute(text("DELETE FROM agencies WHERE code = '000.00.01.H01'"))
     finally:
         db.dispose()
