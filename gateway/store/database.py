@@ -155,10 +155,10 @@ class Database:
         events and the switch to autocommit cost about 200 us of CPU per call on PostgreSQL, twice
         the driver's own work, and an empty poll is little else (issue 13; docs/performance.md).
         The statement is compiled once per object (keep it in a module constant). Parameters go
-        through their types' bind processors as SQLAlchemy would send them, but rows hold the
-        driver's values, unconverted: select only integers, text and booleans, and read booleans
-        with ``bool()`` (SQLite returns 0 and 1). An expanding (IN) parameter takes a list; its SQL is
-        expanded per call, as SQLAlchemy does.
+        through their types' bind processors and values read through their result processors, as
+        SQLAlchemy would convert them (SQLite's dates and booleans included); a type whose result
+        processor needs the driver's type code (PostgreSQL's Numeric) is not supported. An
+        expanding (IN) parameter takes a list; its SQL is expanded per call, as SQLAlchemy does.
         The engine's ``before_cursor_execute`` listeners still see the statement (with no
         Connection or context), so statement counts stay true. Connection failures become
         :class:`Unavailable`, as in :meth:`transaction`.
@@ -179,7 +179,7 @@ class Database:
                 if self.engine.dispatch.before_cursor_execute:
                     self.engine.dispatch.before_cursor_execute(None, cursor, sql, values, None, False)
                 cursor.execute(sql, values)
-                rows = [tuple(row) for row in cursor.fetchall()]
+                rows = prepared.converted(cursor.fetchall())
             finally:
                 cursor.close()
             if prepared.switch_autocommit:
@@ -291,6 +291,8 @@ class _DriverStatement:
     """PostgreSQL: pooled connections are in a transaction mode; the read runs in autocommit."""
     expanding: bool
     """An IN list is among the parameters: the SQL depends on its length and is expanded per call."""
+    results: tuple[Callable[[Any], Any] | None, ...]
+    """A SELECT's result processors, one per column (None where the driver's value is kept)."""
 
     @classmethod
     def compile(cls, statement: _Compilable, dialect: Dialect, columns: tuple[str, ...] = ()) -> _DriverStatement:
@@ -305,7 +307,24 @@ class _DriverStatement:
                 processors[name] = processor
         positions = tuple(compiled.positiontup) if compiled.positional and compiled.positiontup else None
         expanding = any(bind.expanding for bind in compiled.binds.values())
-        return cls(str(compiled), compiled, positions, processors, dialect.name == "postgresql", expanding)
+        results: tuple[Callable[[Any], Any] | None, ...] = ()
+        if isinstance(statement, Select):
+            results = tuple(
+                column.type.dialect_impl(dialect).result_processor(dialect, None)
+                for column in statement.selected_columns
+            )
+        return cls(str(compiled), compiled, positions, processors, dialect.name == "postgresql", expanding, results)
+
+    def converted(self, rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+        """The driver's rows with each value through its column's result processor."""
+        if not any(self.results):
+            return [tuple(row) for row in rows]
+        return [
+            tuple(
+                value if convert is None else convert(value) for convert, value in zip(self.results, row, strict=True)
+            )
+            for row in rows
+        ]
 
     def bound(self, params: Mapping[str, Any]) -> tuple[str, dict[str, Any] | tuple[Any, ...]]:
         """The SQL to run and the driver's parameters for it."""

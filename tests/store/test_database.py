@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -342,6 +342,26 @@ def test_read_rows_expands_in_lists_per_call(database: Database, make_agency: Ma
         assert database.read_rows(_AGENCIES_AMONG, params) == expected
         assert [code for code, _ in expected] == sorted(c for c in codes if c != "000.00.09.H99")
     assert database.read_rows(_AGENCIES_AMONG, {"codes": ["000.00.01.H01"], "now": T0 - timedelta(days=1)}) == []
+
+
+_DOCUMENT_DATES = select(
+    Document.promulgation_date, Document.created_at, Document.due_date, Agency.active, Agency.code
+).join(Agency, Agency.id == Document.sender_id)
+
+
+def test_read_rows_converts_values_as_sqlalchemy_does(
+    database: Database, make_agency: MakeAgency, make_document: MakeDocument
+) -> None:
+    """Dates, UTC datetimes, NULLs and booleans come back as SQLAlchemy's own execution gives them
+    (SQLite hands the driver strings and integers)."""
+    with database.transaction() as session:
+        make_document(session, make_agency(session, "000.00.01.H01"))
+    with database.transaction(readonly=True) as session:
+        expected = [tuple(row) for row in session.execute(_DOCUMENT_DATES)]
+    rows = database.read_rows(_DOCUMENT_DATES, {})
+    assert rows == expected
+    assert rows[0][:4] == (date(2026, 11, 1), T0, None, True)
+    assert type(rows[0][3]) is bool and rows[0][1].tzinfo is not None
 
 
 def test_read_rows_is_seen_by_statement_listeners(database: Database, make_agency: MakeAgency) -> None:
