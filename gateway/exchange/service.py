@@ -46,7 +46,7 @@ from gateway.exchange.results import (
     StatusEntry,
     StatusReceipt,
 )
-from gateway.exchange.statuses import SUBJECT, SUBJECT_COLUMNS, VIETNAM_TIME, Party, Statuses, Subject
+from gateway.exchange.statuses import SUBJECT_COLUMNS, VIETNAM_TIME, Party, Statuses, Subject
 from gateway.exchange.workflow import Status
 from gateway.federation import hooks as federation
 from gateway.store import audit, nonces, queue
@@ -129,8 +129,6 @@ _PENDING_VIEWS = (
 )
 """Everything a poll lists about its leased items, in one query for any number of them."""
 
-_DOCUMENT_TO_FETCH = SUBJECT.add_columns(Document.blob_sha256, Document.size)
-"""A fetched document's file, and what its 01 status message says about it."""
 _RECIPIENTS = table_of(Recipient)
 _ARRIVED = (
     update(_RECIPIENTS)
@@ -143,19 +141,30 @@ _ARRIVED = (
     .returning(_RECIPIENTS.c.id)
 )
 """Record 01 on the first fetch of a copy; atomic, so two concurrent first fetches record it once."""
-_UNARRIVED_SUBJECT = (
-    SUBJECT_COLUMNS.join(Delivery, Delivery.document_id == Document.id)
-    .join(_RECIPIENTS, and_(_RECIPIENTS.c.document_id == Document.id, _RECIPIENTS.c.agency_id == Delivery.agency_id))
-    .where(
-        Delivery.id == bindparam("item_id"),
-        Delivery.agency_id == bindparam("agency_id"),
-        Delivery.kind == queue.KIND_DOCUMENT,
-        Delivery.state != queue.WITHDRAWN,
-        _RECIPIENTS.c.status.is_(None),
+_FETCH_PLAN = (
+    SUBJECT_COLUMNS.add_columns(
+        Delivery.kind,
+        Document.blob_sha256,
+        Document.size,
+        StatusEvent.blob_sha256.label("event_sha256"),
+        StatusEvent.blob_size.label("event_size"),
+        and_(
+            Delivery.kind == queue.KIND_DOCUMENT,
+            Delivery.state != queue.WITHDRAWN,
+            _RECIPIENTS.c.id.is_not(None),
+            _RECIPIENTS.c.status.is_(None),
+        ).label("unarrived"),
     )
+    .join(Delivery, Delivery.document_id == Document.id)
+    .outerjoin(StatusEvent, StatusEvent.id == Delivery.status_event_id)
+    .outerjoin(
+        _RECIPIENTS, and_(_RECIPIENTS.c.document_id == Document.id, _RECIPIENTS.c.agency_id == Delivery.agency_id)
+    )
+    .where(Delivery.id == bindparam("item_id"), Delivery.agency_id == bindparam("agency_id"))
 )
-"""The document of one of the caller's items whose copy has no status yet: what a first fetch's 01 is about."""
-_EVENT_BLOB = select(StatusEvent.blob_sha256, StatusEvent.blob_size).where(StatusEvent.id == bindparam("event_id"))
+"""What a fetch needs to know before its transaction, read without a lock: the document the item is
+about (a 01's subject, first nine columns), its kind, the file to return (a document's or a status
+message's, never changed once written), and whether the copy has no status yet (a first fetch)."""
 
 
 class StagedDocument(Protocol):
@@ -503,12 +512,19 @@ class ExchangeService:
     def fetch(self, caller: Caller, item_id: str) -> FetchedItem:
         """Locate an item's edXML file; the first fetch of a document records 01 (arrived).
 
-        One UPDATE marks and reads the item, one SELECT finds its file; the first fetch of a
-        document adds the 01: a conditional UPDATE of the copy and the status message's rows. The
-        fetch's audit entry and the 01's go into the chain together (:func:`audit.append_many`).
+        A lock-free read finds the item's file and whether the copy still has no status
+        (``_FETCH_PLAN``); inside the transaction one UPDATE marks and reads the item, which decides.
+        The first fetch of a document adds the 01: a conditional UPDATE of the copy and the status
+        message's rows. The fetch's audit entry and the 01's go into the chain together
+        (:func:`audit.append_many`).
         """
         now = self.clock()
-        arrival = self._store_arrival(caller, item_id, now)
+        found = self.db.read_rows(_FETCH_PLAN, {"item_id": item_id, "agency_id": caller.agency_id})
+        if not found:
+            raise _not_addressed(caller, item_id)
+        plan = found[0]
+        kind, document_sha256, document_size, event_sha256, event_size, unarrived = plan[9:]
+        arrival = self._store_arrival(caller, plan, now) if unarrived else None
         entries: list[audit.Record] = []
         with self.db.transaction() as session:
             item = queue.fetch_item(session, item_id, caller.agency_id, now)
@@ -516,17 +532,20 @@ class ExchangeService:
                 raise _not_addressed(caller, item_id)
             if item.state == queue.WITHDRAWN:
                 raise _withdrawn(item_id)
-            if item.kind == queue.KIND_DOCUMENT:
-                row = session.execute(_DOCUMENT_TO_FETCH, {"document_id": item.document_id}).one()
-                sha256, size = row.blob_sha256, row.size
-                arrived = session.execute(
-                    _ARRIVED, {"copy_of": item.document_id, "held_by": caller.agency_id, "arrived_at": now}
-                ).first()
+            if kind == queue.KIND_DOCUMENT:
+                sha256, size = document_sha256, document_size
+                arrived = (
+                    session.execute(
+                        _ARRIVED, {"copy_of": item.document_id, "held_by": caller.agency_id, "arrived_at": now}
+                    ).first()
+                    if unarrived
+                    else None
+                )
                 if arrived is not None:
                     me = Party.of(caller)
                     self.statuses.record(
                         session,
-                        Subject.of(row),
+                        Subject.of(plan),
                         about=me,
                         reporter=me,
                         code=Status.ARRIVED,
@@ -537,9 +556,8 @@ class ExchangeService:
                         audit_into=entries,
                     )
             else:
-                event = session.execute(_EVENT_BLOB, {"event_id": item.status_event_id}).one()
-                sha256 = event.blob_sha256
-                size = event.blob_size if event.blob_size is not None else self.blobs.size(sha256)
+                sha256 = event_sha256
+                size = event_size if event_size is not None else self.blobs.size(sha256)
             entries.append(
                 audit.Record(
                     caller.code, "fetch", item.document_id, {"item_id": item.id, "kind": item.kind, "sha256": sha256}
@@ -548,21 +566,18 @@ class ExchangeService:
             audit.append_many(session, entries, now)
             return FetchedItem(item.id, item.kind, item.document_id, sha256, size, self.blobs.path(sha256))
 
-    def _store_arrival(self, caller: Caller, item_id: str, now: datetime) -> tuple[str, int] | None:
-        """Store the 01 a first fetch of ``item_id`` will record, before the fetch's transaction.
+    def _store_arrival(self, caller: Caller, plan: Sequence[Any], now: datetime) -> tuple[str, int]:
+        """Store the 01 a first fetch will record, before the fetch's transaction.
 
         Storing a file fsyncs it and its directory; inside the transaction that would hold SQLite's
         write lock, and every writer of every worker would wait (the receive benchmark's workers
-        spent 64% of their time waiting in BEGIN IMMEDIATE, issue 13). Read without a lock: if
-        another fetch records the 01 first, this file stays unreferenced and ``blobs gc`` takes it.
+        spent 64% of their time waiting in BEGIN IMMEDIATE, issue 13). ``plan`` was read without a
+        lock: if another fetch records the 01 first, this file stays unreferenced and ``blobs gc``
+        takes it.
         """
-        with self.db.reading() as connection:
-            row = connection.execute(_UNARRIVED_SUBJECT, {"item_id": item_id, "agency_id": caller.agency_id}).first()
-        if row is None:
-            return None
         me = Party.of(caller)
         return self.statuses.store_message(
-            Subject.of(row), reporter=me, code=Status.ARRIVED, description=None, staff=None, now=now
+            Subject.of(plan), reporter=me, code=Status.ARRIVED, description=None, staff=None, now=now
         )
 
     def acknowledge(self, caller: Caller, item_id: str) -> None:

@@ -8,12 +8,12 @@ store), records the event and queues the message for the agency that must hear a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import Row, bindparam, insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session, aliased
 
 from gateway.config import Settings
@@ -83,7 +83,7 @@ class Subject:
         return self.sender.agency_id
 
     @classmethod
-    def of(cls, row: Row[*tuple[Any, ...]]) -> Subject:
+    def of(cls, row: Sequence[Any]) -> Subject:
         document_id, sender_id, sender_code, sender_name, number, notation, edxml_id, promulgated, home = row[:9]
         sender = Party(sender_id, sender_code, sender_name, home)
         return cls(document_id, sender, f"{number}/{notation}", edxml_id, promulgated)

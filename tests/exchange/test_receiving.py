@@ -60,13 +60,13 @@ def test_the_01_file_is_stored_before_the_fetch_locks_and_a_lost_race_leaves_onl
     store_first = service._store_arrival
     early: list[tuple[str, int] | None] = []
 
-    def racing(caller, item_id, now):  # type: ignore[no-untyped-def]
-        stored = store_first(caller, item_id, now)
+    def racing(caller, plan, now):  # type: ignore[no-untyped-def]
+        stored = store_first(caller, plan, now)
         early.append(stored)
         if len(early) == 1:
             later = now + timedelta(seconds=1)  # its 01 says a later time: another file
             monkeypatch.setattr(service, "clock", lambda: later)
-            service.fetch(callers.recipient, item_id)  # the other fetch wins: it records the 01
+            service.fetch(callers.recipient, item.item_id)  # the other fetch wins: it records the 01
         return stored
 
     monkeypatch.setattr(service, "_store_arrival", racing)
