@@ -396,18 +396,23 @@ def test_read_rows_on_unreachable_postgres_is_unavailable() -> None:
         db.dispose()
 
 
+def _terminate(pg_url: str, pid: int) -> None:
+    """End a server process from outside, as a restart or an administrator would."""
+    admin = Database(pg_url)
+    try:
+        with admin.transaction() as session:
+            session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    finally:
+        admin.dispose()
+
+
 @pytest.mark.postgres
 def test_read_rows_on_a_dropped_connection_is_unavailable_and_the_next_read_reconnects(pg_url: str) -> None:
     db = Database(pg_url, pool_size=1, max_overflow=0)
     try:
         db.upgrade()
         pid = db.read_rows(select(func.pg_backend_pid()), {})[0][0]
-        admin = Database(pg_url)
-        try:
-            with admin.transaction() as session:
-                session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-        finally:
-            admin.dispose()
+        _terminate(pg_url, pid)
         with pytest.raises(Unavailable):
             db.read_rows(select(func.pg_backend_pid()), {})
         assert db.read_rows(select(func.pg_backend_pid()), {})[0][0] != pid
@@ -490,12 +495,7 @@ def test_insert_rows_on_a_dropped_connection_is_unavailable_and_the_next_transac
         with db.transaction() as session:
             session.execute(text("DELETE FROM agencies WHERE code = '000.00.01.H01'"))
         pid = db.read_rows(select(func.pg_backend_pid()), {})[0][0]
-        admin = Database(pg_url)
-        try:
-            with admin.transaction() as session:
-                session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-        finally:
-            admin.dispose()
+        _terminate(pg_url, pid)
         with pytest.raises(Unavailable), db.transaction() as session:
             db.insert_rows(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H01")])])
         with db.transaction() as session:
