@@ -84,8 +84,8 @@ _INSERT_RECIPIENTS = insert(table_of(Recipient))
 _OF_SENDER = (Document.sender_id == bindparam("sender_id"), Document.edxml_document_id == bindparam("edxml_id"))
 _SENT_DOCUMENT = select(Document.id, Document.signer, Document.blob_sha256, Document.created_at).where(*_OF_SENDER)
 _SENT_DOCUMENT_ID = select(Document.id).where(*_OF_SENDER)
-"""Whether (and as what) a sender already sent a DocumentId: every send asks, so it goes through
-``Database.read_rows``, which takes no datetimes back; the whole row is read only for a resend."""
+"""The sender's document under a DocumentId, if any: every send asks (inside ``_ADDRESSEES``), and
+a recall, update or replace finds its original with it; the whole row is read only for a resend."""
 _SentDocument: TypeAlias = Row[str, str | None, str, datetime]
 """A row of ``_SENT_DOCUMENT``."""
 _ADDRESSEES = select(
