@@ -51,9 +51,8 @@ def route_document(
     ``origin`` is (instance, document id at that instance); None means this instance is the origin.
     The document's row must be written already (the outbox refers to it).
     """
-    _local, remote = routing.split(session, settings, recipients)
     origin_instance, origin_document_id = origin or (settings.instance_id, document_id)
-    for hop, codes in remote.items():
+    for hop, codes in routing.hops(session, settings, recipients).items():
         outbox.add(
             session,
             settings,

@@ -39,16 +39,17 @@ def next_hop(session: Session, settings: Settings, home: str | None) -> str | No
     return home
 
 
-def split(
+def hops(
     session: Session, settings: Settings, recipients: Iterable[tuple[int, str, str | None]]
-) -> tuple[list[int], dict[str, list[str]]]:
-    """Local agency ids, and for every next hop the codes it must serve, in the given order."""
-    local: list[int] = []
+) -> dict[str, list[str]]:
+    """For every next hop, the codes of the recipients served elsewhere it must serve, in the given order.
+
+    Recipients served here are left out (``hooks.served_here`` lists them).
+    """
     remote: dict[str, list[str]] = {}
     upstream: str | None = None
-    for agency_id, code, home in recipients:
+    for _agency_id, code, home in recipients:
         if is_local(settings, home):
-            local.append(agency_id)
             continue
         if settings.role == "provincial":
             upstream = upstream or upstream_id(session, settings)
@@ -57,7 +58,7 @@ def split(
             assert home is not None
             hop = home
         remote.setdefault(hop, []).append(code)
-    return local, remote
+    return remote
 
 
 def home_of(session: Session, code: str) -> tuple[int, str | None] | None:
