@@ -9,7 +9,9 @@ alone; compare the head hash with one recorded elsewhere for that.
 
 Appends must see the true head: on PostgreSQL each append takes a transaction-scoped advisory lock
 before reading it, so concurrent appends queue up until the appending transaction ends (append as
-late in a transaction as practical); on SQLite ``BEGIN IMMEDIATE`` already serialises writers.
+late in a transaction as practical); on SQLite ``BEGIN IMMEDIATE`` already serialises writers. On
+PostgreSQL one statement does the whole append (migration 0007's ``gateway_audit_append``: lock, head,
+hash, insert); the gateway hands it each entry's canonical record and checks the hashes it returns.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import Text, bindparam, insert, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from gateway.store.models import AuditEntry, table_of
+from gateway.store.models import AuditEntry, UTCDateTime, table_of
 
 GENESIS_HASH = "0" * 64
 # The audit chain's PostgreSQL advisory lock key: the ASCII bytes of "edxml" then 0x000002, read as a
@@ -44,16 +47,31 @@ def _iso(at: datetime) -> str:
 
 def compute_hash(prev_hash: str, at: datetime, actor: str, action: str, document_id: str | None, detail: Any) -> str:
     """The chain hash of one entry; ``detail`` is the decoded JSON value."""
+    return _chained(prev_hash, _record_text(at, actor, action, document_id, detail))
+
+
+def _record_text(at: datetime, actor: str, action: str, document_id: str | None, detail: Any) -> str:
+    """What an entry's hash covers after the previous hash: independent of the chain's head."""
     record = {"at": _iso(at), "actor": actor, "action": action, "document_id": document_id, "detail": detail}
-    return hashlib.sha256((prev_hash + canonical_json(record)).encode("utf-8")).hexdigest()
+    return canonical_json(record)
+
+
+def _chained(prev_hash: str, record_text: str) -> str:
+    return hashlib.sha256((prev_hash + record_text).encode("utf-8")).hexdigest()
 
 
 _HEAD = select(table_of(AuditEntry).c.hash).order_by(table_of(AuditEntry).c.id.desc()).limit(1)
-"""The chain head's hash (SQLite; PostgreSQL locks and reads it in one call), built once: every send and
+"""The chain head's hash (SQLite; on PostgreSQL the append function reads it), built once: every send and
 status report reads it, and building it per call through the ORM cost more than running it."""
 
-_LOCK_HEAD = text("SELECT gateway_audit_lock_head(:key)")
-"""PostgreSQL: take the chain's lock and read its head in one round trip (migration 0002)."""
+_APPEND = text(
+    "SELECT entry_id, entry_prev_hash, entry_hash FROM gateway_audit_append(:key, :at, :actors, :actions, "
+    ":document_ids, :details, :records)"
+).bindparams(
+    bindparam("at", type_=UTCDateTime()),
+    *(bindparam(name, type_=ARRAY(Text)) for name in ("actors", "actions", "document_ids", "details", "records")),
+)
+"""PostgreSQL: lock the chain, read its head, hash and insert the entries, in one round trip (migration 0007)."""
 
 
 def _head_hash(session: Session) -> str:
@@ -86,39 +104,32 @@ def append(
 def append_many(session: Session, records: Sequence[Record], at: datetime) -> list[AuditEntry]:
     """Add entries at the head of the chain, in order, all at ``at``; return them as written.
 
-    One head read (and on PostgreSQL one lock) and one INSERT whatever their number: acknowledging a
-    batch of items appends one entry per item. Rows go in through a Core INSERT and the returned
-    entries are not attached to the session: every send and status report appends, and the ORM's
-    insert path cost more than the rest. The ids the database gives must follow the order of the
-    records (the chain is read in id order); they are checked, and otherwise nothing is written.
+    A fixed number of statements whatever their number (acknowledging a batch of items appends one
+    entry per item): on SQLite a head read and one INSERT, on PostgreSQL one call that locks, reads,
+    hashes and inserts. The returned entries are not attached to the session: every send and status
+    report appends, and the ORM's insert path cost more than the rest. The ids the database gives
+    must follow the order of the records (the chain is read in id order), and on PostgreSQL the
+    hashes it computed must be the ones computed here; both are checked, and otherwise the caller's
+    transaction fails and nothing is written.
     """
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError(f"naive datetime {at!r}: pass a timezone-aware UTC time")
     if not records:
         return []
-    if session.get_bind().dialect.name == "postgresql":
-        head = session.scalar(_LOCK_HEAD, {"key": AUDIT_LOCK_KEY})
-        prev_hash = head or GENESIS_HASH
-    else:
-        prev_hash = _head_hash(session)
     at = at.astimezone(UTC)
+    # Round-trip each detail through JSON so the hash covers exactly what verify() will decode from the row.
+    details = [canonical_json(record.detail) for record in records]
+    texts = [
+        _record_text(at, record.actor, record.action, record.document_id, json.loads(detail))
+        for record, detail in zip(records, details, strict=True)
+    ]
+    if session.get_bind().dialect.name == "postgresql":
+        return _append_in_database(session, records, details, texts, at)
+    prev_hash = _head_hash(session)
     rows = []
-    for record in records:
-        # Round-trip through JSON so the hash covers exactly what verify() will decode from the row.
-        detail_text = canonical_json(record.detail)
-        decoded = json.loads(detail_text)
-        entry_hash = compute_hash(prev_hash, at, record.actor, record.action, record.document_id, decoded)
-        rows.append(
-            {
-                "at": at,
-                "actor": record.actor,
-                "action": record.action,
-                "document_id": record.document_id,
-                "detail": detail_text,
-                "prev_hash": prev_hash,
-                "hash": entry_hash,
-            }
-        )
+    for record, detail, record_text in zip(records, details, texts, strict=True):
+        entry_hash = _chained(prev_hash, record_text)
+        rows.append(_row(at, record, detail, prev_hash, entry_hash))
         prev_hash = entry_hash
     if len(rows) == 1:
         ids = [session.execute(_INSERT, rows[0]).scalar_one()]
@@ -127,6 +138,44 @@ def append_many(session: Session, records: Sequence[Record], at: datetime) -> li
     if ids != sorted(ids):
         raise RuntimeError(f"the database numbered audit entries out of their order ({ids}); nothing was written")
     return [AuditEntry(id=entry_id, **row) for entry_id, row in zip(ids, rows, strict=True)]
+
+
+def _append_in_database(
+    session: Session, records: Sequence[Record], details: list[str], texts: list[str], at: datetime
+) -> list[AuditEntry]:
+    """PostgreSQL's append: one statement, whose hashes are checked here before anything commits."""
+    params = {
+        "key": AUDIT_LOCK_KEY,
+        "at": at,
+        "actors": [record.actor for record in records],
+        "actions": [record.action for record in records],
+        "document_ids": [record.document_id for record in records],
+        "details": details,
+        "records": texts,
+    }
+    written = session.execute(_APPEND, params).all()
+    entries = []
+    prev_hash = written[0][1] if written else GENESIS_HASH
+    for (entry_id, entry_prev, entry_hash), record, detail, record_text in zip(
+        written, records, details, texts, strict=True
+    ):
+        if entry_prev != prev_hash or entry_hash != _chained(prev_hash, record_text):
+            raise RuntimeError(f"the database chained audit entry {entry_id} differently; nothing was written")
+        entries.append(AuditEntry(id=entry_id, **_row(at, record, detail, prev_hash, entry_hash)))
+        prev_hash = entry_hash
+    return entries
+
+
+def _row(at: datetime, record: Record, detail: str, prev_hash: str, entry_hash: str) -> dict[str, Any]:
+    return {
+        "at": at,
+        "actor": record.actor,
+        "action": record.action,
+        "document_id": record.document_id,
+        "detail": detail,
+        "prev_hash": prev_hash,
+        "hash": entry_hash,
+    }
 
 
 _INSERT = insert(table_of(AuditEntry)).returning(table_of(AuditEntry).c.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import threading
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from sqlalchemy import text
 
 from gateway.store import audit, evidence
 from gateway.store.blobs import BlobStore
-from gateway.store.database import Database
+from gateway.store.database import MIGRATIONS_DIR, Database
 from gateway.store.models import Agency, AuditEntry, Document
 
 MakeAgency = Callable[..., Agency]
@@ -130,6 +131,29 @@ def test_reordered_rows_are_reported(database: Database) -> None:
 def test_naive_time_is_refused(database: Database) -> None:
     with pytest.raises(ValueError, match="naive"), database.transaction() as session:
         audit.append(session, "op", "x", None, {}, datetime(2026, 1, 1))
+
+
+@pytest.mark.postgres
+def test_a_database_that_chains_differently_writes_nothing(pg_url: str) -> None:
+    """PostgreSQL hashes the entries (migration 0007); the gateway recomputes each hash before commit."""
+    pg_database = Database(pg_url)
+    pg_database.upgrade()
+    _append_many(pg_database, 2)
+    path = MIGRATIONS_DIR / "versions" / "0007_audit_append.py"
+    spec = importlib.util.spec_from_file_location("migration_0007", path)
+    assert spec is not None and spec.loader is not None
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+    swapped = migration.FUNCTION.replace("head || records[i]", "records[i] || head")
+    assert swapped != migration.FUNCTION
+    refused = r"chained audit entry \d+ differently; nothing was written"
+    with pytest.raises(RuntimeError, match=refused), pg_database.transaction() as session:
+        session.execute(text(swapped))  # rolled back with the append, like everything else here
+        audit.append(session, "000.00.01.H01", "send", "doc-x", {"n": 9}, T0)
+    with pg_database.transaction() as session:
+        assert audit.verify(session) == audit.VerifyResult(ok=True, checked=2)
+    _append_many(pg_database, 1)  # the shipped function is back: the transaction rolled back whole
+    pg_database.dispose()
 
 
 @pytest.mark.slow
