@@ -80,7 +80,7 @@ _LIVE_CREDENTIALS = (
 )
 _INSERT_DOCUMENT = insert(table_of(Document))
 _INSERT_RECIPIENTS = insert(table_of(Recipient))
-"""A send's own rows go in through ``Database.insert_rows``: one round trip on PostgreSQL."""
+"""A send's own rows go in with its audit entry (``audit.insert_then_append``): one round trip on PostgreSQL."""
 _OF_SENDER = (Document.sender_id == bindparam("sender_id"), Document.edxml_document_id == bindparam("edxml_id"))
 _SENT_DOCUMENT = select(Document.id, Document.signer, Document.blob_sha256, Document.created_at).where(*_OF_SENDER)
 _SENT_DOCUMENT_ID = select(Document.id).where(*_OF_SENDER)
@@ -422,33 +422,29 @@ class ExchangeService:
             supersedes_id=original.id if original else None,
         )
         local = federation.served_here(self.settings, recipients)
-        self.db.insert_rows(
+        codes = tuple(code for _, code, _ in recipients)
+        detail = {
+            "edxml_document_id": edxml_id,
+            "sha256": sha256,
+            "size": size,
+            "recipients": list(codes),
+            "business_type": message.business.doc_type,
+            "supersedes": original.id if original else None,
+            "signer": signer,
+        }
+        audit.insert_then_append(
+            self.db,
             session,
             [
                 (_INSERT_DOCUMENT, [row]),
                 (_INSERT_RECIPIENTS, [{"document_id": document_id, "agency_id": a} for a, _, _ in recipients]),
                 (queue.INSERT_ITEMS, queue.item_rows(local, queue.KIND_DOCUMENT, document_id, now)),
             ],
+            [audit.Record(caller.code, "send", document_id, detail)],
+            now,
         )
         # Federation hook: recipients served by another instance go to the relay outbox.
         federation.route_document(session, self.settings, document_id, caller.code, recipients, sha256, size, now)
-        codes = tuple(code for _, code, _ in recipients)
-        audit.append(
-            session,
-            actor=caller.code,
-            action="send",
-            document_id=document_id,
-            detail={
-                "edxml_document_id": edxml_id,
-                "sha256": sha256,
-                "size": size,
-                "recipients": list(codes),
-                "business_type": message.business.doc_type,
-                "supersedes": original.id if original else None,
-                "signer": signer,
-            },
-            at=now,
-        )
         if original is not None:
             if message.business.doc_type == 1:
                 original.recalled_at = now

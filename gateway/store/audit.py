@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,7 +26,9 @@ from typing import Any
 from sqlalchemy import Text, bindparam, insert, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Insert
 
+from gateway.store.database import Database
 from gateway.store.models import AuditEntry, UTCDateTime, table_of
 
 GENESIS_HASH = "0" * 64
@@ -112,24 +114,16 @@ def append_many(session: Session, records: Sequence[Record], at: datetime) -> li
     hashes it computed must be the ones computed here; both are checked, and otherwise the caller's
     transaction fails and nothing is written.
     """
-    if at.tzinfo is None or at.utcoffset() is None:
-        raise ValueError(f"naive datetime {at!r}: pass a timezone-aware UTC time")
     if not records:
         return []
-    at = at.astimezone(UTC)
-    # Round-trip each detail through JSON so the hash covers exactly what verify() will decode from the row.
-    details = [canonical_json(record.detail) for record in records]
-    texts = [
-        _record_text(at, record.actor, record.action, record.document_id, json.loads(detail))
-        for record, detail in zip(records, details, strict=True)
-    ]
+    prepared = _Prepared.of(records, at)
     if session.get_bind().dialect.name == "postgresql":
-        return _append_in_database(session, records, details, texts, at)
+        return prepared.written(session.execute(_APPEND, prepared.params()).all())
     prev_hash = _head_hash(session)
     rows = []
-    for record, detail, record_text in zip(records, details, texts, strict=True):
+    for record, detail, record_text in zip(records, prepared.details, prepared.texts, strict=True):
         entry_hash = _chained(prev_hash, record_text)
-        rows.append(_row(at, record, detail, prev_hash, entry_hash))
+        rows.append(_row(prepared.at, record, detail, prev_hash, entry_hash))
         prev_hash = entry_hash
     if len(rows) == 1:
         ids = [session.execute(_INSERT, rows[0]).scalar_one()]
@@ -140,30 +134,74 @@ def append_many(session: Session, records: Sequence[Record], at: datetime) -> li
     return [AuditEntry(id=entry_id, **row) for entry_id, row in zip(ids, rows, strict=True)]
 
 
-def _append_in_database(
-    session: Session, records: Sequence[Record], details: list[str], texts: list[str], at: datetime
+def insert_then_append(
+    db: Database,
+    session: Session,
+    inserts: Sequence[tuple[Insert, Sequence[Mapping[str, Any]]]],
+    records: Sequence[Record],
+    at: datetime,
 ) -> list[AuditEntry]:
-    """PostgreSQL's append: one statement, whose hashes are checked here before anything commits."""
-    params = {
-        "key": AUDIT_LOCK_KEY,
-        "at": at,
-        "actors": [record.actor for record in records],
-        "actions": [record.action for record in records],
-        "document_ids": [record.document_id for record in records],
-        "details": details,
-        "records": texts,
-    }
-    written = session.execute(_APPEND, params).all()
-    entries = []
-    prev_hash = written[0][1] if written else GENESIS_HASH
-    for (entry_id, entry_prev, entry_hash), record, detail, record_text in zip(
-        written, records, details, texts, strict=True
-    ):
-        if entry_prev != prev_hash or entry_hash != _chained(prev_hash, record_text):
-            raise RuntimeError(f"the database chained audit entry {entry_id} differently; nothing was written")
-        entries.append(AuditEntry(id=entry_id, **_row(at, record, detail, prev_hash, entry_hash)))
-        prev_hash = entry_hash
-    return entries
+    """:meth:`Database.insert_rows`, then :func:`append_many`: on PostgreSQL all in one round trip.
+
+    A send writes its rows and its entry and nothing else in the common case: with the append in the
+    INSERTs' pipeline, the next round trip is the COMMIT. The chain's lock is taken after the rows'
+    INSERTs, as when the append follows them on its own.
+    """
+    if db.dialect_name != "postgresql" or not records:
+        db.insert_rows(session, inserts)
+        return append_many(session, records, at)
+    prepared = _Prepared.of(records, at)
+    return prepared.written(db.insert_rows(session, inserts, then=(_APPEND, prepared.params())))
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """Entries as far as they can be written before the chain's head is known."""
+
+    records: Sequence[Record]
+    at: datetime
+    details: list[str]
+    """Each detail's canonical JSON, as stored."""
+    texts: list[str]
+    """What each hash covers after the previous hash."""
+
+    @classmethod
+    def of(cls, records: Sequence[Record], at: datetime) -> _Prepared:
+        if at.tzinfo is None or at.utcoffset() is None:
+            raise ValueError(f"naive datetime {at!r}: pass a timezone-aware UTC time")
+        at = at.astimezone(UTC)
+        # Round-trip each detail through JSON so the hash covers exactly what verify() will decode from the row.
+        details = [canonical_json(record.detail) for record in records]
+        texts = [
+            _record_text(at, record.actor, record.action, record.document_id, json.loads(detail))
+            for record, detail in zip(records, details, strict=True)
+        ]
+        return cls(records, at, details, texts)
+
+    def params(self) -> dict[str, Any]:
+        """The parameters of ``_APPEND`` (PostgreSQL)."""
+        return {
+            "key": AUDIT_LOCK_KEY,
+            "at": self.at,
+            "actors": [record.actor for record in self.records],
+            "actions": [record.action for record in self.records],
+            "document_ids": [record.document_id for record in self.records],
+            "details": self.details,
+            "records": self.texts,
+        }
+
+    def written(self, rows: Sequence[Sequence[Any]]) -> list[AuditEntry]:
+        """The entries ``_APPEND`` wrote, once its hashes are checked against the ones computed here."""
+        entries = []
+        prev_hash = rows[0][1] if rows else GENESIS_HASH
+        for (entry_id, entry_prev, entry_hash), record, detail, record_text in zip(
+            rows, self.records, self.details, self.texts, strict=True
+        ):
+            if entry_prev != prev_hash or entry_hash != _chained(prev_hash, record_text):
+                raise RuntimeError(f"the database chained audit entry {entry_id} differently; nothing was written")
+            entries.append(AuditEntry(id=entry_id, **_row(self.at, record, detail, prev_hash, entry_hash)))
+            prev_hash = entry_hash
+        return entries
 
 
 def _row(at: datetime, record: Record, detail: str, prev_hash: str, entry_hash: str) -> dict[str, Any]:

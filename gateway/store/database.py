@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event, exc, make_url, text
 from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.sql import Insert, Select
+from sqlalchemy.sql import Insert, Select, TextClause
 
 from gateway.errors import Unavailable
 from gateway.extras import require
@@ -195,7 +195,13 @@ class Database:
             pooled.close()
         return rows
 
-    def insert_rows(self, session: Session, inserts: Sequence[tuple[Insert, Sequence[Mapping[str, Any]]]]) -> None:
+    def insert_rows(
+        self,
+        session: Session,
+        inserts: Sequence[tuple[Insert, Sequence[Mapping[str, Any]]]],
+        *,
+        then: tuple[_Compilable, Mapping[str, Any]] | None = None,
+    ) -> list[tuple[Any, ...]]:
         """Run plain INSERTs in ``session``'s transaction, straight through the database driver.
 
         For the rows of every send (the document, its recipients, its queue items): through the
@@ -203,12 +209,14 @@ class Database:
         its own, during which the worker is descheduled while the server runs. Here they go out in
         one psycopg pipeline together with the transaction's BEGIN: one round trip in all
         (docs/performance.md). On SQLite they run on the session's connection, after its BEGIN
-        IMMEDIATE. Each statement is compiled once per object and set of columns (keep it in a
-        module constant); all rows of one statement must name the same columns, and a column left
-        out must not need a Python-side default (refused). Values go through their types' bind
-        processors. A refused row raises what SQLAlchemy would raise (IntegrityError…), once the
-        pipeline is synchronised; a lost connection gives :class:`Unavailable` through
-        :meth:`transaction`. ``before_cursor_execute`` listeners see every statement.
+        IMMEDIATE. ``then`` is one more statement (with its parameters) run after them in the same
+        round trip, whose rows are returned: the send's audit append (:func:`audit.insert_then_append`).
+        Each statement is compiled once per object and set of columns (keep it in a module
+        constant); all rows of one statement must name the same columns, and a column left out must
+        not need a Python-side default (refused). Values go through their types' bind processors. A
+        refused row raises what SQLAlchemy would raise (IntegrityError…), once the pipeline is
+        synchronised, and ``then`` does not run; a lost connection gives :class:`Unavailable`
+        through :meth:`transaction`. ``before_cursor_execute`` listeners see every statement.
         """
         connection = session.connection()
         driver: Any = connection.connection.driver_connection
@@ -217,19 +225,26 @@ class Database:
             if rows:
                 prepared = self._driver_statement(statement, tuple(rows[0]))
                 batches.append((prepared.sql, [prepared.bound(row)[1] for row in rows]))
+        last = None
+        if then is not None:
+            last = self._driver_statement(then[0])
+            then_sql, then_values = last.bound(then[1])
+            batches.append((then_sql, [then_values]))
         pipeline = driver.pipeline() if self.dialect_name == "postgresql" else nullcontext()
         try:
-            with pipeline, closing(driver.cursor()) as cursor:
-                for sql, values in batches:
-                    many = len(values) > 1
-                    if self.engine.dispatch.before_cursor_execute:
-                        self.engine.dispatch.before_cursor_execute(
-                            connection, cursor, sql, values if many else values[0], None, many
-                        )
-                    if many:
-                        cursor.executemany(sql, values)
-                    else:
-                        cursor.execute(sql, values[0])
+            with closing(driver.cursor()) as cursor:
+                with pipeline:
+                    for sql, values in batches:
+                        many = len(values) > 1
+                        if self.engine.dispatch.before_cursor_execute:
+                            self.engine.dispatch.before_cursor_execute(
+                                connection, cursor, sql, values if many else values[0], None, many
+                            )
+                        if many:
+                            cursor.executemany(sql, values)
+                        else:
+                            cursor.execute(sql, values[0])
+                return [] if last is None else last.converted(cursor.fetchall())
         except self.engine.dialect.loaded_dbapi.Error as error:
             if isinstance(error, self._driver_unavailable):
                 connection.invalidate()
@@ -275,7 +290,7 @@ class Database:
         return f"Database({self.url.render_as_string(hide_password=True)!r})"
 
 
-_Compilable = Select[*tuple[Any, ...]] | Insert
+_Compilable = Select[*tuple[Any, ...]] | Insert | TextClause
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import pytest
 from exchange_support import RECIPIENT, SENDER, T0
 from sqlalchemy import select
 from support.staging import stage
-from support.statements import counting
+from support.statements import counting, pipelined
 
 from gateway.edxml import DocumentMessage, Organization, document_bytes, read_status
 from gateway.errors import AuthenticationFailed, UnknownRecipient
@@ -118,3 +118,14 @@ def test_a_send_costs_six_statements_on_postgresql_and_seven_on_sqlite(service, 
     assert inserts == ["documents", "recipients", "deliveries"] + ([] if postgresql else ["audit_log"]), executed
     assert ("gateway_audit_append" in statements[-1]) == postgresql, statements[-1]
     assert len(statements) == (6 if postgresql else 7), executed
+
+
+@pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+def test_a_send_on_postgresql_is_four_round_trips(service) -> None:
+    """Authentication and the addressee read, then one pipeline (BEGIN, the three INSERTs and the audit
+    append), then the COMMIT (which no statement listener sees)."""
+    with pipelined(service.db.engine) as executed:
+        sender = service.authenticate(SENDER, f"s-{SENDER}")
+        service.send_document(sender, stage(service, letter()))
+    assert [in_pipeline for _, in_pipeline in executed] == [False, False, True, True, True, True], executed
+    assert "gateway_audit_append" in executed[-1][0], executed[-1]

@@ -476,6 +476,36 @@ def test_insert_rows_refuses_a_row_as_sqlalchemy_would_and_leaves_nothing(databa
         assert list(session.scalars(select(Agency.code).order_by(Agency.code))) == ["000.00.01.H01", "000.00.01.H09"]
 
 
+def test_insert_rows_then_runs_one_more_statement_and_returns_its_rows(
+    database: Database, make_agency: MakeAgency
+) -> None:
+    """``then`` sees the rows just inserted, and its values come back converted as SQLAlchemy would."""
+    then = select(Agency.code, Agency.created_at).where(Agency.level == bindparam("level")).order_by(Agency.code)
+    with database.transaction() as session:
+        make_agency(session, "000.00.01.H01")
+        rows = database.insert_rows(
+            session,
+            [(_INSERT_AGENCY, [_agency_row("000.00.01.H02", level=2), _agency_row("000.00.01.H03", level=2)])],
+            then=(then, {"level": 2}),
+        )
+        assert rows == [("000.00.01.H02", T0), ("000.00.01.H03", T0)]
+        assert database.insert_rows(session, [], then=(then, {"level": 3})) == []
+        assert database.insert_rows(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H04")])]) == []
+
+
+def test_insert_rows_with_then_refuses_a_row_as_sqlalchemy_would(database: Database) -> None:
+    """A refused row aborts the pipeline before ``then``: the error is the row's, not a missing result."""
+    then = select(func.count()).select_from(Agency)
+    with database.transaction() as session:
+        database.insert_rows(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H01")])])
+    with pytest.raises(IntegrityError), database.transaction() as session:
+        database.insert_rows(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H01")])], then=(then, {}))
+    with database.transaction() as session:
+        assert database.insert_rows(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H02")])], then=(then, {})) == [
+            (2,)
+        ]
+
+
 def test_insert_rows_refuses_to_skip_python_side_defaults(database: Database) -> None:
     """A column whose default SQLAlchemy computes (agencies.active) cannot be left out: the driver
     would otherwise store NULL or fail, where the ORM stores the default."""

@@ -22,3 +22,22 @@ def counting(engine: Engine) -> Iterator[list[str]]:
         yield executed
     finally:
         event.remove(engine, "before_cursor_execute", record)
+
+
+@contextmanager
+def pipelined(engine: Engine) -> Iterator[list[tuple[str, bool]]]:
+    """PostgreSQL: each statement sent inside the block, and whether it went out in a psycopg pipeline.
+
+    Statements of one pipeline share a round trip; every other statement is a round trip of its own.
+    """
+    executed: list[tuple[str, bool]] = []
+
+    def record(_conn: object, cursor: object, statement: str, *_args: object) -> None:
+        status = getattr(getattr(cursor, "connection", None), "pgconn", None)
+        executed.append((" ".join(statement.split()), bool(status is not None and status.pipeline_status)))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield executed
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
