@@ -118,7 +118,8 @@ class Document(Base):
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    sender_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"), index=True)
+    sender_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"))
+    """Indexed by ``uq_documents_sender_docid``, whose first column it is (migration 0008)."""
     edxml_document_id: Mapped[str] = mapped_column(String(500))
     code_number: Mapped[str] = mapped_column(String(100))
     code_notation: Mapped[str] = mapped_column(String(200))
