@@ -12,9 +12,12 @@ Spyne operation on ``/bare`` to the same workers), in its own process group with
 directory (and a fresh PostgreSQL database), then:
 
 1. warm-up (excluded): a short send phase and a drain, so every worker has compiled its schemas;
-2. sends: parallel client *processes* post pre-built SOAP envelopes (raw HTTP, no zeep, so the
-   client stays cheap) for a fixed duration; each document gets a unique DocumentId and number by
-   rewriting the first base64 block of a template;
+2. sends and their ceiling: parallel client *processes* post pre-built SOAP envelopes (raw HTTP, no
+   zeep, so the client stays cheap) for a fixed duration; each document gets a unique DocumentId and
+   number by rewriting the first base64 block of a template. The ceiling: as many processes as
+   gunicorn workers run lxml parse + validate + store, on the same backend, for the same duration.
+   The two alternate in ABBA order (sends, ceiling, ceiling, sends; half the duration per slice),
+   so a drift of the machine's speed during the run weighs on both alike;
 3. receive: the recipients drain their queues as a client does: getPendingDocuments(maxItems=10),
    then getDocument + confirmReceived for each item (or getDocument for each and one
    confirmReceivedItems for the batch, when the served WSDL has that operation); items/s is
@@ -23,8 +26,7 @@ directory (and a fresh PostgreSQL database), then:
 4. empty polls: getPendingDocuments for agencies with nothing waiting, then the bare Spyne
    operation on ``/bare`` (no storage work) with the same clients on the same workers; polls/s is
    compared with bare calls/s (target >= 0.6: an empty poll costs little more than SOAP itself);
-5. ceiling: as many processes as gunicorn workers run lxml parse + validate alone, then parse +
-   validate + store, on the same backend, for the same duration.
+5. parse + validate alone (as the ceiling, without the store), for comparison.
 
 Clients and server share the machine's cores (as does anything else running), so the bench
 reports the CPU the clients used and the CPU used by processes it did not start ("foreign"), to
@@ -505,6 +507,25 @@ class PhaseResult:
     def rate(self, operation: str) -> float:
         return self.count(operation) / self.wall if self.wall else 0.0
 
+    def __add__(self, other: PhaseResult) -> PhaseResult:
+        """Two slices of one phase as one: counts, times and CPU add up."""
+        clients = ClientResult(
+            {
+                operation: self.clients.latencies.get(operation, []) + other.clients.latencies.get(operation, [])
+                for operation in {*self.clients.latencies, *other.clients.latencies}
+            },
+            self.clients.errors + other.clients.errors,
+            (self.clients.error_samples + other.clients.error_samples)[:3],
+            self.clients.cpu_seconds + other.clients.cpu_seconds,
+        )
+        return PhaseResult(
+            self.wall + other.wall,
+            clients,
+            self.server_cpu + other.server_cpu,
+            self.machine_busy + other.machine_busy,
+            self.machine_total + other.machine_total,
+        )
+
 
 Target = tuple[Any, tuple[Any, ...], dict[str, Any]]
 """A client function, its positional arguments, and keyword arguments (``stop_at`` for timed phases)."""
@@ -767,11 +788,25 @@ def bench_backend(backend: str, templates: list[Template], options: Options, scr
             ]
             return run_phase(targets, server, lead=0.3)
 
+        def ceiling(duration: float, base: int) -> PhaseResult:
+            targets = [
+                (_ceiling_client, (templates[i % 2], store, base + i * 10_000_000)) for i in range(options.workers)
+            ]
+            return _run_timed(targets, server, duration)
+
         warm_sends = sends(options.warmup, 0)
         warm_drain = drain()
         warm_rss = {pid: _status_kib(pid, "VmRSS") for pid in worker_pids}
-        with profiled(options, f"{backend}-send", worker_pids, options.duration):
-            send_phase = sends(options.duration, 1_000_000_000)
+        # Sends and their ceiling in ABBA order, half the duration per slice: this VM's speed drifts by
+        # 10-20% within a minute, and a linear drift then weighs the same on both sides of the ratio.
+        store.prepare()
+        half = options.duration / 2
+        with profiled(options, f"{backend}-send-1", worker_pids, half):
+            send_phase = sends(half, 1_000_000_000)
+        ceiling_phase = ceiling(half, 3_000_000_000)
+        ceiling_phase += ceiling(half, 3_500_000_000)
+        with profiled(options, f"{backend}-send-2", worker_pids, half):
+            send_phase += sends(half, 1_500_000_000)
         with profiled(options, f"{backend}-fetch", worker_pids, options.duration):
             fetch_phase = drain()
         polls = [("getPendingDocuments", envelope(code, secrets[code], "getPendingDocuments", b"")) for code in idle]
@@ -791,15 +826,6 @@ def bench_backend(backend: str, templates: list[Template], options: Options, scr
         parse_phase = _run_timed(
             [
                 (_ceiling_client, (templates[i % 2], None, 2_000_000_000 + i * 10_000_000))
-                for i in range(options.workers)
-            ],
-            server,
-            options.duration,
-        )
-        store.prepare()
-        ceiling_phase = _run_timed(
-            [
-                (_ceiling_client, (templates[i % 2], store, 3_000_000_000 + i * 10_000_000))
                 for i in range(options.workers)
             ],
             server,
