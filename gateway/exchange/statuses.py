@@ -330,7 +330,7 @@ class Statuses:
         now: datetime,
         notify: Party | None = None,
         stored: tuple[str, int] | None = None,
-        audit_into: list[audit.Record] | None = None,
+        writes: audit.Writes | None = None,
     ) -> tuple[str, ...]:
         """Build, validate and store the status message, record the event, queue it for one agency.
 
@@ -339,8 +339,8 @@ class Statuses:
         Takes plain values, not entities, so that recording the automatic 01 on a fetch costs
         two INSERTs and the audit entry, nothing more. ``stored`` is the message's file when the
         caller stored it before its transaction (:meth:`store_message`, same arguments and time).
-        With ``audit_into`` the audit entry is added to that list for the caller to write along with
-        its own (:func:`audit.append_many`: one chain lock and INSERT for both on PostgreSQL).
+        With ``writes`` the queue item and the audit entry are added there for the caller to write
+        along with its own (:class:`audit.Writes`: one round trip for all of them on PostgreSQL).
         """
         sha256, size = stored or self.store_message(
             subject, reporter=reporter, code=code, description=description, staff=staff, now=now
@@ -377,15 +377,18 @@ class Statuses:
             sha256=sha256,
             size=size,
         )
-        if not relayed:
-            queue.enqueue_status(session, target.agency_id, subject.document_id, event_id, now)
         entry = audit.Record(
             reporter.code, "status", subject.document_id, {"code": str(code), "recipient": about.code, "sha256": sha256}
         )
-        if audit_into is not None:
-            audit_into.append(entry)
-        else:
+        if writes is None:
+            if not relayed:
+                queue.enqueue_status(session, target.agency_id, subject.document_id, event_id, now)
             audit.append_many(session, [entry], now)
+        else:
+            if not relayed:
+                item = queue.status_item_row(target.agency_id, subject.document_id, event_id, now)
+                writes.inserts.append((queue.INSERT_ITEMS, [item]))
+            writes.records.append(entry)
         return (target.code,)
 
 

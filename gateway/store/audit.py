@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -141,17 +141,32 @@ def insert_then_append(
     records: Sequence[Record],
     at: datetime,
 ) -> list[AuditEntry]:
-    """:meth:`Database.insert_rows`, then :func:`append_many`: on PostgreSQL all in one round trip.
+    """INSERTs, then :func:`append_many`: on PostgreSQL all in one round trip (:meth:`Database.pipeline`).
 
     A send writes its rows and its entry and nothing else in the common case: with the append in the
     INSERTs' pipeline, the next round trip is the COMMIT. The chain's lock is taken after the rows'
     INSERTs, as when the append follows them on its own.
     """
     if db.dialect_name != "postgresql" or not records:
-        db.insert_rows(session, inserts)
+        db.pipeline(session, inserts)
         return append_many(session, records, at)
     prepared = _Prepared.of(records, at)
-    return prepared.written(db.insert_rows(session, inserts, then=(_APPEND, prepared.params())))
+    return prepared.written(db.pipeline(session, inserts, [(_APPEND, prepared.params())])[0])
+
+
+@dataclass
+class Writes:
+    """INSERTs and audit entries gathered from several steps of one transaction, to write together.
+
+    A first fetch records the copy's 01 (its queue item and audit entry) and its own audit entry:
+    gathered here, they go out in one round trip on PostgreSQL (:func:`insert_then_append`).
+    """
+
+    inserts: list[tuple[Insert, Sequence[Mapping[str, Any]]]] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
+
+    def write(self, db: Database, session: Session, at: datetime) -> list[AuditEntry]:
+        return insert_then_append(db, session, self.inserts, self.records, at)
 
 
 @dataclass(frozen=True)

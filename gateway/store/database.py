@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import closing, contextmanager, nullcontext
+from contextlib import ExitStack, closing, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event, exc, make_url, text
 from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.sql import Insert, Select, TextClause
+from sqlalchemy.sql import Insert, Select, TextClause, Update
 
 from gateway.errors import Unavailable
 from gateway.extras import require
@@ -195,46 +195,52 @@ class Database:
             pooled.close()
         return rows
 
-    def insert_rows(
+    def pipeline(
         self,
         session: Session,
-        inserts: Sequence[tuple[Insert, Sequence[Mapping[str, Any]]]],
-        *,
-        then: tuple[_Compilable, Mapping[str, Any]] | None = None,
-    ) -> list[tuple[Any, ...]]:
-        """Run plain INSERTs in ``session``'s transaction, straight through the database driver.
+        inserts: Sequence[tuple[Insert, Sequence[Mapping[str, Any]]]] = (),
+        then: Sequence[tuple[_Compilable, Mapping[str, Any]]] = (),
+    ) -> list[list[tuple[Any, ...]]]:
+        """Run plain INSERTs, then statements whose rows are returned, in ``session``'s transaction.
 
-        For the rows of every send (the document, its recipients, its queue items): through the
-        session each INSERT cost about 100 us more CPU, and on PostgreSQL each is a round trip of
-        its own, during which the worker is descheduled while the server runs. Here they go out in
-        one psycopg pipeline together with the transaction's BEGIN: one round trip in all
-        (docs/performance.md). On SQLite they run on the session's connection, after its BEGIN
-        IMMEDIATE. ``then`` is one more statement (with its parameters) run after them in the same
-        round trip, whose rows are returned: the send's audit append (:func:`audit.insert_then_append`).
+        Everything goes straight through the database driver, on the session's own connection, and
+        on PostgreSQL in one psycopg pipeline, with the transaction's BEGIN when it is the first:
+        one round trip in all. Through the session each statement cost about 100 us more CPU, and on
+        PostgreSQL each is a round trip of its own, during which the worker is descheduled while the
+        server runs (docs/performance.md). A send writes its rows and its audit entry this way
+        (:func:`audit.insert_then_append`), and a fetch leases its item and records the copy's
+        arrival. On SQLite they run one after another after the session's BEGIN IMMEDIATE.
+        Returns the rows of each ``then`` statement, in order, converted as SQLAlchemy would.
+
         Each statement is compiled once per object and set of columns (keep it in a module
-        constant); all rows of one statement must name the same columns, and a column left out must
+        constant); all rows of one INSERT must name the same columns, and a column left out must
         not need a Python-side default (refused). Values go through their types' bind processors. A
-        refused row raises what SQLAlchemy would raise (IntegrityError…), once the pipeline is
-        synchronised, and ``then`` does not run; a lost connection gives :class:`Unavailable`
+        refused statement raises what SQLAlchemy would raise (IntegrityError…), once the pipeline
+        is synchronised, and nothing after it runs; a lost connection gives :class:`Unavailable`
         through :meth:`transaction`. ``before_cursor_execute`` listeners see every statement.
         """
         connection = session.connection()
         driver: Any = connection.connection.driver_connection
-        batches = []
-        for statement, rows in inserts:
+        batches: list[tuple[str, list[Any], _DriverStatement | None]] = []
+        for insert, rows in inserts:
             if rows:
-                prepared = self._driver_statement(statement, tuple(rows[0]))
-                batches.append((prepared.sql, [prepared.bound(row)[1] for row in rows]))
-        last = None
-        if then is not None:
-            last = self._driver_statement(then[0])
-            then_sql, then_values = last.bound(then[1])
-            batches.append((then_sql, [then_values]))
+                compiled = self._driver_statement(insert, tuple(rows[0]))
+                batches.append((compiled.sql, [compiled.bound(row)[1] for row in rows], None))
+        for statement, params in then:
+            returning = self._driver_statement(statement)
+            then_sql, then_values = returning.bound(params)
+            batches.append((then_sql, [then_values], returning))
         pipeline = driver.pipeline() if self.dialect_name == "postgresql" else nullcontext()
+        cursors: list[tuple[Any, _DriverStatement]] = []
         try:
-            with closing(driver.cursor()) as cursor:
+            with ExitStack() as open_cursors:
+                cursor = open_cursors.enter_context(closing(driver.cursor()))
                 with pipeline:
-                    for sql, values in batches:
+                    for sql, values, returns in batches:
+                        if returns is not None:
+                            # A cursor of its own: a pipelined cursor keeps only its last statement's rows.
+                            cursor = open_cursors.enter_context(closing(driver.cursor()))
+                            cursors.append((cursor, returns))
                         many = len(values) > 1
                         if self.engine.dispatch.before_cursor_execute:
                             self.engine.dispatch.before_cursor_execute(
@@ -244,12 +250,12 @@ class Database:
                             cursor.executemany(sql, values)
                         else:
                             cursor.execute(sql, values[0])
-                return [] if last is None else last.converted(cursor.fetchall())
+                return [returns.converted(cursor.fetchall()) for cursor, returns in cursors]
         except self.engine.dialect.loaded_dbapi.Error as error:
             if isinstance(error, self._driver_unavailable):
                 connection.invalidate()
             raise exc.DBAPIError.instance(
-                "; ".join(sql for sql, _ in batches),
+                "; ".join(sql for sql, _, _ in batches),
                 None,
                 error,
                 self.engine.dialect.loaded_dbapi.Error,
@@ -290,7 +296,7 @@ class Database:
         return f"Database({self.url.render_as_string(hide_password=True)!r})"
 
 
-_Compilable = Select[*tuple[Any, ...]] | Insert | TextClause
+_Compilable = Select[*tuple[Any, ...]] | Insert | Update | TextClause
 
 
 @dataclass(frozen=True)
@@ -307,7 +313,8 @@ class _DriverStatement:
     expanding: bool
     """An IN list is among the parameters: the SQL depends on its length and is expanded per call."""
     results: tuple[Callable[[Any], Any] | None, ...]
-    """A SELECT's result processors, one per column (None where the driver's value is kept)."""
+    """Result processors of a SELECT's columns or of what an INSERT or UPDATE returns, one per column
+    (None where the driver's value is kept)."""
 
     @classmethod
     def compile(cls, statement: _Compilable, dialect: Dialect, columns: tuple[str, ...] = ()) -> _DriverStatement:
@@ -322,12 +329,10 @@ class _DriverStatement:
                 processors[name] = processor
         positions = tuple(compiled.positiontup) if compiled.positional and compiled.positiontup else None
         expanding = any(bind.expanding for bind in compiled.binds.values())
-        results: tuple[Callable[[Any], Any] | None, ...] = ()
-        if isinstance(statement, Select):
-            results = tuple(
-                column.type.dialect_impl(dialect).result_processor(dialect, None)
-                for column in statement.selected_columns
-            )
+        results = tuple(
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in getattr(statement, "exported_columns", ())
+        )
         return cls(str(compiled), compiled, positions, processors, dialect.name == "postgresql", expanding, results)
 
     def converted(self, rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:

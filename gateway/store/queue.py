@@ -12,7 +12,7 @@ Every function takes the caller's session and never commits: the caller's transa
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,6 +22,8 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Exists,
+    Select,
+    Update,
     and_,
     bindparam,
     case,
@@ -33,6 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import QueryableAttribute, Session
 
+from gateway.store.database import Database
 from gateway.store.models import Delivery, UTCDateTime, table_of
 
 _TIME = UTCDateTime()
@@ -86,7 +89,7 @@ def enqueue_many(session: Session, agency_ids: Sequence[int], kind: str, documen
 
 
 INSERT_ITEMS = insert(table_of(Delivery))
-"""The INSERT of :func:`item_rows` (for ``Database.insert_rows`` as well as :func:`enqueue_many`)."""
+"""The INSERT of :func:`item_rows` (for ``Database.pipeline`` as well as :func:`enqueue_many`)."""
 
 
 def item_rows(agency_ids: Sequence[int], kind: str, document_id: str, now: datetime) -> list[dict[str, Any]]:
@@ -110,21 +113,23 @@ def item_rows(agency_ids: Sequence[int], kind: str, document_id: str, now: datet
 
 def enqueue_status(session: Session, agency_id: int, document_id: str, status_event_id: int, now: datetime) -> str:
     """Queue a status message for one agency with a plain INSERT (no entity); return the item id."""
-    item_id = str(uuid.uuid4())
-    session.execute(
-        insert(table_of(Delivery)),
-        {
-            "id": item_id,
-            "agency_id": agency_id,
-            "kind": KIND_STATUS,
-            "document_id": document_id,
-            "status_event_id": status_event_id,
-            "state": PENDING,
-            "attempts": 0,
-            "created_at": _require_aware(now),
-        },
-    )
-    return item_id
+    row = status_item_row(agency_id, document_id, status_event_id, now)
+    session.execute(INSERT_ITEMS, row)
+    return str(row["id"])
+
+
+def status_item_row(agency_id: int, document_id: str, status_event_id: int, now: datetime) -> dict[str, Any]:
+    """The row that queues a status message for one agency (:data:`INSERT_ITEMS`), with its own id."""
+    return {
+        "id": str(uuid.uuid4()),
+        "agency_id": agency_id,
+        "kind": KIND_STATUS,
+        "document_id": document_id,
+        "status_event_id": status_event_id,
+        "state": PENDING,
+        "attempts": 0,
+        "created_at": _require_aware(now),
+    }
 
 
 def _available(
@@ -266,17 +271,28 @@ _FETCH_ITEM = (
 about as much CPU as running it)."""
 
 
-def fetch_item(session: Session, item_id: str, agency_id: int, now: datetime) -> Item | None:
-    """Record the first download of one of the agency's items (later fetches keep that time); None if
-    the agency has no such item.
+def fetch_item(
+    db: Database,
+    session: Session,
+    item_id: str,
+    agency_id: int,
+    now: datetime,
+    along: Sequence[tuple[Update | Select[Any], Mapping[str, Any]]] = (),
+) -> tuple[Item | None, list[list[tuple[Any, ...]]]]:
+    """Record the first download of one of the agency's items (later fetches keep that time).
+
+    Returns the item (None if the agency has no such item) and the rows of the ``along``
+    statements, which run after it in the same round trip (:meth:`Database.pipeline`: on PostgreSQL
+    the transaction's BEGIN goes too when this is its first statement). The caller decides from the
+    item whether their effects may stand; if not, it raises and the transaction rolls back.
 
     One UPDATE ... RETURNING: it locks the row (PostgreSQL) and reads its committed state in the
     same round trip, so a concurrent :func:`withdraw` that committed first shows as ``withdrawn``
     (and a withdrawn item never gets a ``fetched_at``).
     """
-    now = _require_aware(now)
-    row = session.execute(_FETCH_ITEM, {"item_id": item_id, "holder": agency_id, "fetched_now": now}).first()
-    return Item(*row) if row is not None else None
+    params = {"item_id": item_id, "holder": agency_id, "fetched_now": _require_aware(now)}
+    rows, *others = db.pipeline(session, then=[(_FETCH_ITEM, params), *along])
+    return (Item(*rows[0]) if rows else None), others
 
 
 def acknowledge_items(session: Session, item_ids: Sequence[str], agency_id: int, now: datetime) -> list[Item]:

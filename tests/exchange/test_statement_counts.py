@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime
 import pytest
 from sqlalchemy import select
 from support.staging import stage
-from support.statements import counting
+from support.statements import counting, pipelined
 
 from gateway.config import Settings
 from gateway.edxml import DocumentMessage, Organization, document_bytes
@@ -149,6 +149,28 @@ def test_fetch_and_acknowledge_statements(service) -> None:
     assert len(ack) == 1 + audit_statements, ack  # one UPDATE ... RETURNING and the audit entry
     assert len(ack_again) == 2, ack_again  # nothing to change, then why: it was acknowledged
     assert not any(s.startswith("SELECT") and "FOR UPDATE" in s for s in first + ack), "no re-read under lock"
+
+
+@pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+def test_a_first_fetch_on_postgresql_is_five_round_trips(service) -> None:
+    """The lock-free read; BEGIN with the item's UPDATE and the copy's 01 in one pipeline; the 01's
+    event (its id is the queue item's); the 01's queue item with both audit entries in a second
+    pipeline; COMMIT (which no statement listener sees). A second fetch: the read, BEGIN with the
+    item's UPDATE, the audit entry (a pipeline of its own), COMMIT."""
+    send(service, 1)
+    recipient = service.authenticate(RECIPIENT, f"s-{RECIPIENT}")
+    item = service.pending(recipient, 1)[0]
+    with pipelined(service.db.engine) as first:
+        service.fetch(recipient, item.item_id)
+    with pipelined(service.db.engine) as again:
+        service.fetch(recipient, item.item_id)
+    assert [s.split()[0] for s, _ in first] == ["SELECT", "UPDATE", "UPDATE", "INSERT", "INSERT", "SELECT"], first
+    assert [in_pipeline for _, in_pipeline in first] == [False, True, True, False, True, True], first
+    assert [(s.split()[0], in_pipeline) for s, in_pipeline in again] == [
+        ("SELECT", False),
+        ("UPDATE", True),
+        ("SELECT", True),
+    ], again
 
 
 def test_acknowledging_many_items_is_one_update(service) -> None:

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import bindparam, func, insert, literal_column, select, text
+from sqlalchemy import bindparam, func, insert, literal_column, select, text, update
 from sqlalchemy.exc import IntegrityError, StatementError
 from store.conftest import T0
 from support.statements import counting
@@ -421,6 +421,12 @@ def test_read_rows_on_a_dropped_connection_is_unavailable_and_the_next_read_reco
 
 
 _INSERT_AGENCY = insert(table_of(Agency))
+_RENAME = (
+    update(table_of(Agency))
+    .where(table_of(Agency).c.code == bindparam("code"))
+    .values(name=bindparam("name"))
+    .returning(table_of(Agency).c.code, table_of(Agency).c.name, table_of(Agency).c.created_at)
+)
 
 
 def _agency_row(code: str, level: int = 1) -> dict[str, Any]:
@@ -428,12 +434,12 @@ def _agency_row(code: str, level: int = 1) -> dict[str, Any]:
     return {"code": code, "name": f"Cơ quan {code}", "level": level, "created_at": T0, **flags}
 
 
-def test_insert_rows_writes_in_the_sessions_transaction(database: Database, make_agency: MakeAgency) -> None:
+def test_pipeline_writes_in_the_sessions_transaction(database: Database, make_agency: MakeAgency) -> None:
     """Rows go in with their bind processors applied (UTC datetimes), alongside the session's own
     statements, are seen by statement listeners, and go with the transaction when it rolls back."""
     with counting(database.engine) as executed, database.transaction() as session:
         make_agency(session, "000.00.01.H01")
-        database.insert_rows(
+        database.pipeline(
             session,
             [
                 (_INSERT_AGENCY, [_agency_row("000.00.01.H02"), _agency_row("000.00.01.H03", level=2)]),
@@ -451,19 +457,19 @@ def test_insert_rows_writes_in_the_sessions_transaction(database: Database, make
         ("000.00.01.H04", 1, T0),
     ]
     with pytest.raises(RuntimeError, match="boom"), database.transaction() as session:
-        database.insert_rows(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H05")])])
+        database.pipeline(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H05")])])
         raise RuntimeError("boom")
     with database.transaction(readonly=True) as session:
         assert session.scalar(select(func.count()).select_from(Agency)) == 4
 
 
-def test_insert_rows_refuses_a_row_as_sqlalchemy_would_and_leaves_nothing(database: Database) -> None:
+def test_pipeline_refuses_a_row_as_sqlalchemy_would_and_leaves_nothing(database: Database) -> None:
     """A refused row (here a duplicate code, caught when PostgreSQL's pipeline is synchronised) is an
     IntegrityError, none of the batch stays, and the pooled connection serves the next transaction."""
     with database.transaction() as session:
-        database.insert_rows(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H01")])])
+        database.pipeline(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H01")])])
     with pytest.raises(IntegrityError), database.transaction() as session:
-        database.insert_rows(
+        database.pipeline(
             session,
             [
                 (_INSERT_AGENCY, [_agency_row("000.00.01.H02")]),
@@ -471,52 +477,51 @@ def test_insert_rows_refuses_a_row_as_sqlalchemy_would_and_leaves_nothing(databa
             ],
         )
     with database.transaction() as session:
-        database.insert_rows(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H09")])])
+        database.pipeline(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H09")])])
     with database.transaction(readonly=True) as session:
         assert list(session.scalars(select(Agency.code).order_by(Agency.code))) == ["000.00.01.H01", "000.00.01.H09"]
 
 
-def test_insert_rows_then_runs_one_more_statement_and_returns_its_rows(
+def test_pipeline_then_runs_statements_after_the_inserts_and_returns_their_rows(
     database: Database, make_agency: MakeAgency
 ) -> None:
-    """``then`` sees the rows just inserted, and its values come back converted as SQLAlchemy would."""
+    """``then`` sees the rows just inserted, each statement's rows come back on their own (an UPDATE's
+    RETURNING included), and values are converted as SQLAlchemy would."""
     then = select(Agency.code, Agency.created_at).where(Agency.level == bindparam("level")).order_by(Agency.code)
     with database.transaction() as session:
         make_agency(session, "000.00.01.H01")
-        rows = database.insert_rows(
+        rows = database.pipeline(
             session,
             [(_INSERT_AGENCY, [_agency_row("000.00.01.H02", level=2), _agency_row("000.00.01.H03", level=2)])],
-            then=(then, {"level": 2}),
+            [(then, {"level": 2}), (then, {"level": 3}), (_RENAME, {"code": "000.00.01.H03", "name": "Sở Tư pháp"})],
         )
-        assert rows == [("000.00.01.H02", T0), ("000.00.01.H03", T0)]
-        assert database.insert_rows(session, [], then=(then, {"level": 3})) == []
-        assert database.insert_rows(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H04")])]) == []
+        assert rows == [[("000.00.01.H02", T0), ("000.00.01.H03", T0)], [], [("000.00.01.H03", "Sở Tư pháp", T0)]]
+        assert database.pipeline(session, then=[(then, {"level": 3})]) == [[]]
+        assert database.pipeline(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H04")])]) == []
 
 
-def test_insert_rows_with_then_refuses_a_row_as_sqlalchemy_would(database: Database) -> None:
+def test_pipeline_with_then_refuses_a_row_as_sqlalchemy_would(database: Database) -> None:
     """A refused row aborts the pipeline before ``then``: the error is the row's, not a missing result."""
     then = select(func.count()).select_from(Agency)
     with database.transaction() as session:
-        database.insert_rows(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H01")])])
+        database.pipeline(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H01")])])
     with pytest.raises(IntegrityError), database.transaction() as session:
-        database.insert_rows(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H01")])], then=(then, {}))
+        database.pipeline(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H01")])], [(then, {})])
     with database.transaction() as session:
-        assert database.insert_rows(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H02")])], then=(then, {})) == [
-            (2,)
-        ]
+        assert database.pipeline(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H02")])], [(then, {})]) == [[(2,)]]
 
 
-def test_insert_rows_refuses_to_skip_python_side_defaults(database: Database) -> None:
+def test_pipeline_refuses_to_skip_python_side_defaults(database: Database) -> None:
     """A column whose default SQLAlchemy computes (agencies.active) cannot be left out: the driver
     would otherwise store NULL or fail, where the ORM stores the default."""
     row = _agency_row("000.00.01.H01")
     del row["active"]
     with pytest.raises(ValueError, match="active"), database.transaction() as session:
-        database.insert_rows(session, [(_INSERT_AGENCY, [row])])
+        database.pipeline(session, [(_INSERT_AGENCY, [row])])
 
 
 @pytest.mark.postgres
-def test_insert_rows_on_a_dropped_connection_is_unavailable_and_the_next_transaction_reconnects(pg_url: str) -> None:
+def test_pipeline_on_a_dropped_connection_is_unavailable_and_the_next_transaction_reconnects(pg_url: str) -> None:
     """The server ends the session's connection before the pipeline is sent: the clerk gets
     Unavailable (retry), the dead connection leaves the pool, and the next write works."""
     db = Database(pg_url, pool_size=1, max_overflow=0)
@@ -527,9 +532,9 @@ def test_insert_rows_on_a_dropped_connection_is_unavailable_and_the_next_transac
         pid = db.read_rows(select(func.pg_backend_pid()), {})[0][0]
         _terminate(pg_url, pid)
         with pytest.raises(Unavailable), db.transaction() as session:
-            db.insert_rows(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H01")])])
+            db.pipeline(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H01")])])
         with db.transaction() as session:
-            db.insert_rows(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H01")])])
+            db.pipeline(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H01")])])
         assert db.read_rows(select(func.pg_backend_pid()), {})[0][0] != pid
         with db.transaction() as session:
             session.execute(text("DELETE FROM agencies WHERE code = '000.00.01.H01'"))

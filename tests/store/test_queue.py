@@ -238,9 +238,9 @@ def test_fetch_item_keeps_the_first_time_and_never_marks_a_withdrawn_item(
 ) -> None:
     sender, recipient, document_id, ids = _seed(database, make_agency, make_document, 1)
     with database.transaction() as session:
-        assert queue.fetch_item(session, ids[0], sender, NOW) is None, "not the sender's item"
-        first = queue.fetch_item(session, ids[0], recipient, NOW + timedelta(seconds=1))
-        queue.fetch_item(session, ids[0], recipient, NOW + timedelta(seconds=9))
+        assert queue.fetch_item(database, session, ids[0], sender, NOW) == (None, []), "not the sender's item"
+        first, _ = queue.fetch_item(database, session, ids[0], recipient, NOW + timedelta(seconds=1))
+        queue.fetch_item(database, session, ids[0], recipient, NOW + timedelta(seconds=9))
     assert first == queue.Item(ids[0], queue.KIND_DOCUMENT, document_id, None, queue.PENDING)
     with database.transaction() as session:
         assert session.scalar(select(Delivery.fetched_at)) == NOW + timedelta(seconds=1)
@@ -250,7 +250,7 @@ def test_fetch_item_keeps_the_first_time_and_never_marks_a_withdrawn_item(
     with database.transaction() as session:
         assert [d.id for d in queue.withdraw(session, document_id, [other.id], NOW)] == [late.id]
     with database.transaction() as session:
-        item = queue.fetch_item(session, late.id, other.id, NOW)
+        item, _ = queue.fetch_item(database, session, late.id, other.id, NOW)
         assert item is not None and item.state == queue.WITHDRAWN
         assert session.scalar(select(Delivery.fetched_at).where(Delivery.id == late.id)) is None
 

@@ -28,7 +28,8 @@ def counting(engine: Engine) -> Iterator[list[str]]:
 def pipelined(engine: Engine) -> Iterator[list[tuple[str, bool]]]:
     """PostgreSQL: each statement sent inside the block, and whether it went out in a psycopg pipeline.
 
-    Statements of one pipeline share a round trip; every other statement is a round trip of its own.
+    The statements of one pipeline share a round trip (consecutive pipelined statements may still
+    belong to two pipelines); every other statement is a round trip of its own.
     """
     executed: list[tuple[str, bool]] = []
 
