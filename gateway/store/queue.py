@@ -7,6 +7,7 @@ then (at-least-once delivery). Mutual exclusion while leasing comes from
 from the database-wide write lock of ``BEGIN IMMEDIATE`` on SQLite (see ``database.py``).
 
 Every function takes the caller's session and never commits: the caller's transaction decides.
+:func:`fetch_item` also takes the :class:`Database`, to send its statements in one pipeline.
 """
 
 from __future__ import annotations
