@@ -99,11 +99,14 @@ def test_a_send_that_fails_mid_transaction_changes_nothing(
     payload = f"<g:document>{base64.b64encode(document).decode()}</g:document>"
     rows, blobs = store_rows(live_gateway), stored_blobs(live_gateway)
 
-    def audit_fails(*args: object, **kwargs: object) -> None:
+    written = exchange_service.audit.insert_then_append
+
+    def fails_once_written(*args: object, **kwargs: object) -> None:
+        written(*args, **kwargs)
         raise RuntimeError("disk full while writing the audit entry")
 
-    # The document, recipient and queue rows are already inserted when the audit entry fails.
-    monkeypatch.setattr(exchange_service.audit, "append", audit_fails)
+    # The document, recipient and queue rows and the audit entry are in the transaction when it fails.
+    monkeypatch.setattr(exchange_service.audit, "insert_then_append", fails_once_written)
     caplog.set_level(logging.INFO, logger="gateway.soap")
     reference = internal_fault(*call(live_gateway, "sendDocument", payload))
     assert isinstance(logged_with(caplog, reference).exc_info[1], RuntimeError)
