@@ -788,9 +788,10 @@ def bench_backend(backend: str, templates: list[Template], options: Options, scr
             ]
             return run_phase(targets, server, lead=0.3)
 
-        def ceiling(duration: float, base: int) -> PhaseResult:
+        def ceiling(duration: float, base: int, into: CeilingStore | None = store) -> PhaseResult:
+            """The ceiling's processes; with ``into=None`` they parse and validate without storing."""
             targets = [
-                (_ceiling_client, (templates[i % 2], store, base + i * 10_000_000)) for i in range(options.workers)
+                (_ceiling_client, (templates[i % 2], into, base + i * 10_000_000)) for i in range(options.workers)
             ]
             return _run_timed(targets, server, duration)
 
@@ -823,14 +824,7 @@ def bench_backend(backend: str, templates: list[Template], options: Options, scr
         )
         peak = {pid: _status_kib(pid, "VmHWM") for pid in worker_pids}
         restarted = sorted(set(worker_pids) ^ {w.pid for w in gateway.worker_processes()})
-        parse_phase = _run_timed(
-            [
-                (_ceiling_client, (templates[i % 2], None, 2_000_000_000 + i * 10_000_000))
-                for i in range(options.workers)
-            ],
-            server,
-            options.duration,
-        )
+        parse_phase = ceiling(options.duration, 2_000_000_000, into=None)
     finally:
         gateway.stop()
         if pg_admin and pg_name:

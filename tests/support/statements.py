@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+
+T = TypeVar("T")
 
 
 @contextmanager
 def counting(engine: Engine) -> Iterator[list[str]]:
     """Every statement sent through ``engine`` inside the block, whitespace folded (SQLite's BEGIN included)."""
-    executed: list[str] = []
-
-    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        executed.append(" ".join(statement.split()))
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with _recording(engine, lambda _cursor, statement: statement) as executed:
         yield executed
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 @contextmanager
@@ -31,11 +26,22 @@ def pipelined(engine: Engine) -> Iterator[list[tuple[str, bool]]]:
     The statements of one pipeline share a round trip (consecutive pipelined statements may still
     belong to two pipelines); every other statement is a round trip of its own.
     """
-    executed: list[tuple[str, bool]] = []
+
+    def in_pipeline(cursor: object, statement: str) -> tuple[str, bool]:
+        status = getattr(getattr(cursor, "connection", None), "pgconn", None)
+        return statement, bool(status is not None and status.pipeline_status)
+
+    with _recording(engine, in_pipeline) as executed:
+        yield executed
+
+
+@contextmanager
+def _recording(engine: Engine, describe: Callable[[object, str], T]) -> Iterator[list[T]]:
+    """What ``describe`` says of each statement (whitespace folded) and its cursor, inside the block."""
+    executed: list[T] = []
 
     def record(_conn: object, cursor: object, statement: str, *_args: object) -> None:
-        status = getattr(getattr(cursor, "connection", None), "pgconn", None)
-        executed.append((" ".join(statement.split()), bool(status is not None and status.pipeline_status)))
+        executed.append(describe(cursor, " ".join(statement.split())))
 
     event.listen(engine, "before_cursor_execute", record)
     try:
