@@ -12,6 +12,7 @@ Spyne operation on ``/bare`` to the same workers), in its own process group with
 directory (and a fresh PostgreSQL database), then:
 
 1. warm-up (excluded): a short send phase and a drain, so every worker has compiled its schemas;
+   then, also excluded, a phase of sends that fills the recipients' queues for step 3's first drain;
 2. sends and their ceiling: parallel client *processes* post pre-built SOAP envelopes (raw HTTP, no
    zeep, so the client stays cheap) for a fixed duration; each document gets a unique DocumentId and
    number by rewriting the first base64 block of a template. The ceiling: as many processes as
@@ -22,10 +23,12 @@ directory (and a fresh PostgreSQL database), then:
    then getDocument + confirmReceived for each item (or getDocument for each and one
    confirmReceivedItems for the batch, when the served WSDL has that operation); items/s is
    compared with the sends/s of the same run (target >= 1.0: the gateway empties queues at least
-   as fast as they fill);
-4. empty polls: getPendingDocuments for agencies with nothing waiting, then the bare Spyne
-   operation on ``/bare`` (no storage work) with the same clients on the same workers; polls/s is
-   compared with bare calls/s (target >= 0.6: an empty poll costs little more than SOAP itself);
+   as fast as they fill). Receiving brackets step 2 for the same reason: one drain (of the queues
+   step 1 filled) runs just before it, one (of what step 2 sent) just after;
+4. empty polls: getPendingDocuments for agencies with nothing waiting, and the bare Spyne
+   operation on ``/bare`` (no storage work) with the same clients on the same workers, in ABBA
+   order (polls, bare, bare, polls; half the duration per slice); polls/s is compared with bare
+   calls/s (target >= 0.6: an empty poll costs little more than SOAP itself);
 5. parse + validate alone (as the ceiling, without the store), for comparison.
 
 Clients and server share the machine's cores (as does anything else running), so the bench
@@ -744,7 +747,7 @@ def _phase_meta(phase: PhaseResult) -> dict[str, Any]:
 
 
 def bench_backend(backend: str, templates: list[Template], options: Options, scratch: Path) -> dict[str, Any]:
-    """Run warm-up, sends, fetch+ack and the ceiling for one backend; return its figures."""
+    """Run warm-up, fetch+ack, sends, the ceiling and polls for one backend; return its figures."""
     pg_admin = pg_name = None
     database_url = None
     data_dir = scratch / backend
@@ -798,30 +801,34 @@ def bench_backend(backend: str, templates: list[Template], options: Options, scr
         warm_sends = sends(options.warmup, 0)
         warm_drain = drain()
         warm_rss = {pid: _status_kib(pid, "VmRSS") for pid in worker_pids}
-        # Sends and their ceiling in ABBA order, half the duration per slice: this VM's speed drifts by
-        # 10-20% within a minute, and a linear drift then weighs the same on both sides of the ratio.
+        # Every compared pair is measured in ABBA order (A, B, B, A, each slice half the pair's time):
+        # this VM's speed drifts by 10-20% within a minute, and a linear drift then weighs the same on
+        # both sides of a ratio. Receiving brackets sending, which brackets the ceiling: a queue filled
+        # beforehand (not measured) is drained first, and what the measured sends queue is drained last.
         store.prepare()
         half = options.duration / 2
+        queued = sends(options.duration, 500_000_000)
+        with profiled(options, f"{backend}-fetch-1", worker_pids, options.duration):
+            fetch_phase = drain()
         with profiled(options, f"{backend}-send-1", worker_pids, half):
             send_phase = sends(half, 1_000_000_000)
         ceiling_phase = ceiling(half, 3_000_000_000)
         ceiling_phase += ceiling(half, 3_500_000_000)
         with profiled(options, f"{backend}-send-2", worker_pids, half):
             send_phase += sends(half, 1_500_000_000)
-        with profiled(options, f"{backend}-fetch", worker_pids, options.duration):
-            fetch_phase = drain()
+        with profiled(options, f"{backend}-fetch-2", worker_pids, options.duration):
+            fetch_phase += drain()
         polls = [("getPendingDocuments", envelope(code, secrets[code], "getPendingDocuments", b"")) for code in idle]
         bare = [("bare", bare_envelope(code, secrets[code])) for code in idle]
-        poll_phase = _run_timed(
-            [(_poll_client, (port, "/soap", "emptyPoll", polls[i:] + polls[:i])) for i in range(options.clients)],
-            server,
-            options.duration,
-        )
-        bare_phase = _run_timed(
-            [(_poll_client, (port, "/bare", "bare", bare[i:] + bare[:i])) for i in range(options.clients)],
-            server,
-            options.duration,
-        )
+
+        def calls(path: str, label: str, bodies: list[tuple[str, bytes]]) -> PhaseResult:
+            clients = [(_poll_client, (port, path, label, bodies[i:] + bodies[:i])) for i in range(options.clients)]
+            return _run_timed(clients, server, half)
+
+        poll_phase = calls("/soap", "emptyPoll", polls)
+        bare_phase = calls("/bare", "bare", bare)
+        bare_phase += calls("/bare", "bare", bare)
+        poll_phase += calls("/soap", "emptyPoll", polls)
         peak = {pid: _status_kib(pid, "VmHWM") for pid in worker_pids}
         restarted = sorted(set(worker_pids) ^ {w.pid for w in gateway.worker_processes()})
         parse_phase = ceiling(options.duration, 2_000_000_000, into=None)
@@ -833,19 +840,21 @@ def bench_backend(backend: str, templates: list[Template], options: Options, scr
     sent = send_phase.count("sendDocument")
     fetched = fetch_phase.count("fetch+ack")
     warm_errors = warm_sends.clients.errors + warm_drain.clients.errors
-    lost = abs(sent - fetched) + abs(warm_sends.count("sendDocument") - warm_drain.count("fetch+ack"))
+    lost = abs(queued.count("sendDocument") + sent - fetched)
+    lost += abs(warm_sends.count("sendDocument") - warm_drain.count("fetch+ack"))
     sends_per_s = send_phase.rate("sendDocument")
     ceiling_per_s = ceiling_phase.rate("document")
-    errors = warm_errors + send_phase.clients.errors + fetch_phase.clients.errors + lost + len(restarted)
+    errors = warm_errors + queued.clients.errors + send_phase.clients.errors + fetch_phase.clients.errors
+    errors += lost + len(restarted)
     errors += poll_phase.clients.errors + bare_phase.clients.errors
     polls_per_s, bare_per_s = poll_phase.rate("emptyPoll"), bare_phase.rate("bare")
     receive_per_s = fetch_phase.rate("fetch+ack")
     errors += parse_phase.clients.errors + ceiling_phase.clients.errors
-    samples = warm_sends.clients.error_samples + warm_drain.clients.error_samples
+    samples = warm_sends.clients.error_samples + warm_drain.clients.error_samples + queued.clients.error_samples
     samples += send_phase.clients.error_samples + fetch_phase.clients.error_samples
     samples += ceiling_phase.clients.error_samples + poll_phase.clients.error_samples + bare_phase.clients.error_samples
     if lost:
-        samples.append(f"{sent} documents sent but {fetched} fetched and acknowledged")
+        samples.append(f"{queued.count('sendDocument') + sent} documents sent but {fetched} fetched and acknowledged")
     if restarted:
         samples.append(f"gunicorn workers changed during the run: {restarted}")
     return {
