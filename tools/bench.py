@@ -12,19 +12,21 @@ Spyne operation on ``/bare`` to the same workers), in its own process group with
 directory (and a fresh PostgreSQL database), then:
 
 1. warm-up (excluded): a short send phase and a drain, so every worker has compiled its schemas;
-   then, also excluded, a phase of sends that fills the recipients' queues for step 3's first drain;
+   then, also excluded, a phase of sends that fills the recipients' queues for step 3;
 2. sends and their ceiling: parallel client *processes* post pre-built SOAP envelopes (raw HTTP, no
    zeep, so the client stays cheap) for a fixed duration; each document gets a unique DocumentId and
    number by rewriting the first base64 block of a template. The ceiling: as many processes as
    gunicorn workers run lxml parse + validate + store, on the same backend, for the same duration.
    The two alternate in ABBA order (sends, ceiling, ceiling, sends; half the duration per slice),
    so a drift of the machine's speed during the run weighs on both alike;
-3. receive: the recipients drain their queues as a client does: getPendingDocuments(maxItems=10),
-   then getDocument + confirmReceived for each item (or getDocument for each and one
-   confirmReceivedItems for the batch, when the served WSDL has that operation); items/s is
-   compared with the sends/s of the same run (target >= 1.0: the gateway empties queues at least
-   as fast as they fill). Receiving brackets step 2 for the same reason: one drain (of the queues
-   step 1 filled) runs just before it, one (of what step 2 sent) just after;
+3. receive: the recipients take items off their queues as a client does:
+   getPendingDocuments(maxItems=10), then getDocument + confirmReceived for each item (or
+   getDocument for each and one confirmReceivedItems for the batch, when the served WSDL has that
+   operation); items/s is compared with the sends/s of the same run (target >= 1.0: the gateway
+   empties queues at least as fast as they fill). Timed like the sends, in two slices that bracket
+   step 2 (one just before it, one just after), on queues that never run dry during a slice (that
+   would be an error); what is left is drained afterwards, unmeasured, and every document sent
+   must have been received;
 4. empty polls: getPendingDocuments for agencies with nothing waiting, and the bare Spyne
    operation on ``/bare`` (no storage work) with the same clients on the same workers, in ABBA
    order (polls, bare, bare, polls; half the duration per slice); polls/s is compared with bare
@@ -264,10 +266,20 @@ def _send_client(
 
 
 def _fetch_client(
-    port: int, agency: str, secret: str, batch_confirm: tuple[str, str] | None, *, start_at: float, out: Queue
+    port: int,
+    agency: str,
+    secret: str,
+    batch_confirm: tuple[str, str] | None,
+    *,
+    start_at: float,
+    out: Queue,
+    stop_at: float | None = None,
 ) -> None:
-    """Receive as an agency's software does until the queue is empty: pull a batch, fetch and acknowledge it.
+    """Receive as an agency's software does: pull a batch, fetch and acknowledge it, until the queue is
+    empty or, with ``stop_at``, until then (finishing the batch in hand).
 
+    A timed slice measures receiving while every client has work: a queue that runs dry before
+    ``stop_at`` is an error, since the slice would then count clients waiting for nothing.
     ``batch_confirm`` is ``(parameter, item element)`` of confirmReceivedItems when the served WSDL
     has it (one acknowledgement per batch), else None (confirmReceived per item). Every item
     fetched and acknowledged counts once under "fetch+ack", with its share of the batch's time.
@@ -277,13 +289,15 @@ def _fetch_client(
     cpu = _cpu_seconds()
     pending = envelope(agency, secret, "getPendingDocuments", f"<gw:maxItems>{PULL_BATCH}</gw:maxItems>".encode())
     time.sleep(max(0.0, start_at - time.monotonic()))
-    while True:
+    while stop_at is None or time.monotonic() < stop_at:
         started = time.perf_counter()
         listing = caller.call("getPendingDocuments", pending)
         if listing is None:
             break
         items = _ITEM_ID.findall(listing)
         if not items:
+            if stop_at is not None:
+                result.fail(f"receive: {agency}'s queue ran dry before the end of the timed slice; queue more first")
             break
         fetched_items = []
         for item_id in items:
@@ -784,12 +798,15 @@ def bench_backend(backend: str, templates: list[Template], options: Options, scr
             ]
             return _run_timed(targets, server, duration)
 
-        def drain() -> PhaseResult:
+        def receive(duration: float | None = None) -> PhaseResult:
+            """Fetch and acknowledge for ``duration`` seconds, or until the queues are empty (None)."""
             targets = [
-                (_fetch_client, (port, RECIPIENTS[i % 2], secrets[RECIPIENTS[i % 2]], batch_confirm), {})
+                (_fetch_client, (port, RECIPIENTS[i % 2], secrets[RECIPIENTS[i % 2]], batch_confirm))
                 for i in range(options.clients)
             ]
-            return run_phase(targets, server, lead=0.3)
+            if duration is not None:
+                return _run_timed(targets, server, duration)
+            return run_phase([(target, args, {}) for target, args in targets], server, lead=0.3)
 
         def ceiling(duration: float, base: int, into: CeilingStore | None = store) -> PhaseResult:
             """The ceiling's processes; with ``into=None`` they parse and validate without storing."""
@@ -799,25 +816,27 @@ def bench_backend(backend: str, templates: list[Template], options: Options, scr
             return _run_timed(targets, server, duration)
 
         warm_sends = sends(options.warmup, 0)
-        warm_drain = drain()
+        warm_drain = receive()
         warm_rss = {pid: _status_kib(pid, "VmRSS") for pid in worker_pids}
-        # Every compared pair is measured in ABBA order (A, B, B, A, each slice half the pair's time):
+        # Every compared pair is measured in ABBA order (A, B, B, A; every slice half the duration):
         # this VM's speed drifts by 10-20% within a minute, and a linear drift then weighs the same on
-        # both sides of a ratio. Receiving brackets sending, which brackets the ceiling: a queue filled
-        # beforehand (not measured) is drained first, and what the measured sends queue is drained last.
+        # both sides of a ratio. Receiving brackets sending, which brackets the ceiling; receiving is
+        # timed like sending, on queues filled beforehand (not measured) with more than a slice takes,
+        # and what is left is drained after the last slice (not measured either).
         store.prepare()
         half = options.duration / 2
         queued = sends(options.duration, 500_000_000)
-        with profiled(options, f"{backend}-fetch-1", worker_pids, options.duration):
-            fetch_phase = drain()
+        with profiled(options, f"{backend}-fetch-1", worker_pids, half):
+            fetch_phase = receive(half)
         with profiled(options, f"{backend}-send-1", worker_pids, half):
             send_phase = sends(half, 1_000_000_000)
         ceiling_phase = ceiling(half, 3_000_000_000)
         ceiling_phase += ceiling(half, 3_500_000_000)
         with profiled(options, f"{backend}-send-2", worker_pids, half):
             send_phase += sends(half, 1_500_000_000)
-        with profiled(options, f"{backend}-fetch-2", worker_pids, options.duration):
-            fetch_phase += drain()
+        with profiled(options, f"{backend}-fetch-2", worker_pids, half):
+            fetch_phase += receive(half)
+        rest = receive()
         polls = [("getPendingDocuments", envelope(code, secrets[code], "getPendingDocuments", b"")) for code in idle]
         bare = [("bare", bare_envelope(code, secrets[code])) for code in idle]
 
@@ -840,21 +859,24 @@ def bench_backend(backend: str, templates: list[Template], options: Options, scr
     sent = send_phase.count("sendDocument")
     fetched = fetch_phase.count("fetch+ack")
     warm_errors = warm_sends.clients.errors + warm_drain.clients.errors
-    lost = abs(queued.count("sendDocument") + sent - fetched)
+    lost = abs(queued.count("sendDocument") + sent - fetched - rest.count("fetch+ack"))
     lost += abs(warm_sends.count("sendDocument") - warm_drain.count("fetch+ack"))
     sends_per_s = send_phase.rate("sendDocument")
     ceiling_per_s = ceiling_phase.rate("document")
     errors = warm_errors + queued.clients.errors + send_phase.clients.errors + fetch_phase.clients.errors
+    errors += rest.clients.errors
     errors += lost + len(restarted)
     errors += poll_phase.clients.errors + bare_phase.clients.errors
     polls_per_s, bare_per_s = poll_phase.rate("emptyPoll"), bare_phase.rate("bare")
     receive_per_s = fetch_phase.rate("fetch+ack")
     errors += parse_phase.clients.errors + ceiling_phase.clients.errors
     samples = warm_sends.clients.error_samples + warm_drain.clients.error_samples + queued.clients.error_samples
+    samples += rest.clients.error_samples
     samples += send_phase.clients.error_samples + fetch_phase.clients.error_samples
     samples += ceiling_phase.clients.error_samples + poll_phase.clients.error_samples + bare_phase.clients.error_samples
     if lost:
-        samples.append(f"{queued.count('sendDocument') + sent} documents sent but {fetched} fetched and acknowledged")
+        received = fetched + rest.count("fetch+ack")
+        samples.append(f"{queued.count('sendDocument') + sent} documents sent but {received} fetched and acknowledged")
     if restarted:
         samples.append(f"gunicorn workers changed during the run: {restarted}")
     return {
