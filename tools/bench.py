@@ -12,7 +12,8 @@ Spyne operation on ``/bare`` to the same workers), in its own process group with
 directory (and a fresh PostgreSQL database), then:
 
 1. warm-up (excluded): a short send phase and a drain, so every worker has compiled its schemas;
-   then, also excluded, a phase of sends that fills the recipients' queues for step 3;
+   then, also excluded, a phase of sends that fills the recipients' queues for step 3 (long enough
+   for three receive slices at the warm-up's speeds);
 2. sends and their ceiling: parallel client *processes* post pre-built SOAP envelopes (raw HTTP, no
    zeep, so the client stays cheap) for a fixed duration; each document gets a unique DocumentId and
    number by rewriting the first base64 block of a template. The ceiling: as many processes as
@@ -825,7 +826,10 @@ def bench_backend(backend: str, templates: list[Template], options: Options, scr
         # and what is left is drained after the last slice (not measured either).
         store.prepare()
         half = options.duration / 2
-        queued = sends(options.duration, 500_000_000)
+        # The queues must outlast a receive slice: filled for as long as, at the warm-up's receive/send
+        # speed ratio with a margin of three (one recipient may get fewer documents), a slice takes.
+        speedup = warm_drain.rate("fetch+ack") / max(warm_sends.rate("sendDocument"), 1e-9)
+        queued = sends(max(options.duration, 3 * speedup * half), 500_000_000)
         with profiled(options, f"{backend}-fetch-1", worker_pids, half):
             fetch_phase = receive(half)
         with profiled(options, f"{backend}-send-1", worker_pids, half):
