@@ -862,25 +862,21 @@ def bench_backend(backend: str, templates: list[Template], options: Options, scr
                 admin.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
     sent = send_phase.count("sendDocument")
     fetched = fetch_phase.count("fetch+ack")
-    warm_errors = warm_sends.clients.errors + warm_drain.clients.errors
-    lost = abs(queued.count("sendDocument") + sent - fetched - rest.count("fetch+ack"))
+    # Every document sent after the warm-up is received in a timed slice or in the unmeasured rest.
+    sent_after_warmup = queued.count("sendDocument") + sent
+    received_after_warmup = fetched + rest.count("fetch+ack")
+    lost = abs(sent_after_warmup - received_after_warmup)
     lost += abs(warm_sends.count("sendDocument") - warm_drain.count("fetch+ack"))
     sends_per_s = send_phase.rate("sendDocument")
     ceiling_per_s = ceiling_phase.rate("document")
-    errors = warm_errors + queued.clients.errors + send_phase.clients.errors + fetch_phase.clients.errors
-    errors += rest.clients.errors
-    errors += lost + len(restarted)
-    errors += poll_phase.clients.errors + bare_phase.clients.errors
     polls_per_s, bare_per_s = poll_phase.rate("emptyPoll"), bare_phase.rate("bare")
     receive_per_s = fetch_phase.rate("fetch+ack")
-    errors += parse_phase.clients.errors + ceiling_phase.clients.errors
-    samples = warm_sends.clients.error_samples + warm_drain.clients.error_samples + queued.clients.error_samples
-    samples += rest.clients.error_samples
-    samples += send_phase.clients.error_samples + fetch_phase.clients.error_samples
-    samples += ceiling_phase.clients.error_samples + poll_phase.clients.error_samples + bare_phase.clients.error_samples
+    phases = [warm_sends, warm_drain, queued, rest, send_phase, fetch_phase]
+    phases += [ceiling_phase, poll_phase, bare_phase, parse_phase]
+    errors = sum(phase.clients.errors for phase in phases) + lost + len(restarted)
+    samples = [sample for phase in phases for sample in phase.clients.error_samples]
     if lost:
-        received = fetched + rest.count("fetch+ack")
-        samples.append(f"{queued.count('sendDocument') + sent} documents sent but {received} fetched and acknowledged")
+        samples.append(f"{sent_after_warmup} documents sent but {received_after_warmup} fetched and acknowledged")
     if restarted:
         samples.append(f"gunicorn workers changed during the run: {restarted}")
     return {
