@@ -50,6 +50,9 @@ HEAD_CHUNK = 16 * 1024
 """Bytes asked per read until ``<Body>`` is reached: both servers' readers wait until they have all the
 bytes asked for, so asking a megabyte would wait for payload an unauthenticated caller may never send."""
 _BASE64_CHUNK = 3 * 64 * 1024
+MAX_SPARE_BUFFERS = 4
+"""Read buffers (:data:`READ_CHUNK` each) a worker keeps between requests: a new one would be paged in afresh."""
+_SPARE_BUFFERS: list[bytearray] = []
 SIMPLE_TEXT = 256
 """Characters of parameter text a simple Body may hold (see :class:`StagedRequest`); more is not simple."""
 MAX_SIMPLE_CHILDREN = 16
@@ -328,20 +331,21 @@ def stage_request(
     scanner = _Scanner(parser, feeder, payloads, begin_staging, authenticate)
     envelope = _Envelope(scanner, envelope_limit)
     feeder.after_feed = envelope.after_feed
+    buffer = _SPARE_BUFFERS.pop() if _SPARE_BUFFERS else bytearray(READ_CHUNK)
     try:
         received = 0
         while True:
             size = READ_CHUNK if scanner.caller is not None else HEAD_CHUNK
             want = size if content_length is None else min(size, content_length - received)
-            chunk = stream.read(want) if want > 0 else b""
-            if not chunk:
+            got = _read_into(stream, buffer, want) if want > 0 else 0
+            if not got:
                 break
             if not received:
-                safexml.check_first_bytes(chunk[:4], _DIALECT)
-            received += len(chunk)
+                safexml.check_first_bytes(bytes(buffer[:4]), _DIALECT)
+            received += got
             if received > limit:
                 raise _too_large(limit)
-            feeder.window(chunk, 0, len(chunk))
+            feeder.window(buffer, 0, got)
         if content_length is not None and received < content_length:
             raise MalformedRequest(f"The request body ended after {received} of {content_length} bytes; send it again.")
         feeder.finish()
@@ -358,6 +362,24 @@ def stage_request(
     except BaseException:
         _discard(scanner.staged)
         raise
+    finally:
+        if len(_SPARE_BUFFERS) < MAX_SPARE_BUFFERS:
+            _SPARE_BUFFERS.append(buffer)
+
+
+def _read_into(stream: IO[bytes], buffer: bytearray, want: int) -> int:
+    """Read the next ``want`` bytes (fewer only at the end) into the start of ``buffer``; returns how many.
+
+    The production server's ``wsgi.input`` fills the buffer from the socket (gateway/server.py's
+    ``socket_readinto``); a stream without ``readinto`` is read and copied.
+    """
+    readinto = getattr(stream, "readinto", None)
+    if readinto is None:
+        chunk = stream.read(want)
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+    with memoryview(buffer) as view:
+        return int(readinto(view[:want]))
 
 
 def _too_large(limit: int) -> TooLarge:
