@@ -77,6 +77,48 @@ def test_invalid_base64_is_refused(pieces: list[bytes], as_text: bool) -> None:
         decode(pieces, as_text)
 
 
+ODD_BYTES = [b"=", b"==", b" ", b"\n", b"&", b"!", b"\xc3"]
+"""Bytes that end, interrupt or spoil base64 text, inserted at random to drive ``take`` off its one-pass path."""
+
+
+def _take_all(pieces: list[bytes], sink: bool, plain: bool) -> tuple[object, ...]:
+    """What ``take`` makes of ``pieces``, with or without its one-pass path for plain base64."""
+    out = _Staging()
+    decoder = Base64Text(sink=out if sink else None)
+    if not plain:
+        decoder._take_plain = lambda *_args: False  # type: ignore[method-assign]
+    taken = []
+    for piece in pieces:
+        try:
+            spaces = decoder.take(bytearray(b"<" + piece + b">"), 1, len(piece) + 1)
+        except MalformedEdxml as refused:
+            return ("refused", str(refused))
+        taken.append(None if spaces is None else bytes(spaces))
+        if spaces is None:
+            break
+    decoder.finish()
+    return tuple(taken), decoder.chars, decoder.padding, decoder.error, out.getvalue()
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    data=st.binary(max_size=400),
+    cuts=st.lists(st.integers(min_value=0, max_value=600), max_size=6),
+    inserts=st.lists(st.tuples(st.integers(min_value=0, max_value=600), st.sampled_from(ODD_BYTES)), max_size=2),
+    sink=st.booleans(),
+)
+def test_plain_base64_in_one_pass_is_judged_as_byte_by_byte(
+    data: bytes, cuts: list[int], inserts: list[tuple[int, bytes]], sink: bool
+) -> None:
+    text = base64.b64encode(data)
+    for at, extra in inserts:
+        at %= len(text) + 1
+        text = text[:at] + extra + text[at:]
+    bounds = sorted({0, len(text), *(c % (len(text) + 1) for c in cuts)})
+    pieces = [text[a:b] for a, b in itertools.pairwise(bounds)]
+    assert _take_all(pieces, sink, plain=True) == _take_all(pieces, sink, plain=False)
+
+
 def test_large_payload_in_chunks() -> None:
     data = os.urandom(300_000)
     text = base64.b64encode(data)
