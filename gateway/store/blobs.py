@@ -1,9 +1,12 @@
 """Content-addressed blob store on the local filesystem: payloads are named by their sha256.
 
-Layout: ``root/ab/cd/<sha256>`` for blob ``abcd...``, and ``root/tmp/`` for writes in progress
-(same filesystem, so the final rename is atomic). A blob is written to a temp file, fsynced,
-renamed into place and its directory fsynced, so after :meth:`BlobStore.writer` returns the blob
-survives a crash.
+Layout: ``root/ab/<sha256>`` for blob ``ab...`` (256 shard directories), and ``root/tmp/`` for
+writes in progress (same filesystem, so the final rename is atomic). Stores created before the
+``layout`` file existed keep the two-level ``root/ab/cd/<sha256>`` they were written with: a new
+directory cost 0.6-0.8 ms of CPU here, and a store with 65,536 shards pays it for most of its first
+few hundred thousand blobs (docs/storage.md §4). A blob is written to a temp file, fsynced, renamed
+into place and its directory fsynced, so after :meth:`BlobStore.writer` returns the blob survives
+a crash.
 
 Durability order (the caller's duty): write the blob first, commit the database row that names it
 second. A crash in between leaves an unreferenced blob, which ``edxml-gateway blobs gc``
@@ -31,6 +34,11 @@ from typing import BinaryIO
 
 CHUNK_SIZE = 1024 * 1024
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_SHARD_RE = re.compile(r"[0-9a-f]{2}")
+LAYOUT_FILE = "layout"
+"""Names the store's layout; written when a store is created, absent from stores of earlier versions."""
+ONE_LEVEL = "ab/<sha256>"
+"""``LAYOUT_FILE``'s text for one level of shard directories."""
 
 
 def check_sha256(sha256: str) -> str:
@@ -158,6 +166,31 @@ class BlobStore:
         self.root = Path(root)
         self.tmp_dir = self.root / "tmp"
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.levels = self._layout()
+        """Shard levels: 1 (``ab/<sha256>``), or 2 (``ab/cd/<sha256>``) in a store older than its layout file."""
+
+    def _layout(self) -> int:
+        """Read the store's layout; a new store gets one level, recorded durably before any blob is stored.
+
+        Several nodes creating one shared store at once all write the same file, so they agree.
+        """
+        marker = self.root / LAYOUT_FILE
+        try:
+            text = marker.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            if any(_is_shard(entry) for entry in self.root.iterdir()):
+                return 2
+            fd, temp_name = tempfile.mkstemp(prefix="layout-", dir=self.tmp_dir)
+            with os.fdopen(fd, "w", encoding="utf-8") as temp:
+                temp.write(ONE_LEVEL + "\n")
+                temp.flush()
+                os.fsync(temp.fileno())
+            os.replace(temp_name, marker)
+            fsync_dir(self.root)
+            return 1
+        if text != ONE_LEVEL:
+            raise ValueError(f"{marker} names a blob layout this version does not know: {text!r}")
+        return 1
 
     def sweep_stale(self, older_than: timedelta) -> int:
         """Remove temp files of writes a crash interrupted (see :func:`remove_stale_files`)."""
@@ -166,6 +199,8 @@ class BlobStore:
     def path(self, sha256: str) -> Path:
         """Where blob ``sha256`` lives (whether or not it exists)."""
         check_sha256(sha256)
+        if self.levels == 1:
+            return self.root / sha256[:2] / sha256
         return self.root / sha256[:2] / sha256[2:4] / sha256
 
     def size(self, sha256: str) -> int:
@@ -220,16 +255,19 @@ class BlobStore:
 
     def iter_blobs(self) -> Iterator[str]:
         """Yield the sha256 of every stored blob (not temp files), in no particular order (for blob gc)."""
-        for first in sorted(self.root.iterdir()):
-            if len(first.name) != 2 or not first.is_dir():
-                continue
-            for second in sorted(first.iterdir()):
-                if len(second.name) != 2 or not second.is_dir():
-                    continue
-                for entry in sorted(second.iterdir()):
-                    name = entry.name
-                    if _SHA256_RE.fullmatch(name) and name.startswith(first.name + second.name):
-                        yield name
+        shards = [(shard, shard.name) for shard in sorted(self.root.iterdir()) if _is_shard(shard)]
+        for _level in range(1, self.levels):
+            shards = [
+                (inner, prefix + inner.name)
+                for shard, prefix in shards
+                for inner in sorted(shard.iterdir())
+                if _is_shard(inner)
+            ]
+        for shard, prefix in shards:
+            for entry in sorted(shard.iterdir()):
+                name = entry.name
+                if _SHA256_RE.fullmatch(name) and name.startswith(prefix):
+                    yield name
 
     def _install(self, temp_path: Path, sha256: str) -> None:
         """Move a fsynced temp file to its final name, or drop it if that content is already stored.
@@ -262,3 +300,7 @@ class BlobStore:
         for new_dir in reversed(missing):
             new_dir.mkdir(exist_ok=True)
             fsync_dir(new_dir.parent)
+
+
+def _is_shard(path: Path) -> bool:
+    return _SHARD_RE.fullmatch(path.name) is not None and path.is_dir()

@@ -23,11 +23,39 @@ def test_writer_stores_under_its_hash(blob_store: BlobStore) -> None:
         w.write(memoryview(b"world"))
     expected = hashlib.sha256(b"hello world").hexdigest()
     assert (w.sha256, w.size) == (expected, 11)
-    assert blob_store.path(expected) == blob_store.root / expected[:2] / expected[2:4] / expected
+    assert blob_store.path(expected) == blob_store.root / expected[:2] / expected
     assert blob_exists(blob_store, expected)
     with blob_store.open(expected) as f:
         assert f.read() == b"hello world"
     assert list(blob_store.tmp_dir.iterdir()) == []
+
+
+def test_a_new_store_records_its_layout_and_an_older_store_keeps_two_levels(tmp_path: Path) -> None:
+    new = BlobStore(tmp_path / "new")
+    assert new.levels == 1
+    assert (new.root / blobs.LAYOUT_FILE).read_text() == blobs.ONE_LEVEL + "\n"
+    sha256, _ = new.put_bytes(b"one level")
+    assert BlobStore(tmp_path / "new").path(sha256) == new.root / sha256[:2] / sha256
+    assert list(stored_blobs(BlobStore(tmp_path / "new"))) == [sha256]
+
+    legacy = tmp_path / "legacy"  # as versions before the layout file left a store
+    content = b"stored by an earlier version"
+    old_sha = hashlib.sha256(content).hexdigest()
+    (legacy / old_sha[:2] / old_sha[2:4]).mkdir(parents=True)
+    (legacy / old_sha[:2] / old_sha[2:4] / old_sha).write_bytes(content)
+    store = BlobStore(legacy)
+    assert store.levels == 2 and not (legacy / blobs.LAYOUT_FILE).exists()
+    assert store.verify(old_sha)
+    added, _ = store.put_bytes(b"added after the upgrade")
+    assert store.path(added) == legacy / added[:2] / added[2:4] / added
+    assert sorted(stored_blobs(store)) == sorted([old_sha, added])
+    assert store.put_bytes(content) == (old_sha, len(content))  # still deduplicated against the old blob
+
+
+def test_an_unknown_layout_is_refused(tmp_path: Path) -> None:
+    tmp_path.joinpath(blobs.LAYOUT_FILE).write_text("ab/cd/ef/<sha256>\n")
+    with pytest.raises(ValueError, match="layout this version does not know"):
+        BlobStore(tmp_path)
 
 
 def test_sha_is_unknown_until_the_block_ends(blob_store: BlobStore) -> None:
