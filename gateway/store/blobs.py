@@ -303,4 +303,5 @@ class BlobStore:
 
 
 def _is_shard(path: Path) -> bool:
+    """Whether ``path`` is a shard directory (two hex digits), not ``tmp/`` or the collector's quarantine."""
     return _SHARD_RE.fullmatch(path.name) is not None and path.is_dir()
