@@ -331,21 +331,30 @@ def stage_request(
     scanner = _Scanner(parser, feeder, payloads, begin_staging, authenticate)
     envelope = _Envelope(scanner, envelope_limit)
     feeder.after_feed = envelope.after_feed
-    buffer = _SPARE_BUFFERS.pop() if _SPARE_BUFFERS else bytearray(READ_CHUNK)
+    # Borrowed once the caller is known: a thousand slow unknown callers must not hold a megabyte each.
+    buffer: bytearray | None = None
     try:
         received = 0
         while True:
             size = READ_CHUNK if scanner.caller is not None else HEAD_CHUNK
             want = size if content_length is None else min(size, content_length - received)
-            got = _read_into(stream, buffer, want) if want > 0 else 0
+            if want <= 0:
+                break
+            if scanner.caller is None:
+                data: bytes | bytearray = stream.read(want)
+                got = len(data)
+            else:
+                if buffer is None:
+                    buffer = _SPARE_BUFFERS.pop() if _SPARE_BUFFERS else bytearray(READ_CHUNK)
+                data, got = buffer, _read_into(stream, buffer, want)
             if not got:
                 break
             if not received:
-                safexml.check_first_bytes(bytes(buffer[:4]), _DIALECT)
+                safexml.check_first_bytes(bytes(data[:4]), _DIALECT)
             received += got
             if received > limit:
                 raise _too_large(limit)
-            feeder.window(buffer, 0, got)
+            feeder.window(data, 0, got)
         if content_length is not None and received < content_length:
             raise MalformedRequest(f"The request body ended after {received} of {content_length} bytes; send it again.")
         feeder.finish()
@@ -363,7 +372,7 @@ def stage_request(
         _discard(scanner.staged)
         raise
     finally:
-        if len(_SPARE_BUFFERS) < MAX_SPARE_BUFFERS:
+        if buffer is not None and len(_SPARE_BUFFERS) < MAX_SPARE_BUFFERS:
             _SPARE_BUFFERS.append(buffer)
 
 

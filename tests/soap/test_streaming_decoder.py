@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from gateway.errors import AuthenticationFailed, MalformedEdxml, MalformedRequest
 from gateway.exchange.results import Caller
 from gateway.safexml import Base64Text
+from gateway.soap import streaming
 from gateway.soap.credentials import HeaderCredentials
 from gateway.soap.streaming import Payload, SimpleBody, stage_request
 
@@ -215,6 +216,25 @@ def test_authentication_failure_stops_before_the_payload() -> None:
         stage_request(stream, len(body), 1 << 30, PAYLOADS, begin, authenticate=refuse)
     assert staged == []
     assert stream.tell() <= 16 * 1024, f"read {stream.tell()} bytes before refusing"
+
+
+def test_a_caller_not_yet_known_holds_no_read_buffer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 1 MiB read buffer (written in full, so paged in) is borrowed only once the caller is authenticated:
+    a thousand slow connections stuck before ``<Body>`` (tests/deploy/test_slow_clients.py) must not hold one
+    each. A borrowed buffer goes back to the spare list, so the list shows whether one was taken."""
+    monkeypatch.setattr(streaming, "_SPARE_BUFFERS", [])
+    body = _envelope(base64.b64encode(os.urandom(3 << 20)))
+
+    def refuse(_credentials: HeaderCredentials) -> Caller:
+        raise AuthenticationFailed("no")
+
+    with pytest.raises(AuthenticationFailed):
+        stage_request(io.BytesIO(body), len(body), 1 << 30, PAYLOADS, _Staging, authenticate=refuse)
+    assert streaming._SPARE_BUFFERS == []
+    _stage(body)
+    assert len(streaming._SPARE_BUFFERS) == 1
+    _stage(body)
+    assert len(streaming._SPARE_BUFFERS) == 1  # the same buffer, reused
 
 
 @pytest.mark.parametrize(
