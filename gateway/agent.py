@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.client import AgencyClient, ClientError, Fault, Unreachable
-from gateway.store.blobs import fsync_dir
+from gateway.store.blobs import fsync_dir, write_atomically
 
 log = logging.getLogger("gateway.agent")
 
@@ -101,17 +101,6 @@ class Folders:
             self.report_failed,
         ):
             folder.mkdir(parents=True, exist_ok=True)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` so that ``path`` holds either nothing or all of it, durably, even after a crash."""
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
-    with open(temp, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temp, path)
-    fsync_dir(path.parent)
 
 
 def _move(path: Path, folder: Path) -> Path:

@@ -26,6 +26,7 @@ import re
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -58,6 +59,17 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` so that ``path`` holds either nothing or all of it, durably, even after a crash."""
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
+    with open(temp, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(temp, path)
+    fsync_dir(path.parent)
 
 
 def drop_cached_pages(fd: int) -> None:
@@ -180,13 +192,7 @@ class BlobStore:
         except FileNotFoundError:
             if any(_is_shard(entry) for entry in self.root.iterdir()):
                 return 2
-            fd, temp_name = tempfile.mkstemp(prefix="layout-", dir=self.tmp_dir)
-            with os.fdopen(fd, "w", encoding="utf-8") as temp:
-                temp.write(ONE_LEVEL + "\n")
-                temp.flush()
-                os.fsync(temp.fileno())
-            os.replace(temp_name, marker)
-            fsync_dir(self.root)
+            write_atomically(marker, (ONE_LEVEL + "\n").encode("utf-8"))
             return 1
         if text != ONE_LEVEL:
             raise ValueError(f"{marker} names a blob layout this version does not know: {text!r}")
