@@ -327,8 +327,8 @@ class Base64Text:
         view = memoryview(buf)
         head = min((-self.chars) % 4, stop - start)
         whole = start + head + (stop - start - head) // 4 * 4
-        loose = self._carry + bytes(view[start : start + head]) + bytes(view[whole:stop])
-        if loose.translate(None, _BASE64_DIGITS):  # the carry too: with a sink, any byte may wait there
+        carry, rest = self._carry + bytes(view[start : start + head]), bytes(view[whole:stop])
+        if (carry + rest).translate(None, _BASE64_DIGITS):  # the carry too: with a sink, any byte may wait there
             return False
         decoded = []
         step = CHUNK if self.sink is not None else _CHECK_PIECE
@@ -344,13 +344,12 @@ class Base64Text:
             return False
         self.chars += stop - start
         if self.sink is not None:
-            carry = self._carry + bytes(view[start : start + head])
             if len(carry) == 4:
                 self.sink.write(pybase64.b64decode(carry, validate=True))
                 carry = b""
             for data in decoded:
                 self.sink.write(data)
-            self._carry = carry + bytes(view[whole:stop])
+            self._carry = carry + rest
         return True
 
     def feed(self, text: str) -> None:
