@@ -3,7 +3,7 @@
 Layout: ``root/ab/<sha256>`` for blob ``ab...`` (256 shard directories), and ``root/tmp/`` for
 writes in progress (same filesystem, so the final rename is atomic). Stores created before the
 ``layout`` file existed keep the two-level ``root/ab/cd/<sha256>`` they were written with: a new
-directory cost 0.6-0.8 ms of CPU here, and a store with 65,536 shards pays it for most of its first
+directory cost 0.5-0.9 ms of CPU here, and a store with 65,536 shards pays it for most of its first
 few hundred thousand blobs (docs/storage.md §4). A blob is written to a temp file, fsynced, renamed
 into place and its directory fsynced, so after :meth:`BlobStore.writer` returns the blob survives
 a crash.
