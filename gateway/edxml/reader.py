@@ -33,6 +33,8 @@ Source = Path | bytes
 
 DATE_FORMAT = "%Y/%m/%d"
 TIMESTAMP_FORMAT = "%Y/%m/%d %H:%M:%S"
+_OWN_OUTPUT = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+"""libxml2, for bytes the gateway wrote itself (:func:`check_written`); callers' bytes go through :func:`parse`."""
 
 
 def read_document(source: Source) -> DocumentMessage:
@@ -114,6 +116,25 @@ def load(source: Source, expected: MessageKind) -> ParsedEdxml:
         _check_recipients(_header(parsed.root))
         _check_manifest(parsed.root)
     return parsed
+
+
+def check_written(data: bytes, kind: MessageKind) -> None:
+    """Raise what :func:`load` raises if ``data``, written by the gateway itself, is not what its reader accepts.
+
+    The bytes are the writer's, not a caller's, so libxml2 parses them and the schema validates the
+    tree as it stands (the writer emits SDK namespace and order, which normalising leaves unchanged),
+    and the calendar check follows. A status message passes in about 12 µs this way against 225 µs
+    through :func:`load`'s hardened reader, and every first fetch of a document writes one (issue 13,
+    docs/performance.md). Output that fails any of these goes through :func:`load`, the authority,
+    whose error says where and why.
+    """
+    try:
+        root = etree.fromstring(data, _OWN_OUTPUT)
+    except etree.XMLSyntaxError:
+        load(data, kind)
+        return
+    if schema_issues(root, kind) or _date_issues(root):
+        load(data, kind)
 
 
 def _status_code_line(root: etree._Element) -> int | None:

@@ -22,7 +22,7 @@ from xml.sax.saxutils import escape
 
 from gateway.edxml.model import DocumentMessage, Organization, ResponseFor, StatusMessage
 from gateway.edxml.ns import QCVN
-from gateway.edxml.reader import DATE_FORMAT, TIMESTAMP_FORMAT, load
+from gateway.edxml.reader import DATE_FORMAT, TIMESTAMP_FORMAT, check_written, load
 
 
 class Writable(Protocol):
@@ -308,5 +308,5 @@ def status_bytes(msg: StatusMessage) -> bytes:
     xml.close("edXMLEnvelope")
     xml.lines.append("</edXML>")
     data = xml.text().encode("utf-8")
-    load(data, "status")
+    check_written(data, "status")
     return data

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from gateway.edxml import (
     write_document,
 )
 from gateway.edxml.ns import QCVN
-from gateway.errors import InvalidEdxml, SchemaInvalid
+from gateway.edxml.reader import check_written, load
+from gateway.errors import GatewayError, InvalidEdxml, SchemaInvalid
 
 NOW = datetime(2016, 4, 1, 8, 30, 0)
 VPCP = Organization("000.00.00.G22", "Văn phòng Chính phủ", "Chính phủ", "Số 1 Hoàng Hoa Thám, Hà Nội")
@@ -189,6 +191,43 @@ def test_status_minimal_round_trip() -> None:
 def test_status_unknown_code_refused(code: str) -> None:
     with pytest.raises(SchemaInvalid, match="StatusCode"):
         status_bytes(StatusMessage(NGHE_AN, ORIGINAL, code, datetime(2016, 4, 2, 9, 15, 0)))
+
+
+def _outcome(check: Callable[[], object]) -> tuple[type[Exception], str] | None:
+    try:
+        check()
+    except GatewayError as refused:
+        return type(refused), str(refused)
+    return None
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "accepted"),
+    [
+        ("<edXML:StatusCode>01</edXML:StatusCode>", "<edXML:StatusCode>99</edXML:StatusCode>", False),  # the schema
+        ("2016/04/02 09:15:00", "2016/02/30 09:15:00", False),  # the calendar, which the schema cannot check
+        ("<edXML:StatusCode>01</edXML:StatusCode>", "<edXML:StatusCode>01</edXML:StatusCod>", False),  # malformed
+        ("</edXML:ResponseFor>", "</edXML:ResponseFor><edXML:Extra/>", False),
+        # Valid only once normalised (qualified): the quick check doubts it, load accepts it.
+        ("<edXML:StatusCode>01</edXML:StatusCode>", '<StatusCode xmlns="">01</StatusCode>', True),
+    ],
+)
+def test_the_writers_quick_self_check_judges_as_the_reader_does(old: str, new: str, accepted: bool) -> None:
+    """check_written trusts libxml2 with the gateway's own bytes; whatever it doubts, load judges, in load's words."""
+    written = status_bytes(StatusMessage(NGHE_AN, ORIGINAL, "01", datetime(2016, 4, 2, 9, 15, 0)))
+    check_written(written, "status")
+    changed = written.decode("utf-8").replace(old, new, 1).encode("utf-8")
+    assert changed != written
+    outcome = _outcome(lambda: check_written(changed, "status"))
+    assert outcome == _outcome(lambda: load(changed, "status"))
+    assert (outcome is None) == accepted
+
+
+def test_the_self_check_takes_a_document_for_a_status_only_as_load_does() -> None:
+    document = document_bytes(_message())
+    outcome = _outcome(lambda: check_written(document, "status"))
+    assert outcome is not None
+    assert outcome == _outcome(lambda: load(document, "status"))
 
 
 def test_memory_bench_stays_within_budget() -> None:
