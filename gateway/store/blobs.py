@@ -5,8 +5,9 @@ writes in progress (same filesystem, so the final rename is atomic). Stores crea
 ``layout`` file existed keep the two-level ``root/ab/cd/<sha256>`` they were written with: a new
 directory cost 0.5-0.9 ms of CPU here, and a store with 65,536 shards pays it for most of its first
 few hundred thousand blobs (docs/storage.md §4). A blob is written to a temp file, fsynced, renamed
-into place and its directory fsynced, so after :meth:`BlobStore.writer` returns the blob survives
-a crash.
+into place and its directory fsynced (small blobs from memory: an unnamed file, fsynced, then
+linked), so after :meth:`BlobStore.writer` or :meth:`BlobStore.put_bytes` returns the blob
+survives a crash.
 
 Durability order (the caller's duty): write the blob first, commit the database row that names it
 second. A crash in between leaves an unreferenced blob, which ``edxml-gateway blobs gc``
@@ -20,6 +21,7 @@ Identical content is stored once (dedup), which is safe because a blob never cha
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -40,6 +42,8 @@ LAYOUT_FILE = "layout"
 """Names the store's layout; written when a store is created, absent from stores of earlier versions."""
 ONE_LEVEL = "ab/<sha256>"
 """``LAYOUT_FILE``'s text for one level of shard directories."""
+_NO_UNNAMED_FILES = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT, errno.EXDEV, errno.EPERM})
+"""How a filesystem, a kernel or a missing /proc refuses ``O_TMPFILE`` or naming such a file through /proc."""
 
 
 def check_sha256(sha256: str) -> str:
@@ -180,6 +184,8 @@ class BlobStore:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         self.levels = self._layout()
         """Shard levels: 1 (``ab/<sha256>``), or 2 (``ab/cd/<sha256>``) in a store older than its layout file."""
+        self._unnamed_files = hasattr(os, "O_TMPFILE")
+        """Whether :meth:`put_bytes` writes unnamed files (``O_TMPFILE``); cleared the first time one is refused."""
 
     def _layout(self) -> int:
         """Read the store's layout; a new store gets one level, recorded durably before any blob is stored.
@@ -233,10 +239,52 @@ class BlobStore:
         return BlobWriter(os.fdopen(fd, "wb"), Path(temp_name), self)
 
     def put_bytes(self, data: bytes) -> tuple[str, int]:
-        """Store ``data``; return ``(sha256, size)``."""
+        """Store ``data``; return ``(sha256, size)``.
+
+        The name is known before a byte is written, so content already stored is only touched (see
+        :meth:`_install`). New content is written into an unnamed file in its shard directory
+        (``O_TMPFILE``), fsynced, then linked under its name and the directory fsynced: no temp name,
+        no rename, and nothing left behind by a crash. Every first fetch stores its 01 status message
+        this way, for up to 0.4 ms of CPU less than through a temp file here (docs/storage.md §4).
+        Where unnamed files are not supported, the temp-file path is used.
+        """
+        sha256 = hashlib.sha256(data).hexdigest()
+        final = self.path(sha256)
+        if _touch(final):
+            return sha256, len(data)
+        if self._unnamed_files:
+            try:
+                self._link_unnamed(final, data)
+            except OSError as error:
+                if error.errno not in _NO_UNNAMED_FILES:
+                    raise
+                self._unnamed_files = False
+            else:
+                return sha256, len(data)
         with self.writer() as w:
             w.write(data)
         return w.sha256, w.size
+
+    def _link_unnamed(self, final: Path, data: bytes) -> None:
+        """Write ``data`` durably to an unnamed file in ``final``'s directory, then name it ``final`` durably."""
+        self._make_dirs(final.parent)
+        directory = os.open(final.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fd = os.open(".", os.O_TMPFILE | os.O_WRONLY, 0o444, dir_fd=directory)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+                drop_cached_pages(fd)
+                # linkat(AT_SYMLINK_FOLLOW) through /proc: the one way to name an O_TMPFILE file without privileges.
+                with contextlib.suppress(FileExistsError):  # the same content, stored meanwhile by another writer
+                    os.link(f"/proc/self/fd/{fd}", final.name, dst_dir_fd=directory, follow_symlinks=True)
+            finally:
+                os.close(fd)
+            os.fsync(directory)
+        finally:
+            os.close(directory)
 
     def put_file(self, path: Path) -> tuple[str, int]:
         """Store a copy of the file at ``path``, streamed in chunks; return ``(sha256, size)``."""
@@ -284,11 +332,7 @@ class BlobStore:
         touched, this copy is installed in its place instead.
         """
         final = self.path(sha256)
-        try:
-            os.utime(final)
-        except OSError:
-            pass
-        else:
+        if _touch(final):
             temp_path.unlink()
             return
         self._make_dirs(final.parent)
@@ -306,6 +350,15 @@ class BlobStore:
         for new_dir in reversed(missing):
             new_dir.mkdir(exist_ok=True)
             fsync_dir(new_dir.parent)
+
+
+def _touch(final: Path) -> bool:
+    """Refresh a stored blob's mtime (the collector spares young blobs); False if it is absent or cannot be touched."""
+    try:
+        os.utime(final)
+    except OSError:
+        return False
+    return True
 
 
 def _is_shard(path: Path) -> bool:

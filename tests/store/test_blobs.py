@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import errno
 import hashlib
 import mmap
 import os
@@ -88,25 +89,77 @@ def test_begin_then_commit_or_discard(blob_store: BlobStore) -> None:
     assert list(stored_blobs(blob_store)) == [sha256]
 
 
+@pytest.mark.parametrize("unnamed", [True, False], ids=["O_TMPFILE and link", "temp file and rename"])
 def test_fsyncs_file_and_directory_before_the_blob_is_visible(
-    blob_store: BlobStore, monkeypatch: pytest.MonkeyPatch
+    blob_store: BlobStore, monkeypatch: pytest.MonkeyPatch, unnamed: bool
 ) -> None:
     events: list[str] = []
-    real_fsync, real_replace = os.fsync, os.replace
+    real_fsync, real_replace, real_link = os.fsync, os.replace, os.link
+    blob_store.path(hashlib.sha256(b"durable").hexdigest()).parent.mkdir()  # its shard's own fsyncs are not the point
 
     def fsync(fd: int) -> None:
         events.append("fsync-dir" if os.path.isdir(f"/proc/self/fd/{fd}") else "fsync-file")
         real_fsync(fd)
 
     def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
-        events.append("rename")
+        events.append("name")
         real_replace(src, dst)
+
+    def link(src: str, dst: str, **options: object) -> None:
+        events.append("name")
+        real_link(src, dst, **options)  # type: ignore[arg-type]
 
     monkeypatch.setattr(blobs.os, "fsync", fsync)
     monkeypatch.setattr(blobs.os, "replace", replace)
-    blob_store.put_bytes(b"durable")
-    assert events.index("fsync-file") < events.index("rename")
-    assert events[-1] == "fsync-dir"
+    monkeypatch.setattr(blobs.os, "link", link)
+    monkeypatch.setattr(blob_store, "_unnamed_files", unnamed)
+    sha256, _ = blob_store.put_bytes(b"durable")
+    assert events == ["fsync-file", "name", "fsync-dir"]
+    assert blob_store.path(sha256).read_bytes() == b"durable"
+    assert list(blob_store.tmp_dir.iterdir()) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "O_TMPFILE"), reason="O_TMPFILE is a Linux flag this platform lacks")
+def test_small_blobs_fall_back_to_temp_files_where_unnamed_files_are_refused(
+    blob_store: BlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_open = os.open
+    refused: list[int] = []
+
+    def no_tmpfile(path: str | os.PathLike[str], flags: int, *args: object, **options: object) -> int:
+        if flags & os.O_TMPFILE == os.O_TMPFILE:
+            refused.append(flags)
+            raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+        return real_open(path, flags, *args, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(blobs.os, "open", no_tmpfile)
+    first = blob_store.put_bytes(b"on a filesystem without O_TMPFILE")
+    second = blob_store.put_bytes(b"and the next blob does not ask again")
+    assert len(refused) == 1
+    assert blob_store.verify(first[0]) and blob_store.verify(second[0])
+    assert list(blob_store.tmp_dir.iterdir()) == []
+
+
+def test_an_unexpected_error_of_an_unnamed_file_is_not_taken_for_a_refusal(
+    blob_store: BlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(fd: int, data: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(blobs.os, "write", full)
+    with pytest.raises(OSError, match="No space left"):
+        blob_store.put_bytes(b"does not fit")
+    assert list(stored_blobs(blob_store)) == []
+
+
+def test_content_already_stored_is_touched_not_written_again(
+    blob_store: BlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sha256, size = blob_store.put_bytes(b"stored once")
+    os.utime(blob_store.path(sha256), (1_000_000_000, 1_000_000_000))
+    monkeypatch.setattr(blobs.os, "fsync", lambda fd: pytest.fail("nothing new should be written"))
+    assert blob_store.put_bytes(b"stored once") == (sha256, size)
+    assert blob_store.path(sha256).stat().st_mtime > time.time() - 60
 
 
 def test_identical_content_is_stored_once(blob_store: BlobStore) -> None:
