@@ -6,12 +6,16 @@ is seconds long on a shared machine, and its numbers mean nothing.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import math
+import os
 import re
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from types import ModuleType
 
@@ -113,6 +117,60 @@ def test_rounds_are_summarised_per_backend_by_their_median(capsys: pytest.Captur
     lines = capsys.readouterr().out.splitlines()
     assert lines[-2] == "sqlite      0.95 0.81 0.92   min 0.81, median 0.92: meets the 0.9 target (median of rounds)"
     assert lines[-1] == "postgresql  0.93 0.71 0.88   min 0.71, median 0.88: MISSES the 0.9 target (median of rounds)"
+
+
+def _answering(answer: bytes, piece: int) -> tuple[socket.socket, threading.Thread]:
+    """A one-connection server that reads a request's headers, then sends ``answer`` ``piece`` bytes at a time."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += connection.recv(65536)
+            with contextlib.suppress(OSError):  # the client may stop reading first, as it should
+                for start in range(0, len(answer), piece):
+                    connection.sendall(answer[start : start + piece])
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener, thread
+
+
+@pytest.mark.parametrize("piece", [7, 1 << 20], ids=["trickled", "in large pieces"])
+def test_the_bench_client_reads_answers_whole_into_its_buffer(piece: int) -> None:
+    bench = _bench_module()
+    body = os.urandom(5 * 1024 * 1024) if piece > 7 else b"<gw:documentId>42</gw:documentId>"  # past the buffer
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nCONTENT-LENGTH:  %d\r\n\r\n" % len(body)
+    listener, thread = _answering(head + body + b"never read", piece)
+    result = bench.ClientResult()
+    with listener:
+        answer = bench.SoapCaller(listener.getsockname()[1], result).call("getDocument", b"<x/>")
+    thread.join()
+    assert result.errors == 0
+    assert answer is not None and bytes(answer) == body
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 9\r\n\r\n<Fault/>!", "HTTP 500: b'<Fault/>!'"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort", "the response ended 95 bytes short"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", "without Content-Length"),
+        (b"HTTP/1.1 200 OK\r\n", "closed the connection before answering"),
+        (b"HTTP/1.1 200 OK\r\nX: " + b"y" * 70_000, "no end of the response headers"),
+    ],
+)
+def test_the_bench_client_records_what_is_wrong_with_an_answer(answer: bytes, error: str) -> None:
+    bench = _bench_module()
+    listener, thread = _answering(answer, 4096)
+    result = bench.ClientResult()
+    with listener:
+        assert bench.SoapCaller(listener.getsockname()[1], result).call("getDocument", b"<x/>") is None
+    thread.join()
+    assert result.errors == 1
+    assert error in result.error_samples[0]
 
 
 def test_the_batch_acknowledgement_is_found_in_a_wsdl_that_has_it() -> None:
