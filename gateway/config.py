@@ -72,6 +72,8 @@ class Settings:
     max_document_bytes: int = 64 * 1024 * 1024
     lease_seconds: int = 300
     max_pending_items: int = 100
+    max_fetch_bytes: int = 64 * 1024 * 1024
+    """getDocuments answers items while their files together stay within this many bytes (the first always)."""
     ack_overdue_hours: int = setting(24, minimum=0)
     trusted_certs: Path | None = None
     operator_password: str = setting("", secret=True)

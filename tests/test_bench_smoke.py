@@ -50,10 +50,21 @@ PRINTED = [
 
 
 @pytest.mark.slow
-def test_quick_bench_on_sqlite_completes_without_errors(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("options", "fetch", "mode"),
+    [
+        ((), "getDocuments", "getDocuments per batch, confirmReceivedItems per batch"),
+        (("--per-item-fetch",), "getDocument", "getDocument per item, confirmReceivedItems per batch"),
+    ],
+    ids=["batches", "per item"],
+)
+def test_quick_bench_on_sqlite_completes_without_errors(
+    tmp_path: Path, options: tuple[str, ...], fetch: str, mode: str
+) -> None:
     figures = tmp_path / "bench.json"
+    bench = [sys.executable, str(REPO / "tools" / "bench.py"), "--quick", "--backends", "sqlite", *options]
     run = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "bench.py"), "--quick", "--backends", "sqlite", "--json", str(figures)],
+        [*bench, "--json", str(figures)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -71,10 +82,10 @@ def test_quick_bench_on_sqlite_completes_without_errors(tmp_path: Path) -> None:
     for key in (*keys, "polls_per_s", "bare_per_s", "poll_ratio"):
         assert result[key] > 0 and math.isfinite(result[key]), key
     assert result["send"]["operations"]["sendDocument"]["count"] > 0
-    for operation in ("getPendingDocuments", "getDocument", "fetch+ack"):
+    for operation in ("getPendingDocuments", fetch, "confirmReceivedItems", "fetch+ack"):
         figures_for = result["fetch"]["operations"][operation]
         assert figures_for["count"] > 0 and figures_for["p99_ms"] >= figures_for["p50_ms"] > 0, operation
-    assert result["receive_mode"] in ("confirmReceived per item", "confirmReceivedItems per batch")
+    assert result["receive_mode"] == mode
     for phase, operation in (("poll", "emptyPoll"), ("bare", "bare")):
         assert result[phase]["operations"][operation]["count"] > 0, operation
     assert len(result["worker_rss_mib"]) == report["settings"]["workers"]
@@ -173,18 +184,20 @@ def test_the_bench_client_records_what_is_wrong_with_an_answer(answer: bytes, er
     assert error in result.error_samples[0]
 
 
-def test_the_batch_acknowledgement_is_found_in_a_wsdl_that_has_it() -> None:
+@pytest.mark.parametrize("operation", ["confirmReceivedItems", "getDocuments"])
+def test_the_batch_operations_are_found_in_a_wsdl_that_has_them(operation: str) -> None:
     bench = _bench_module()
     schema = "http://www.w3.org/2001/XMLSchema"
     with_batch = f"""<definitions xmlns="http://schemas.xmlsoap.org/wsdl/"><types><xs:schema xmlns:xs="{schema}">
       <xs:complexType name="stringArray"><xs:sequence>
         <xs:element name="string" type="xs:string" maxOccurs="unbounded"/></xs:sequence></xs:complexType>
-      <xs:complexType name="confirmReceivedItems"><xs:sequence>
+      <xs:complexType name="{operation}"><xs:sequence>
         <xs:element name="itemIds" type="tns:stringArray"/></xs:sequence></xs:complexType>
     </xs:schema></types></definitions>""".encode()
-    assert bench.batch_confirm_shape(with_batch) == ("itemIds", "string")
+    assert bench.batch_shape(with_batch, operation) == ("itemIds", "string")
+    assert bench.batch_shape(with_batch, "getSomethingElse") is None
     published = (REPO / "wsdl" / "edxml-gateway.wsdl").read_bytes()
-    assert (bench.batch_confirm_shape(published) is None) == (b"confirmReceivedItems" not in published)
+    assert bench.batch_shape(published, operation) == ("itemIds", "string")
 
 
 def test_the_simulated_national_directory_has_three_levels_of_valid_codes_below_the_national_office() -> None:

@@ -21,13 +21,13 @@ directory (and a fresh PostgreSQL database), then:
    The two alternate in ABBA order (sends, ceiling, ceiling, sends; half the duration per slice),
    so a drift of the machine's speed during the run weighs on both alike;
 3. receive: the recipients take items off their queues as a client does:
-   getPendingDocuments(maxItems=10), then getDocument + confirmReceived for each item (or
-   getDocument for each and one confirmReceivedItems for the batch, when the served WSDL has that
-   operation); items/s is compared with the sends/s of the same run (target >= 1.0: the gateway
-   empties queues at least as fast as they fill). Timed like the sends, in two slices that bracket
-   step 2 (one just before it, one just after), on queues that never run dry during a slice (that
-   would be an error); what is left is drained afterwards, unmeasured, and every document sent
-   must have been received;
+   getPendingDocuments(maxItems=10), then getDocument + confirmReceived for each item; where the
+   served WSDL has the batch operations, one getDocuments and one confirmReceivedItems for the
+   batch instead (``--per-item-fetch``: getDocument per item all the same); items/s is compared
+   with the sends/s of the same run (target >= 1.0: the gateway empties queues at least as fast as
+   they fill). Timed like the sends, in two slices that bracket step 2 (one just before it, one
+   just after), on queues that never run dry during a slice (that would be an error); what is left
+   is drained afterwards, unmeasured, and every document sent must have been received;
 4. empty polls: getPendingDocuments for agencies with nothing waiting, and the bare Spyne
    operation on ``/bare`` (no storage work) with the same clients on the same workers, in ABBA
    order (polls, bare, bare, polls; half the duration per slice); polls/s is compared with bare
@@ -100,7 +100,16 @@ SEND_TARGET = 0.9
 """Sends/s against the ceiling, median of three rounds (issue 13: a send can cost less than the ceiling)."""
 CEILING_STEPS = ("parse", "validate", "write+fsync", "insert+commit", "document")
 OPERATIONS = ("sendDocument", "getPendingDocuments", "getDocument", "confirmReceived", "fetch+ack")
-RECEIVE_OPERATIONS = ("getPendingDocuments", "getDocument", "confirmReceived", "confirmReceivedItems", "fetch+ack")
+RECEIVE_OPERATIONS = (
+    "getPendingDocuments",
+    "getDocument",
+    "getDocuments",
+    "confirmReceived",
+    "confirmReceivedItems",
+    "fetch+ack",
+)
+_FETCHED_HEAD = re.compile(rb"<(?:[\w.-]+:)?itemId>([^<]+)</.*?<(?:[\w.-]+:)?size>(\d+)</.*?<(?:[\w.-]+:)?edxml>", re.S)
+"""A getDocuments answer's item up to its file's base64 (whose length its size gives: the scan jumps over it)."""
 POLL_OPERATIONS = ("emptyPoll", "bare")
 _ITEM_ID = re.compile(rb"<(?:[\w.-]+:)?itemId>([^<]+)</")
 _RESPONSE_HEAD = re.compile(rb"HTTP/1\.[01] (\d{3})[^\r\n]*(\r\n.*?)\r\n\r\n", re.S)
@@ -272,10 +281,10 @@ class SoapCaller:
         if length is None:
             raise ValueError("a response without Content-Length (the gateway always sends one)")
         start, end = found.end(), found.end() + int(length.group(1))
-        if end > len(self._buffer):
-            view.release()
-            self._buffer.extend(bytes(end - len(self._buffer)))
-            view = memoryview(self._buffer)
+        if end > len(self._buffer):  # a new buffer: views of the old one (earlier answers) may still be held
+            grown = bytearray(end)
+            grown[:got] = view[:got]
+            self._buffer, view = grown, memoryview(grown)
         while got < end:
             received = sock.recv_into(view[got:end])
             if not received:
@@ -324,7 +333,7 @@ def _fetch_client(
     port: int,
     agency: str,
     secret: str,
-    batch_confirm: tuple[str, str] | None,
+    batches: Batches,
     *,
     start_at: float,
     out: Queue,
@@ -335,8 +344,8 @@ def _fetch_client(
 
     A timed slice measures receiving while every client has work: a queue that runs dry before
     ``stop_at`` is an error, since the slice would then count clients waiting for nothing.
-    ``batch_confirm`` is ``(parameter, item element)`` of confirmReceivedItems when the served WSDL
-    has it (one acknowledgement per batch), else None (confirmReceived per item). Every item
+    ``batches`` says how the served WSDL takes several items at once: one getDocuments for the
+    batch, one confirmReceivedItems (else getDocument, confirmReceived per item). Every item
     fetched and acknowledged counts once under "fetch+ack", with its share of the batch's time.
     """
     result = ClientResult()
@@ -354,23 +363,13 @@ def _fetch_client(
             if stop_at is not None:
                 result.fail(f"receive: {agency}'s queue ran dry before the end of the timed slice; queue more first")
             break
-        fetched_items = []
-        for item_id in items:
-            item = b"<gw:itemId>" + item_id + b"</gw:itemId>"
-            fetched = caller.call("getDocument", envelope(agency, secret, "getDocument", item))
-            if fetched is None:
-                continue
-            if len(fetched) < ATTACHMENT_BYTES:
-                result.fail(f"getDocument: short response ({len(fetched)} bytes)")
-                continue
-            confirm = envelope(agency, secret, "confirmReceived", item)
-            if batch_confirm is None and caller.call("confirmReceived", confirm) is None:
-                continue
-            fetched_items.append(item_id)
-        if batch_confirm is not None and fetched_items:
-            parameter, element = (name.encode() for name in batch_confirm)
-            ids = b"".join(b"<gw:%s>%s</gw:%s>" % (element, i, element) for i in fetched_items)
-            body = b"<gw:%s>%s</gw:%s>" % (parameter, ids, parameter)
+        fetched_items = (
+            _fetch_batch(caller, agency, secret, batches.fetch, items, result)
+            if batches.fetch is not None
+            else _fetch_each(caller, agency, secret, batches.confirm is None, items, result)
+        )
+        if batches.confirm is not None and fetched_items:
+            body = _batch_body(batches.confirm, fetched_items)
             if caller.call("confirmReceivedItems", envelope(agency, secret, "confirmReceivedItems", body)) is None:
                 fetched_items = []
         if fetched_items:
@@ -379,6 +378,49 @@ def _fetch_client(
                 result.record("fetch+ack", share)
     result.cpu_seconds = _cpu_seconds() - cpu
     out.put(result)
+
+
+def _fetch_each(
+    caller: SoapCaller, agency: str, secret: str, confirm_each: bool, items: list[bytes], result: ClientResult
+) -> list[bytes]:
+    """getDocument for each item (and confirmReceived after each, with ``confirm_each``); the items that made it."""
+    fetched_items = []
+    for item_id in items:
+        item = b"<gw:itemId>" + item_id + b"</gw:itemId>"
+        fetched = caller.call("getDocument", envelope(agency, secret, "getDocument", item))
+        if fetched is None:
+            continue
+        if len(fetched) < ATTACHMENT_BYTES:
+            result.fail(f"getDocument: short response ({len(fetched)} bytes)")
+            continue
+        if confirm_each and caller.call("confirmReceived", envelope(agency, secret, "confirmReceived", item)) is None:
+            continue
+        fetched_items.append(item_id)
+    return fetched_items
+
+
+def _fetch_batch(
+    caller: SoapCaller, agency: str, secret: str, shape: tuple[str, str], items: list[bytes], result: ClientResult
+) -> list[bytes]:
+    """One getDocuments for the batch; the items it answered (all of them, or it is an error)."""
+    answer = caller.call("getDocuments", envelope(agency, secret, "getDocuments", _batch_body(shape, items)))
+    if answer is None:
+        return []
+    answered, at = [], 0
+    while (found := _FETCHED_HEAD.search(answer, at)) is not None:
+        answered.append(found.group(1))
+        at = found.end() + (int(found.group(2)) + 2) // 3 * 4
+    if answered != items or len(answer) < len(items) * ATTACHMENT_BYTES:
+        result.fail(f"getDocuments: {len(answered)} of {len(items)} items in {len(answer)} bytes")
+        return []
+    return answered
+
+
+def _batch_body(shape: tuple[str, str], items: list[bytes]) -> bytes:
+    """The parameters of a batch operation: ``shape`` is (parameter, item element), as the WSDL names them."""
+    parameter, element = (name.encode() for name in shape)
+    ids = b"".join(b"<gw:%s>%s</gw:%s>" % (element, i, element) for i in items)
+    return b"<gw:%s>%s</gw:%s>" % (parameter, ids, parameter)
 
 
 def _poll_client(
@@ -411,11 +453,19 @@ def bare_envelope(agency: str, secret: str) -> bytes:
     return head + b"</b:bare></soapenv:Body></soapenv:Envelope>"
 
 
-def batch_confirm_shape(wsdl: bytes) -> tuple[str, str] | None:
-    """``(parameter, item element)`` of confirmReceivedItems in a served WSDL, or None when it has no such operation."""
+@dataclass(frozen=True)
+class Batches:
+    """How the served WSDL takes several items in one call: ``(parameter, item element)`` per operation, or None."""
+
+    confirm: tuple[str, str] | None
+    fetch: tuple[str, str] | None
+
+
+def batch_shape(wsdl: bytes, operation: str) -> tuple[str, str] | None:
+    """``(parameter, item element)`` of batch ``operation`` in a served WSDL, or None when it has no such operation."""
     xs = "{http://www.w3.org/2001/XMLSchema}"
     root = etree.fromstring(wsdl)
-    wrapper = root.find(f".//{xs}complexType[@name='confirmReceivedItems']")
+    wrapper = root.find(f".//{xs}complexType[@name='{operation}']")
     if wrapper is None:
         return None
     parameter = wrapper.find(f".//{xs}element")
@@ -711,10 +761,12 @@ class GatewayProcess:
     def _entries(self) -> list[dict[str, Any]]:
         return json.loads((self.data_dir / "bench-credentials.json").read_text(encoding="utf-8"))
 
-    def batch_confirm(self) -> tuple[str, str] | None:
-        """How to call confirmReceivedItems, if the served WSDL has it."""
+    def batches(self, per_item_fetch: bool) -> Batches:
+        """How to call confirmReceivedItems and getDocuments, where the served WSDL has them."""
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/soap?wsdl", timeout=30) as response:
-            return batch_confirm_shape(response.read())
+            wsdl = response.read()
+        fetch = None if per_item_fetch else batch_shape(wsdl, "getDocuments")
+        return Batches(confirm=batch_shape(wsdl, "confirmReceivedItems"), fetch=fetch)
 
     def stop(self) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -747,6 +799,7 @@ class Options:
     pg_url: str
     profile_dir: Path | None = None
     py_spy: str | None = None
+    per_item_fetch: bool = False
 
 
 @contextlib.contextmanager
@@ -804,6 +857,13 @@ def _operation_figures(phase: PhaseResult, operations: tuple[str, ...]) -> dict[
     return figures
 
 
+def receive_mode(batches: Batches) -> str:
+    """How the receiving clients called the gateway, for the report."""
+    fetch = "getDocuments per batch" if batches.fetch else "getDocument per item"
+    confirm = "confirmReceivedItems per batch" if batches.confirm else "confirmReceived per item"
+    return f"{fetch}, {confirm}"
+
+
 def _phase_meta(phase: PhaseResult) -> dict[str, Any]:
     return {
         "wall_s": phase.wall,
@@ -843,7 +903,7 @@ def bench_backend(backend: str, templates: list[Template], options: Options, scr
         worker_pids = [w.pid for w in workers]
         server = [gateway.arbiter, *workers]
         port = gateway.port
-        batch_confirm = gateway.batch_confirm()
+        batches = gateway.batches(options.per_item_fetch)
         idle = gateway.idle_agencies()
 
         def sends(duration: float, base: int) -> PhaseResult:
@@ -856,7 +916,7 @@ def bench_backend(backend: str, templates: list[Template], options: Options, scr
         def receive(duration: float | None = None) -> PhaseResult:
             """Fetch and acknowledge for ``duration`` seconds, or until the queues are empty (None)."""
             targets = [
-                (_fetch_client, (port, RECIPIENTS[i % 2], secrets[RECIPIENTS[i % 2]], batch_confirm))
+                (_fetch_client, (port, RECIPIENTS[i % 2], secrets[RECIPIENTS[i % 2]], batches))
                 for i in range(options.clients)
             ]
             if duration is not None:
@@ -939,7 +999,7 @@ def bench_backend(backend: str, templates: list[Template], options: Options, scr
         "error_samples": samples,
         "sends_per_s": sends_per_s,
         "fetch_ack_per_s": receive_per_s,
-        "receive_mode": "confirmReceivedItems per batch" if batch_confirm else "confirmReceived per item",
+        "receive_mode": receive_mode(batches),
         "receive_ratio": receive_per_s / sends_per_s if sends_per_s else float("nan"),
         "polls_per_s": polls_per_s,
         "bare_per_s": bare_per_s,
@@ -1141,12 +1201,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=Path, help="sample the workers with py-spy during sends and fetches")
     parser.add_argument("--py-spy", default=shutil.which("py-spy"), help="py-spy executable for --profile")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, data)")
+    parser.add_argument(
+        "--per-item-fetch",
+        action="store_true",
+        help="receive with getDocument per item even where the WSDL has getDocuments (the three-call story)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.warmup, args.clients = 2.0, 0.5, 2
     if args.profile and not args.py_spy:
         parser.error("--profile needs py-spy (pip install py-spy, or pass --py-spy PATH)")
-    options = Options(args.workers, args.clients, args.duration, args.warmup, args.pg_url, args.profile, args.py_spy)
+    options = Options(
+        args.workers,
+        args.clients,
+        args.duration,
+        args.warmup,
+        args.pg_url,
+        args.profile,
+        args.py_spy,
+        args.per_item_fetch,
+    )
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     for backend in backends:
         if backend not in ("sqlite", "postgresql"):

@@ -141,30 +141,33 @@ _ARRIVED = (
     .returning(_RECIPIENTS.c.id)
 )
 """Record 01 on the first fetch of a copy; atomic, so two concurrent first fetches record it once."""
-_FETCH_PLAN = (
-    SUBJECT_COLUMNS.add_columns(
-        Delivery.kind,
-        Document.blob_sha256,
-        Document.size,
-        StatusEvent.blob_sha256.label("event_sha256"),
-        StatusEvent.blob_size.label("event_size"),
-        and_(
-            Delivery.kind == queue.KIND_DOCUMENT,
-            Delivery.state != queue.WITHDRAWN,
-            _RECIPIENTS.c.id.is_not(None),
-            _RECIPIENTS.c.status.is_(None),
-        ).label("unarrived"),
-    )
-    .join(Delivery, Delivery.document_id == Document.id)
+_PLAN_COLUMNS = SUBJECT_COLUMNS.add_columns(
+    Delivery.kind,
+    Document.blob_sha256,
+    Document.size,
+    StatusEvent.blob_sha256.label("event_sha256"),
+    StatusEvent.blob_size.label("event_size"),
+    and_(
+        Delivery.kind == queue.KIND_DOCUMENT,
+        Delivery.state != queue.WITHDRAWN,
+        _RECIPIENTS.c.id.is_not(None),
+        _RECIPIENTS.c.status.is_(None),
+    ).label("unarrived"),
+)
+_PLAN_FROM = (
+    _PLAN_COLUMNS.join(Delivery, Delivery.document_id == Document.id)
     .outerjoin(StatusEvent, StatusEvent.id == Delivery.status_event_id)
     .outerjoin(
         _RECIPIENTS, and_(_RECIPIENTS.c.document_id == Document.id, _RECIPIENTS.c.agency_id == Delivery.agency_id)
     )
-    .where(Delivery.id == bindparam("item_id"), Delivery.agency_id == bindparam("agency_id"))
+    .where(Delivery.agency_id == bindparam("agency_id"))
 )
+_FETCH_PLAN = _PLAN_FROM.where(Delivery.id == bindparam("item_id"))
 """What a fetch needs to know before its transaction, read without a lock: the document the item is
 about (a 01's subject, first nine columns), its kind, the file to return (a document's or a status
 message's, never changed once written), and whether the copy has no status yet (a first fetch)."""
+_FETCH_PLANS = _PLAN_FROM.add_columns(Delivery.id).where(Delivery.id.in_(bindparam("item_ids", expanding=True)))
+"""``_FETCH_PLAN`` for several items (:meth:`ExchangeService.fetch_many`), each row ending with its item's id."""
 
 
 class StagedDocument(Protocol):
@@ -515,49 +518,97 @@ class ExchangeService:
         the fetch's own audit entry (:class:`audit.Writes`). On PostgreSQL a first fetch is thus
         five round trips: the read, BEGIN with both UPDATEs, the event, the rest, COMMIT.
         """
-        now = self.clock()
         found = self.db.read_rows(_FETCH_PLAN, {"item_id": item_id, "agency_id": caller.agency_id})
         if not found:
             raise _not_addressed(caller, item_id)
-        plan = found[0]
-        kind, document_sha256, document_size, event_sha256, event_size, unarrived = plan[9:]
-        arrival = self._store_arrival(caller, plan, now) if unarrived else None
-        writes = audit.Writes()
-        with self.db.transaction() as session:
-            # The copy's 01 is marked in the item's round trip; the item then decides whether it stands.
-            arrived = {"copy_of": plan[0], "held_by": caller.agency_id, "arrived_at": now}
-            along = [(_ARRIVED, arrived)] if unarrived else []
-            item, others = queue.fetch_item(self.db, session, item_id, caller.agency_id, now, along)
-            if item is None:
+        return self._fetch_planned(caller, [(item_id, found[0])])[0]
+
+    def fetch_many(self, caller: Caller, item_ids: Sequence[str]) -> list[FetchedItem]:
+        """Fetch several of the caller's items in one transaction, as :meth:`fetch` fetches one.
+
+        All or nothing, as :meth:`acknowledge_many`: an id that is not the caller's item (or was
+        withdrawn) is refused naming the first such id, and nothing is fetched. The items are taken
+        in the order asked (an id asked twice, once), at most ``max_pending_items`` of them, while
+        their files together stay within ``max_fetch_bytes`` (the first always); the rest are left
+        pending, unfetched and unchecked, for the next call. One lock-free read plans them all, and
+        one transaction records every fetch and 01 with one audit append: the per-call and
+        per-transaction costs of :meth:`fetch` are paid once (issue 13).
+        """
+        wanted = list(dict.fromkeys(item_ids))[: self.settings.max_pending_items]
+        if not wanted:
+            return []
+        plans = {
+            row[-1]: row[:-1]
+            for row in self.db.read_rows(_FETCH_PLANS, {"item_ids": wanted, "agency_id": caller.agency_id})
+        }
+        chosen: list[tuple[str, Sequence[Any]]] = []
+        total = 0
+        for item_id in wanted:
+            plan = plans.get(item_id)
+            if plan is None:
                 raise _not_addressed(caller, item_id)
-            if item.state == queue.WITHDRAWN:
-                raise _withdrawn(item_id)
-            if kind == queue.KIND_DOCUMENT:
-                sha256, size = document_sha256, document_size
-                if unarrived and others[0]:
-                    me = Party.of(caller)
-                    self.statuses.record(
-                        session,
-                        Subject.of(plan),
-                        about=me,
-                        reporter=me,
-                        code=Status.ARRIVED,
-                        description=None,
-                        staff=None,
-                        now=now,
-                        stored=arrival,
-                        writes=writes,
-                    )
-            else:
-                sha256 = event_sha256
-                size = event_size if event_size is not None else self.blobs.size(sha256)
-            writes.records.append(
-                audit.Record(
-                    caller.code, "fetch", item.document_id, {"item_id": item.id, "kind": item.kind, "sha256": sha256}
-                )
-            )
+            total += _planned_size(plan)
+            if chosen and total > self.settings.max_fetch_bytes:
+                break
+            chosen.append((item_id, plan))
+        return self._fetch_planned(caller, chosen)
+
+    def _fetch_planned(self, caller: Caller, planned: Sequence[tuple[str, Sequence[Any]]]) -> list[FetchedItem]:
+        """Record the fetch of each planned item, its 01 where it is the copy's first, in one transaction."""
+        now = self.clock()
+        arrivals = [self._store_arrival(caller, plan, now) if plan[14] else None for _, plan in planned]
+        writes = audit.Writes()
+        fetched: list[FetchedItem] = []
+        with self.db.transaction() as session:
+            for (item_id, plan), arrival in zip(planned, arrivals, strict=True):
+                fetched.append(self._fetch_one(session, caller, item_id, plan, arrival, writes, now))
             writes.write(self.db, session, now)
-            return FetchedItem(item.id, item.kind, item.document_id, sha256, size, self.blobs.path(sha256))
+        return fetched
+
+    def _fetch_one(
+        self,
+        session: Session,
+        caller: Caller,
+        item_id: str,
+        plan: Sequence[Any],
+        arrival: tuple[str, int] | None,
+        writes: audit.Writes,
+        now: datetime,
+    ) -> FetchedItem:
+        kind, document_sha256, document_size, event_sha256, event_size, unarrived = plan[9:15]
+        # The copy's 01 is marked in the item's round trip; the item then decides whether it stands.
+        arrived = {"copy_of": plan[0], "held_by": caller.agency_id, "arrived_at": now}
+        along = [(_ARRIVED, arrived)] if unarrived else []
+        item, others = queue.fetch_item(self.db, session, item_id, caller.agency_id, now, along)
+        if item is None:
+            raise _not_addressed(caller, item_id)
+        if item.state == queue.WITHDRAWN:
+            raise _withdrawn(item_id)
+        if kind == queue.KIND_DOCUMENT:
+            sha256, size = document_sha256, document_size
+            if unarrived and others[0]:
+                me = Party.of(caller)
+                self.statuses.record(
+                    session,
+                    Subject.of(plan),
+                    about=me,
+                    reporter=me,
+                    code=Status.ARRIVED,
+                    description=None,
+                    staff=None,
+                    now=now,
+                    stored=arrival,
+                    writes=writes,
+                )
+        else:
+            sha256 = event_sha256
+            size = event_size if event_size is not None else self.blobs.size(sha256)
+        writes.records.append(
+            audit.Record(
+                caller.code, "fetch", item.document_id, {"item_id": item.id, "kind": item.kind, "sha256": sha256}
+            )
+        )
+        return FetchedItem(item.id, item.kind, item.document_id, sha256, size, self.blobs.path(sha256))
 
     def _store_arrival(self, caller: Caller, plan: Sequence[Any], now: datetime) -> tuple[str, int]:
         """Store the 01 a first fetch will record, before the fetch's transaction.
@@ -722,6 +773,12 @@ def _active_recipients(
             "Check the codes with getAgencies; nothing was sent."
         )
     return [(active[c][0], c, active[c][1]) for c in codes]
+
+
+def _planned_size(plan: Sequence[Any]) -> int:
+    """The size of the file a fetch plan returns (a status event of an old version may not know it: small)."""
+    kind, _, document_size, _, event_size = plan[9:14]
+    return int((document_size if kind == queue.KIND_DOCUMENT else event_size) or 0)
 
 
 def _not_addressed(caller: Caller, item_id: str) -> NotFound:

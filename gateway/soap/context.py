@@ -13,6 +13,10 @@ if TYPE_CHECKING:
     from gateway.federation.service import FederationService
 
 
+MAX_FILES = 1 << 16
+"""Files one response may stream (far above any operation's own limit; :func:`numbered` counts to 2**24)."""
+
+
 @dataclass(frozen=True)
 class OutboundFile:
     """A file the response must carry as base64 in place of the placeholder."""
@@ -21,22 +25,29 @@ class OutboundFile:
     size: int
 
 
+def numbered(placeholder: bytes, index: int) -> bytes:
+    """The placeholder of a response's ``index``-th file: its last three bytes count (base64 keeps the rest)."""
+    return placeholder[:-3] + index.to_bytes(3, "big")
+
+
 @dataclass
 class _Streams:
-    """A response that may carry one file, streamed in by the endpoint in place of ``placeholder``."""
+    """A response that may carry files, streamed in by the endpoint in place of their placeholders."""
 
     placeholder: bytes
-    outbound: OutboundFile | None = field(default=None, kw_only=True)
+    outbound: list[OutboundFile] = field(default_factory=list, kw_only=True)
 
     def stream_file(self, path: Path, size: int) -> bytes:
         """Register ``path`` to be streamed into the response; returns the bytes to put in its place.
 
-        A response carries at most one file: the placeholder is replaced once.
+        Files are streamed in the order they were registered, which must be the order the answer
+        carries their placeholders in (getDocuments: the order of its items).
         """
-        if self.outbound is not None:
-            raise RuntimeError("a SOAP response can stream only one file")
-        self.outbound = OutboundFile(path, size)
-        return self.placeholder
+        if len(self.outbound) >= MAX_FILES:
+            raise RuntimeError(f"a SOAP response streams at most {MAX_FILES} files")
+        placeholder = numbered(self.placeholder, len(self.outbound))
+        self.outbound.append(OutboundFile(path, size))
+        return placeholder
 
 
 @dataclass

@@ -154,9 +154,8 @@ class SoapEndpoint:
             environ[wsgi_keys.FAULT_CODE] = answer.fault_code
             environ[wsgi_keys.FAULT_MESSAGE] = answer.fault_message or ""
             log.info("fault %s answered to %s", answer.fault_code, environ.get(wsgi_keys.OPERATION, "?"))
-        elif context.outbound is not None and answer.status.startswith("200"):
-            outbound = context.outbound
-            chunks, length = self.streamer.stream(answer.body, outbound.path, outbound.size)
+        elif context.outbound and answer.status.startswith("200"):
+            chunks, length = self.streamer.stream(answer.body, context.outbound)
             start_response(answer.status, [*answer.headers, ("Content-Length", str(length))])
             return chunks
         start_response(answer.status, [*answer.headers, ("Content-Length", str(len(answer.body)))])

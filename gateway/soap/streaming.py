@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import base64
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any
 from xml.parsers import expat
 
@@ -36,6 +35,7 @@ from gateway.errors import MalformedEdxml, MalformedRequest, TooLarge
 from gateway.exchange.results import Caller
 from gateway.exchange.service import StagedDocument
 from gateway.safexml import ENVELOPE_LIMITS, Base64Text, Limits
+from gateway.soap.context import OutboundFile, numbered
 from gateway.soap.credentials import HeaderCollector, HeaderCredentials
 
 SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -410,24 +410,34 @@ def _discard(staged: StagedDocument | None) -> None:
 
 
 class ResponseStreamer:
-    """Swaps a placeholder in a small Spyne response for a file's base64, chunk by chunk."""
+    """Swaps the placeholders in a small Spyne response for files' base64, chunk by chunk."""
 
     def __init__(self) -> None:
         self.placeholder = secrets.token_bytes(30)
-        self.marker = base64.b64encode(self.placeholder)
 
-    def stream(self, response: bytes, path: Path, size: int) -> tuple[Iterator[bytes], int]:
-        """The response body as an iterator with the file inlined, and its exact length."""
-        head, found, tail = response.partition(self.marker)
-        if not found:
-            return iter([response]), len(response)
-        length = len(head) + (size + 2) // 3 * 4 + len(tail)
-        return _chunks(head, path, tail), length
+    def stream(self, response: bytes, files: Sequence[OutboundFile]) -> tuple[Iterator[bytes], int]:
+        """The response body as an iterator with each file inlined in its placeholder's place, and its exact length.
+
+        A response without the first placeholder is returned as it is (a handler registered a file
+        and then answered otherwise); one that carries only some of them is a bug, refused.
+        """
+        pieces: list[bytes] = []
+        rest = response
+        for index, _ in enumerate(files):
+            head, found, rest = rest.partition(base64.b64encode(numbered(self.placeholder, index)))
+            if not found:
+                if index == 0:
+                    return iter([response]), len(response)
+                raise RuntimeError(f"the response carries {index} of its {len(files)} files' placeholders")
+            pieces.append(head)
+        length = sum(map(len, pieces)) + sum((file.size + 2) // 3 * 4 for file in files) + len(rest)
+        return _chunks(pieces, files, rest), length
 
 
-def _chunks(head: bytes, path: Path, tail: bytes) -> Iterator[bytes]:
-    yield head
-    with path.open("rb") as source:
-        while block := source.read(_BASE64_CHUNK):
-            yield pybase64.b64encode(block)
+def _chunks(heads: list[bytes], files: Sequence[OutboundFile], tail: bytes) -> Iterator[bytes]:
+    for head, file in zip(heads, files, strict=True):
+        yield head
+        with file.path.open("rb") as source:
+            while block := source.read(_BASE64_CHUNK):
+                yield pybase64.b64encode(block)
     yield tail

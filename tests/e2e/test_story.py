@@ -120,6 +120,33 @@ def test_a_strict_stub_built_from_the_wsdl_before_home_instances_still_lists_age
     assert VPCP in {a.code for a in agencies}
 
 
+def test_get_documents_fetches_a_batch_as_get_document_fetches_each(client_for, live_gateway) -> None:
+    """The batch answer streams every file in the order asked, byte for byte; a bad id refuses the whole batch."""
+    vpcp, nghe_an, cao_bang = client_for(VPCP), client_for(NGHE_AN), client_for(CAO_BANG)
+    sent = {}
+    for number in ("1", "2", "3"):
+        letter = official_letter(VPCP, [NGHE_AN, CAO_BANG], number=number)
+        sent[vpcp.service.sendDocument(document=letter).documentId] = letter
+    mine = [i.itemId for i in _items(nghe_an)]
+    foreign = _items(cao_bang)[0].itemId
+    with pytest.raises(zeep.exceptions.Fault) as refused:
+        nghe_an.service.getDocuments(itemIds={"string": [mine[0], foreign]})
+    assert refused.value.code.split(":", 1)[1] == "Client.NotFound" and foreign in refused.value.message
+    with live_gateway.db.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(Delivery).where(Delivery.fetched_at.is_not(None))) == 0
+    asked = [mine[2], mine[0], mine[1]]
+    fetched = nghe_an.service.getDocuments(itemIds={"string": asked})
+    assert [f.itemId for f in fetched] == asked
+    for f in fetched:
+        assert f.edxml == sent[f.documentId] and f.size == len(f.edxml)
+        assert f.sha256 == hashlib.sha256(f.edxml).hexdigest()
+    again = nghe_an.service.getDocument(itemId=mine[1])
+    assert again.edxml == sent[again.documentId]
+    statuses = [i.itemId for i in _items(vpcp) if i.kind == "status"]
+    arrived = vpcp.service.getDocuments(itemIds={"string": statuses})
+    assert sorted(read_status(s.edxml).status_code for s in arrived) == ["01", "01", "01"]
+
+
 def test_confirm_received_items_acknowledges_a_batch(client_for, live_gateway) -> None:
     vpcp, nghe_an, cao_bang = client_for(VPCP), client_for(NGHE_AN), client_for(CAO_BANG)
     for number in ("1", "2", "3"):

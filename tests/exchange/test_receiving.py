@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -13,7 +14,7 @@ from support.staging import stage
 from gateway.edxml import read_status
 from gateway.errors import NotFound
 from gateway.exchange.service import ExchangeService
-from gateway.store import queue
+from gateway.store import audit, queue
 from gateway.store.models import AuditEntry, Delivery, Recipient, StatusEvent
 
 
@@ -135,3 +136,73 @@ def test_a_status_message_stored_before_migration_0003_is_sized_from_its_file(se
     item = service.pending(callers.sender)[0]
     assert item.size == stored_size
     assert service.fetch(callers.sender, item.item_id).size == stored_size
+
+
+def _fetched_marks(service: ExchangeService) -> dict[str, bool]:
+    with service.db.transaction(readonly=True) as session:
+        return {i: at is not None for i, at in session.execute(select(Delivery.id, Delivery.fetched_at)).all()}
+
+
+def test_fetching_many_is_fetching_each_in_one_transaction(service, callers: Callers) -> None:
+    """fetch_many records what fetch records for each item (its fetch, the copy's 01 once), in the order asked."""
+    for number in ("1", "2", "3"):
+        send(service, callers, number)
+    mine = [i.item_id for i in service.pending(callers.recipient)]
+    asked = [mine[2], mine[0], mine[2], mine[1]]
+    fetched = service.fetch_many(callers.recipient, asked)
+    assert [f.item_id for f in fetched] == [mine[2], mine[0], mine[1]], "in order, an id asked twice once"
+    one_by_one = [service.fetch(callers.recipient, f.item_id) for f in fetched]
+    assert [(f.document_id, f.sha256, f.size, f.path) for f in fetched] == [
+        (f.document_id, f.sha256, f.size, f.path) for f in one_by_one
+    ]
+    with service.db.transaction(readonly=True) as session:
+        events = session.scalars(select(StatusEvent.code)).all()
+        copies = session.scalars(select(Recipient.status)).all()
+        fetches = session.scalars(select(AuditEntry.id).where(AuditEntry.action == "fetch")).all()
+    assert events == ["01"] * 3 and copies == ["01"] * 3, "one 01 per copy, by the batch, not again"
+    assert len(fetches) == 6
+    statuses = service.fetch_many(callers.sender, [i.item_id for i in service.pending(callers.sender)])
+    assert [s.kind for s in statuses] == ["status"] * 3
+    assert all(read_status(s.path).status_code == "01" for s in statuses)
+    with service.db.transaction(readonly=True) as session:
+        assert audit.verify(session).ok
+
+
+def test_fetching_many_is_all_or_nothing(service, callers: Callers) -> None:
+    for number in ("1", "2"):
+        send(service, callers, number, (RECIPIENT, THIRD))
+    mine = [i.item_id for i in service.pending(callers.recipient)]
+    foreign = service.pending(callers.third)[0].item_id
+    with pytest.raises(NotFound) as refused:
+        service.fetch_many(callers.recipient, [mine[0], foreign, "no-such-item", mine[1]])
+    assert foreign in refused.value.message and "no-such-item" not in refused.value.message, "the first one"
+    assert not any(_fetched_marks(service).values()), "nothing fetched"
+    with service.db.transaction(readonly=True) as session:
+        assert session.scalars(select(StatusEvent.id)).all() == [], "no 01 recorded"
+    assert service.fetch_many(callers.recipient, []) == []
+
+
+def test_fetching_many_refuses_all_when_one_item_was_withdrawn(service, callers: Callers) -> None:
+    first, second = send(service, callers, "1"), send(service, callers, "2")
+    mine = {i.document_id: i.item_id for i in service.pending(callers.recipient)}
+    service.update_status(callers.sender, second, "13", "Ban hành nhầm")
+    assert states(service)[mine[second]] == queue.WITHDRAWN
+    with pytest.raises(NotFound, match="withdrawn"):
+        service.fetch_many(callers.recipient, [mine[first], mine[second]])
+    assert not _fetched_marks(service)[mine[first]]
+
+
+def test_fetching_many_stops_where_the_files_outgrow_the_limit(service, callers: Callers, monkeypatch) -> None:
+    for number in ("1", "2", "3"):
+        send(service, callers, number)
+    mine = [i.item_id for i in service.pending(callers.recipient)]
+    size = service.fetch_many(callers.recipient, mine[:1])[0].size
+    limited = dataclasses.replace(service.settings, max_fetch_bytes=2 * size + 10)
+    monkeypatch.setattr(service, "settings", limited)
+    assert [f.item_id for f in service.fetch_many(callers.recipient, mine)] == mine[:2]
+    assert _fetched_marks(service)[mine[2]] is False, "left pending, unfetched, for the next call"
+    tiny = dataclasses.replace(service.settings, max_fetch_bytes=1, max_pending_items=1)
+    monkeypatch.setattr(service, "settings", tiny)
+    assert [f.item_id for f in service.fetch_many(callers.recipient, [mine[2], "not checked"])] == [mine[2]], (
+        "the first always, and ids past the cap are neither fetched nor checked"
+    )
