@@ -4,8 +4,9 @@ Spyne reads a whole request into memory, parses it into one tree and copies a ``
 about eleven times (docs/spyne.md §5). The gateway instead streams each request
 through expat once: the base64 text of ``sendDocument/document`` is decoded chunk by chunk
 into a staging file, and Spyne receives the same envelope with that element emptied. On the
-way out, ``getDocument``'s answer (Spyne's or fast.py's) carries a short placeholder, replaced
-here by the file's base64, read and encoded in chunks while the response is written.
+way out, ``getDocument``'s answer (Spyne's or fast.py's) carries a short placeholder
+(``getDocuments``' one per item, numbered), replaced here by the file's base64, read and encoded
+in chunks while the response is written.
 
 The same pass authenticates the caller: the SOAP header's AuthHeader or WS-Security UsernameToken
 is collected as it streams by, and ``authenticate`` is called when ``<Body>`` starts, so a request
