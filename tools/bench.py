@@ -117,6 +117,7 @@ _CONTENT_LENGTH = re.compile(rb"(?i)\ncontent-length:[ \t]*(\d+)")
 RESPONSE_BUFFER = 4 * 1024 * 1024
 """Bytes of a client's response buffer: a fetched document's answer (1.9 MB) fits without growing it."""
 HEAD_LIMIT = 64 * 1024
+"""Bytes a response's status line and headers may take in the bench's client."""
 _DOCUMENT_ID = re.compile(rb"<(?:[\w.-]+:)?documentId>([^<]+)</")
 _PARA = (
     "Ủy ban nhân dân tỉnh chỉ đạo các sở, ban, ngành triển khai kết nối, liên thông văn bản điện tử "
@@ -272,7 +273,7 @@ class SoapCaller:
         got = 0
         while (found := _RESPONSE_HEAD.match(self._buffer, 0, got)) is None:
             if got >= HEAD_LIMIT:
-                raise ValueError("no end of the response headers in its first 64 KiB")
+                raise ValueError(f"no end of the response headers in its first {HEAD_LIMIT // 1024} KiB")
             received = sock.recv_into(view[got:HEAD_LIMIT])
             if not received:
                 raise ConnectionError("the gateway closed the connection before answering")

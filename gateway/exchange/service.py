@@ -162,6 +162,8 @@ _PLAN_FROM = (
     )
     .where(Delivery.agency_id == bindparam("agency_id"))
 )
+_UNARRIVED = len(_PLAN_COLUMNS.selected_columns) - 1
+"""Where a plan row says whether the copy has no status yet (its last column)."""
 _FETCH_PLAN = _PLAN_FROM.where(Delivery.id == bindparam("item_id"))
 """What a fetch needs to know before its transaction, read without a lock: the document the item is
 about (a 01's subject, first nine columns), its kind, the file to return (a document's or a status
@@ -556,7 +558,7 @@ class ExchangeService:
     def _fetch_planned(self, caller: Caller, planned: Sequence[tuple[str, Sequence[Any]]]) -> list[FetchedItem]:
         """Record the fetch of each planned item, its 01 where it is the copy's first, in one transaction."""
         now = self.clock()
-        arrivals = [self._store_arrival(caller, plan, now) if plan[14] else None for _, plan in planned]
+        arrivals = [self._store_arrival(caller, plan, now) if plan[_UNARRIVED] else None for _, plan in planned]
         writes = audit.Writes()
         fetched: list[FetchedItem] = []
         with self.db.transaction() as session:
@@ -575,7 +577,7 @@ class ExchangeService:
         writes: audit.Writes,
         now: datetime,
     ) -> FetchedItem:
-        kind, document_sha256, document_size, event_sha256, event_size, unarrived = plan[9:15]
+        kind, document_sha256, document_size, event_sha256, event_size, unarrived = plan[9:]
         # The copy's 01 is marked in the item's round trip; the item then decides whether it stands.
         arrived = {"copy_of": plan[0], "held_by": caller.agency_id, "arrived_at": now}
         along = [(_ARRIVED, arrived)] if unarrived else []

@@ -424,7 +424,7 @@ class ResponseStreamer:
         """
         pieces: list[bytes] = []
         rest = response
-        for index, _ in enumerate(files):
+        for index in range(len(files)):
             head, found, rest = rest.partition(base64.b64encode(numbered(self.placeholder, index)))
             if not found:
                 if index == 0:
