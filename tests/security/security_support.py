@@ -180,12 +180,18 @@ def cpu_of(server: Server, request: Callable[[], Reply], rounds: int) -> tuple[f
 
 
 def growth_ratio(server: Server, make: Callable[[int], Callable[[], Reply]], n: int, rounds: int) -> float:
-    """CPU for size 2n over CPU for size n (each the least of two tries), requests built by ``make(size)``."""
+    """CPU for size 2n over CPU for size n, requests built by ``make(size)``.
+
+    Each is the least of two tries, the sizes taking turns so that a burst of other work on the
+    machine does not fall on one size only.
+    """
     small, large = make(n), make(2 * n)
     small()
     large()
-    cost_small = min(cpu_of(server, small, rounds)[0] for _ in range(2))
-    cost_large = min(cpu_of(server, large, rounds)[0] for _ in range(2))
+    cost_small = cost_large = float("inf")
+    for _ in range(2):
+        cost_small = min(cost_small, cpu_of(server, small, rounds)[0])
+        cost_large = min(cost_large, cpu_of(server, large, rounds)[0])
     print(
         f"\n{server.kind}: CPU n={n}: {cost_small:.3f} s, 2n: {cost_large:.3f} s, ratio {cost_large / cost_small:.2f}"
     )
