@@ -1248,6 +1248,7 @@ def main(argv: list[str] | None = None) -> int:
         "backends": [],
     }
     scratch = Path(tempfile.mkdtemp(prefix="edxml-bench-"))
+    finished = False
     try:
         for round_number in range(1, args.rounds + 1):
             round_scratch = scratch / f"round-{round_number}"
@@ -1257,15 +1258,27 @@ def main(argv: list[str] | None = None) -> int:
                 print(progress, file=sys.stderr, flush=True)
                 result = bench_backend(backend, templates, options, round_scratch)
                 report["backends"].append({"round": round_number, **result})
+                if args.json:
+                    _write_json(args.json, report)
+            if not args.keep:
+                # A round at the default duration leaves gigabytes of documents: the next must not add to them.
+                shutil.rmtree(round_scratch, ignore_errors=True)
+        finished = True
     finally:
         if args.keep:
             print(f"scratch kept in {scratch}", file=sys.stderr)
         else:
             shutil.rmtree(scratch, ignore_errors=True)
+        if not finished and report["backends"]:
+            print("\nthe run stopped early; what was measured before it:", file=sys.stderr)
+            print_report(report)
     print_report(report)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return 1 if any(result["errors"] for result in report["backends"]) else 0
+
+
+def _write_json(path: Path, report: dict[str, Any]) -> None:
+    """Write the figures so far, after every backend's round: a run cut short keeps what it measured."""
+    path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
