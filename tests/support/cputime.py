@@ -31,8 +31,9 @@ def _thread_cpu_seconds(run: Callable[[], object]) -> float:
 def cpu_growth(small: Callable[[], object], large: Callable[[], object], rounds: int = 7) -> float:
     """The least CPU time of ``large()`` over the least of ``small()``, the two measured in turns.
 
-    Taking turns puts both sizes under the same load: CI once saw 3.1 where the call grows 1.9x,
-    when every round of one size ran during another process's burst on the shared vCPUs.
+    Taking turns puts both sizes under the same load: CI once saw 3.1 where the call grows 1.9x here
+    in every run, when all rounds of one size were measured before any of the other's, so a burst
+    of other work on the shared vCPUs could fall on one size only.
     """
     small_best = large_best = float("inf")
     for _ in range(rounds):
