@@ -22,6 +22,7 @@ from typing import Any
 
 import requests
 from lxml import etree
+from support.cputime import least_in_turns
 from support.processes import Process, free_port, gateway_command, vm_kib
 
 NS = "urn:edxml-gateway:soap:v1"
@@ -180,18 +181,14 @@ def cpu_of(server: Server, request: Callable[[], Reply], rounds: int) -> tuple[f
 
 
 def growth_ratio(server: Server, make: Callable[[int], Callable[[], Reply]], n: int, rounds: int) -> float:
-    """CPU for size 2n over CPU for size n, requests built by ``make(size)``.
-
-    Each is the least of two tries, the sizes taking turns so that a burst of other work on the
-    machine does not fall on one size only.
-    """
+    """CPU for size 2n over CPU for size n, requests built by ``make(size)``: each the least of two
+    tries, taken in turns (:func:`support.cputime.least_in_turns`)."""
     small, large = make(n), make(2 * n)
     small()
     large()
-    cost_small = cost_large = float("inf")
-    for _ in range(2):
-        cost_small = min(cost_small, cpu_of(server, small, rounds)[0])
-        cost_large = min(cost_large, cpu_of(server, large, rounds)[0])
+    cost_small, cost_large = least_in_turns(
+        lambda: cpu_of(server, small, rounds)[0], lambda: cpu_of(server, large, rounds)[0], 2
+    )
     print(
         f"\n{server.kind}: CPU n={n}: {cost_small:.3f} s, 2n: {cost_large:.3f} s, ratio {cost_large / cost_small:.2f}"
     )
