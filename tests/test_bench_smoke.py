@@ -130,6 +130,39 @@ def test_rounds_are_summarised_per_backend_by_their_median(capsys: pytest.Captur
     assert lines[-1] == "postgresql  0.93 0.71 0.88   min 0.71, median 0.88: MISSES the 0.9 target (median of rounds)"
 
 
+def test_a_run_cut_short_keeps_and_prints_what_it_measured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each backend's round is saved as it ends and each round's scratch removed; a failure later
+    prints the rounds measured before it and still raises."""
+    bench = _bench_module()
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(bench.tempfile, "mkdtemp", lambda prefix: str(scratch))
+    rounds: list[Path] = []
+    printed: list[list[dict[str, object]]] = []
+
+    def backend(name: str, templates: object, options: object, round_scratch: Path) -> dict[str, object]:
+        rounds.append(round_scratch)
+        (round_scratch / f"{name}.edxml").write_bytes(b"stored documents")
+        if len(rounds) == 3:
+            raise RuntimeError("disk I/O error")
+        return {"backend": name, "errors": 0}
+
+    monkeypatch.setattr(bench, "bench_backend", backend)
+    monkeypatch.setattr(bench, "print_report", lambda report: printed.append(list(report["backends"])))
+    figures = tmp_path / "bench.json"
+    with pytest.raises(RuntimeError, match="disk I/O error"):
+        bench.main(["--quick", "--backends", "sqlite,postgresql", "--rounds", "2", "--json", str(figures)])
+
+    measured = [{"round": 1, "backend": "sqlite", "errors": 0}, {"round": 1, "backend": "postgresql", "errors": 0}]
+    assert json.loads(figures.read_text(encoding="utf-8"))["backends"] == measured
+    assert printed == [measured]
+    assert "the run stopped early" in capsys.readouterr().err
+    assert rounds[0] == rounds[1] and not rounds[0].exists(), "round 1's scratch went when round 1 ended"
+    assert not scratch.exists()
+
+
 def _answering(answer: bytes, piece: int) -> tuple[socket.socket, threading.Thread]:
     """A one-connection server that reads a request's headers, then sends ``answer`` ``piece`` bytes at a time."""
     listener = socket.create_server(("127.0.0.1", 0))

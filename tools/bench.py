@@ -1248,7 +1248,6 @@ def main(argv: list[str] | None = None) -> int:
         "backends": [],
     }
     scratch = Path(tempfile.mkdtemp(prefix="edxml-bench-"))
-    finished = False
     try:
         for round_number in range(1, args.rounds + 1):
             round_scratch = scratch / f"round-{round_number}"
@@ -1263,15 +1262,16 @@ def main(argv: list[str] | None = None) -> int:
             if not args.keep:
                 # A round at the default duration leaves gigabytes of documents: the next must not add to them.
                 shutil.rmtree(round_scratch, ignore_errors=True)
-        finished = True
+    except BaseException:
+        if report["backends"]:
+            print("\nthe run stopped early; what was measured before it:", file=sys.stderr)
+            print_report(report)
+        raise
     finally:
         if args.keep:
             print(f"scratch kept in {scratch}", file=sys.stderr)
         else:
             shutil.rmtree(scratch, ignore_errors=True)
-        if not finished and report["backends"]:
-            print("\nthe run stopped early; what was measured before it:", file=sys.stderr)
-            print_report(report)
     print_report(report)
     return 1 if any(result["errors"] for result in report["backends"]) else 0
 
