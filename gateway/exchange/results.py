@@ -14,6 +14,9 @@ class Caller:
     ``saw_waiting`` is what authentication saw in the same statement: whether any item was
     available for this agency to poll (None where nobody looked). It describes one moment, so only
     the request that authenticated may act on it (:meth:`ExchangeService.pending` ``fresh_caller``).
+    ``agencies_changed`` is the directory's change counter read in that statement too (None where
+    nobody read it): the request's sends may use addressees read under that value
+    (gateway/exchange/addressees.py).
     """
 
     agency_id: int
@@ -21,6 +24,7 @@ class Caller:
     name: str
     require_signature: bool = False
     saw_waiting: bool | None = field(default=None, compare=False)
+    agencies_changed: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from gateway.errors import (
     SignatureRequired,
     UnknownRecipient,
 )
+from gateway.exchange.addressees import AGENCIES_CHANGED, Addressee, AddresseeCache
 from gateway.exchange.credentials import secret_matches
 from gateway.exchange.results import (
     AgencyView,
@@ -52,14 +53,26 @@ from gateway.federation import hooks as federation
 from gateway.store import audit, nonces, queue
 from gateway.store.blobs import CHUNK_SIZE, BlobStore
 from gateway.store.database import Database
-from gateway.store.models import Agency, Credential, Delivery, Document, Recipient, StatusEvent, UTCDateTime, table_of
+from gateway.store.models import (
+    Agency,
+    Credential,
+    Delivery,
+    Document,
+    Recipient,
+    RelayState,
+    StatusEvent,
+    UTCDateTime,
+    table_of,
+)
 
 Clock = Callable[[], datetime]
 
 # Statements run on every call or every send, built once: building and keying a select like
 # _LIVE_CREDENTIALS cost about 90 us of CPU per call, a third of running it on PostgreSQL.
 # It also says whether anything is waiting for the agency: most calls are polls that find nothing,
-# and answering that in the same round trip spares them a second statement (issue 13).
+# and answering that in the same round trip spares them a second statement (issue 13). And it
+# reads the directory's change counter, which tells a send whether this worker's copy of its
+# addressees is still good (gateway/exchange/addressees.py).
 _NOW = bindparam("now", type_=UTCDateTime())
 _LIVE_CREDENTIALS = (
     select(
@@ -69,6 +82,7 @@ _LIVE_CREDENTIALS = (
         Agency.require_signature,
         Credential.secret_hash,
         queue.any_available(Agency.id, _NOW).label("waiting"),
+        select(RelayState.value).where(RelayState.name == AGENCIES_CHANGED).scalar_subquery().label("changed"),
     )
     .join(Credential, Credential.agency_id == Agency.id)
     .where(
@@ -227,6 +241,7 @@ class ExchangeService:
         self.settings = settings
         self.clock = clock
         self.statuses = Statuses(db, blobs, settings, lambda: self.clock())
+        self.addressees = AddresseeCache()
 
     # -- identity ---------------------------------------------------------------------------
 
@@ -245,9 +260,16 @@ class ExchangeService:
         now = self.clock()
         caller: Caller | None = None
         rows = self.db.read_rows(_LIVE_CREDENTIALS, {"code": code, "now": now})
-        for agency_id, agency_code, name, require_signature, secret_hash, waiting in rows:
+        for agency_id, agency_code, name, require_signature, secret_hash, waiting, changed in rows:
             if secret_matches(secret, secret_hash):
-                caller = Caller(agency_id, agency_code, name, bool(require_signature), saw_waiting=bool(waiting))
+                caller = Caller(
+                    agency_id,
+                    agency_code,
+                    name,
+                    bool(require_signature),
+                    saw_waiting=bool(waiting),
+                    agencies_changed=changed,
+                )
                 break
         if caller is None:
             raise _refusal()
@@ -306,9 +328,12 @@ class ExchangeService:
         """Validate the staged edXML file, store it once, and queue it for every addressee.
 
         The staged file becomes the stored blob without being copied. Resending the same bytes
-        under the same (sender, DocumentId) returns the first receipt and stores nothing; other
+        under the same (sender, DocumentId) returns the first receipt and stores nothing new; other
         bytes under a DocumentId already used are refused (DocumentIdConflict), since answering
-        "duplicate" would silently drop the new document and any recipient it adds.
+        "duplicate" would silently drop the new document and any recipient it adds. Whether the
+        DocumentId was used is read with the addressees; when those come from this worker's copy
+        (no read), the unique constraint tells, after the staged file was stored: refused bytes
+        then leave an unreferenced blob, which ``edxml-gateway blobs gc`` removes.
         """
         message = read_document(staged.temp_path)
         if message.sender.organ_id != caller.code:
@@ -318,18 +343,23 @@ class ExchangeService:
             )
         edxml_id = message.document_id or default_document_id(message)
         codes = [o.organ_id for o in message.recipients]
-        sent_by = {"sender_id": caller.agency_id, "edxml_id": edxml_id}
-        addressees = self.db.read_rows(_ADDRESSEES, {"codes": codes, **sent_by})
-        if addressees:
-            already_sent = addressees[0][3] is not None
-        else:
-            already_sent = bool(self.db.read_rows(_SENT_DOCUMENT_ID, sent_by))
-        if already_sent:
-            receipt = self._resend(caller, edxml_id, staged, None)
-            if receipt is not None:
-                return receipt
+        # Addressees this worker already read under the directory's current version need no read;
+        # a DocumentId already used is then found by the unique constraint (IntegrityError below).
+        recipients = self.addressees.lookup(caller.agencies_changed, codes)
+        if recipients is None:
+            sent_by = {"sender_id": caller.agency_id, "edxml_id": edxml_id}
+            addressees = self.db.read_rows(_ADDRESSEES, {"codes": codes, **sent_by})
+            if addressees:
+                already_sent = addressees[0][3] is not None
+            else:
+                already_sent = bool(self.db.read_rows(_SENT_DOCUMENT_ID, sent_by))
+            if already_sent:
+                receipt = self._resend(caller, edxml_id, staged, None)
+                if receipt is not None:
+                    return receipt
+            recipients = _active_recipients(codes, addressees)
+            self.addressees.remember(caller.agencies_changed, recipients)
         signer = self._check_signature(caller, message.signed, staged.temp_path)
-        recipients = _active_recipients(codes, addressees)
         original_id = self._superseded_document(caller, message)
         sha256, size = staged.commit()
         try:
@@ -339,7 +369,8 @@ class ExchangeService:
                     session, caller, message, edxml_id, sha256, size, recipients, original, signer
                 )
         except IntegrityError:
-            # A concurrent send with the same (sender, DocumentId) committed first. The staged file
+            # A send with the same (sender, DocumentId) committed first: a concurrent one, or an
+            # earlier one when the addressees came from this worker's copy. The staged file
             # is already stored under its sha256: with the same bytes it is that document's blob;
             # with other bytes it stays unreferenced, like the blob of a send cut short by a crash.
             receipt = self._resend(caller, edxml_id, staged, sha256)
@@ -409,7 +440,7 @@ class ExchangeService:
         edxml_id: str,
         sha256: str,
         size: int,
-        recipients: Sequence[tuple[int, str, str | None]],
+        recipients: Sequence[Addressee],
         original: Document | None,
         signer: str | None,
     ) -> SendReceipt:
@@ -759,9 +790,7 @@ def document_row(
     }
 
 
-def _active_recipients(
-    codes: Sequence[str], addressees: Sequence[tuple[Any, ...]]
-) -> list[tuple[int, str, str | None]]:
+def _active_recipients(codes: Sequence[str], addressees: Sequence[tuple[Any, ...]]) -> list[Addressee]:
     """``(agency id, code, home instance)`` of each addressee, in the document's order.
 
     UnknownRecipient for any code that is not an active agency (rows of ``_ADDRESSEES``). Agencies

@@ -7,6 +7,7 @@ with the first receipt, so it was silently dropped and a recipient it added neve
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from support.staging import stage
 from gateway.errors import DocumentIdConflict
 from gateway.exchange.results import SendReceipt
 from gateway.exchange.service import ExchangeService, StagedDocument
+from gateway.store.blob_gc import Collector
 from gateway.store.models import AuditEntry, Delivery, Document, Recipient
 
 DOCUMENT_ID = f"{SENDER},2026/11/20,7816/VPCP-TTĐT"
@@ -59,6 +61,26 @@ def test_other_bytes_under_a_used_document_id_are_refused(service, callers: Call
     assert not other.temp_path.exists(), "the staged document is discarded"
     assert stored(service) == before, "nothing stored, nothing queued for the new recipient"
     assert service.pending(callers.third) == []
+
+
+def test_a_send_that_read_no_addressees_is_still_refused_other_bytes(service, callers: Callers) -> None:
+    """The second send's addressee comes from the worker's copy (no read, so no duplicate check
+    before storing): the unique constraint refuses it, nothing is queued, and the staged file,
+    already stored by then, is a blob no row names, which ``blobs gc`` frees."""
+    first = service.send_document(callers.sender, stage(service, official_letter(SENDER, [RECIPIENT])))
+    rows_before, blobs_before = stored(service)[:4], stored(service)[4]
+    other = stage(service, official_letter(SENDER, [RECIPIENT], attachment=b"%PDF-1.4 other bytes\n"))
+    with pytest.raises(DocumentIdConflict) as refused:
+        service.send_document(callers.sender, other)
+    assert first.document_id in refused.value.message
+    assert stored(service)[:4] == rows_before, "no row stored, nothing queued"
+    assert stored(service)[4:] == (blobs_before + 1, 0), "the refused bytes are an unreferenced blob"
+    pending = service.pending(callers.recipient)
+    assert [i.document_id for i in pending] == [first.document_id]
+    a_day_later = Collector(service.db, service.blobs, clock=lambda: time.time() + 86_400)
+    assert a_day_later.run().freed_files == 1
+    assert stored(service)[4] == blobs_before
+    assert service.fetch(callers.recipient, pending[0].item_id).document_id == first.document_id
 
 
 def test_the_same_document_id_from_another_sender_is_not_a_conflict(service, callers: Callers) -> None:

@@ -6,13 +6,13 @@ from datetime import date, datetime, timedelta
 
 import pytest
 from exchange_support import RECIPIENT, SENDER, T0
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 from support.staging import stage
 from support.statements import counting, pipelined
 
 from gateway.edxml import DocumentMessage, Organization, document_bytes, read_status
 from gateway.errors import AuthenticationFailed, UnknownRecipient
-from gateway.store.models import Agency, Credential, Document
+from gateway.store.models import Agency, Credential, Delivery, Document
 
 
 def letter(document_id: str | None = "doc-1") -> bytes:
@@ -73,10 +73,40 @@ def test_a_resend_is_answered_with_its_receipt_even_when_no_addressee_is_active_
     first = service.send_document(sender, stage(service, document))
     with database.transaction() as session:
         session.scalar(select(Agency).where(Agency.code == RECIPIENT)).active = False
+    sender = service.authenticate(SENDER, f"s-{SENDER}")  # a new request, which sees the change
     again = service.send_document(sender, stage(service, document))
     assert (again.duplicate, again.document_id, again.recipients) == (True, first.document_id, (RECIPIENT,))
     with pytest.raises(UnknownRecipient, match=RECIPIENT):
         service.send_document(sender, stage(service, letter(document_id="doc-2")))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "UPDATE agencies SET active = false WHERE code = :code",
+        "UPDATE agencies SET home_instance = 'another-province' WHERE code = :code",
+        "UPDATE agencies SET code = 'H41-renamed' WHERE code = :code",
+    ],
+    ids=["deactivated", "moved", "renamed"],
+)
+def test_a_directory_change_made_any_way_reaches_the_next_send(service, database, change) -> None:
+    """Addressees a worker already read are reused only while the agencies table is unchanged:
+    a change made with plain SQL, past every function of the gateway, is seen by the next request."""
+    sender = service.authenticate(SENDER, f"s-{SENDER}")
+    service.send_document(sender, stage(service, letter(document_id="doc-1")))
+    with database.engine.begin() as connection:
+        connection.execute(text(change), {"code": RECIPIENT})
+    sender = service.authenticate(SENDER, f"s-{SENDER}")
+    if "home_instance" in change:
+        receipt = service.send_document(sender, stage(service, letter(document_id="doc-2")))
+        with database.transaction(readonly=True) as session:
+            queued = session.scalar(
+                select(func.count()).select_from(Delivery).where(Delivery.document_id == receipt.document_id)
+            )
+        assert queued == 0, "a recipient served by another instance is relayed, not queued here"
+    else:
+        with pytest.raises(UnknownRecipient, match=RECIPIENT):
+            service.send_document(sender, stage(service, letter(document_id="doc-2")))
 
 
 def test_recall_marks_the_document_recalled(service, database, clock, tmp_path) -> None:
@@ -108,24 +138,29 @@ def test_a_send_costs_six_statements_on_postgresql_and_seven_on_sqlite(service, 
     should be a decision, not an accident. Authentication, the addressee lookup (which also says
     whether the DocumentId was used), then the document, its recipients, its queue items and the audit
     entry: on PostgreSQL one call of the append function (migration 0007), on SQLite the head, then
-    the INSERT."""
+    the INSERT. A later send to addressees the worker has read, the directory unchanged, skips the
+    lookup."""
     postgresql = database.dialect_name == "postgresql"
-    with counting(database.engine) as executed:
-        sender = service.authenticate(SENDER, f"s-{SENDER}")
-        service.send_document(sender, stage(service, letter()))
-    statements = [s for s in executed if not s.startswith(("BEGIN", "COMMIT"))]  # SQLite's are statements too
-    inserts = [s.removeprefix("INSERT INTO ").split()[0] for s in statements if s.startswith("INSERT")]
-    assert inserts == ["documents", "recipients", "deliveries"] + ([] if postgresql else ["audit_log"]), executed
-    assert ("gateway_audit_append" in statements[-1]) == postgresql, statements[-1]
-    assert len(statements) == (6 if postgresql else 7), executed
+    for number, lookup in ((1, True), (2, False)):
+        with counting(database.engine) as executed:
+            sender = service.authenticate(SENDER, f"s-{SENDER}")
+            service.send_document(sender, stage(service, letter(document_id=f"doc-{number}")))
+        statements = [s for s in executed if not s.startswith(("BEGIN", "COMMIT"))]  # SQLite's are statements too
+        inserts = [s.removeprefix("INSERT INTO ").split()[0] for s in statements if s.startswith("INSERT")]
+        assert inserts == ["documents", "recipients", "deliveries"] + ([] if postgresql else ["audit_log"]), executed
+        assert ("gateway_audit_append" in statements[-1]) == postgresql, statements[-1]
+        assert sum("FROM agencies" in s for s in statements) == 1 + lookup, executed
+        assert len(statements) == (6 if postgresql else 7) - (not lookup), executed
 
 
 @pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
-def test_a_send_on_postgresql_is_four_round_trips(service) -> None:
+def test_a_send_on_postgresql_is_four_round_trips_then_three(service) -> None:
     """Authentication and the addressee read, then one pipeline (BEGIN, the three INSERTs and the audit
-    append), then the COMMIT (which no statement listener sees)."""
-    with pipelined(service.db.engine) as executed:
-        sender = service.authenticate(SENDER, f"s-{SENDER}")
-        service.send_document(sender, stage(service, letter()))
-    assert [in_pipeline for _, in_pipeline in executed] == [False, False, True, True, True, True], executed
-    assert "gateway_audit_append" in executed[-1][0], executed[-1]
+    append), then the COMMIT (which no statement listener sees); three once the worker knows the
+    addressees."""
+    for number, lookup in ((1, [False]), (2, [])):
+        with pipelined(service.db.engine) as executed:
+            sender = service.authenticate(SENDER, f"s-{SENDER}")
+            service.send_document(sender, stage(service, letter(document_id=f"doc-{number}")))
+        assert [in_pipeline for _, in_pipeline in executed] == [False, *lookup, True, True, True, True], executed
+        assert "gateway_audit_append" in executed[-1][0], executed[-1]

@@ -540,3 +540,31 @@ def test_pipeline_on_a_dropped_connection_is_unavailable_and_the_next_transactio
             session.execute(text("DELETE FROM agencies WHERE code = '000.00.01.H01'"))
     finally:
         db.dispose()
+
+
+def _agencies_changed(database: Database) -> int:
+    with database.engine.connect() as connection:
+        return int(connection.scalar(text("SELECT value FROM relay_state WHERE name = 'agencies_changed'")))
+
+
+def test_every_write_to_agencies_bumps_the_change_counter(
+    database: Database, make_agency: MakeAgency, make_document: MakeDocument
+) -> None:
+    """Workers reuse addressees they read while this counter stands still (migration 0009), so
+    inserts, updates and deletes count, however they are made; other tables' writes do not."""
+    before = _agencies_changed(database)
+    with database.transaction() as session:
+        agency = make_agency(session, "000.00.00.T01")
+    inserted = _agencies_changed(database)
+    with database.transaction() as session:
+        session.get_one(Agency, agency.id).active = False
+    updated = _agencies_changed(database)
+    with database.engine.begin() as connection:
+        connection.execute(text("DELETE FROM agencies WHERE code = '000.00.00.T01'"))
+    deleted = _agencies_changed(database)
+    with database.transaction() as session:
+        make_document(session, make_agency(session, "000.00.00.T02"))
+    assert before < inserted < updated < deleted < _agencies_changed(database)
+    with database.transaction() as session:
+        make_document(session, session.scalar(select(Agency).where(Agency.code == "000.00.00.T02")))
+    assert _agencies_changed(database) == deleted + 1, "a document's insert leaves the counter alone"

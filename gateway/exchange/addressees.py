@@ -1,0 +1,52 @@
+"""The active agencies a worker's sends addressed, kept while the directory does not change.
+
+Every send looks up its addressees (``_ADDRESSEES`` in gateway/exchange/service.py); on PostgreSQL
+that is a round trip of its own, about 5% of a send's CPU (docs/performance.md). The directory
+changes seldom, and every change bumps the ``agencies_changed`` counter (database triggers,
+migration 0009), which authentication reads in the statement it runs anyway. So the rows a worker
+has read stay good for as long as the counter keeps the value it had when they were read.
+
+The copy is only ever asked with the counter value one request's authentication saw. A request
+that saw an older value than the copy's finds nothing here and reads the database, as does any
+code not read yet; rows read under an older value than the copy's are not kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+AGENCIES_CHANGED = "agencies_changed"
+"""The ``relay_state`` row the triggers of migration 0009 bump on every change of ``agencies``."""
+
+Addressee = tuple[int, str, str | None]
+"""``(agency id, code, home instance)`` of an active agency."""
+
+
+class AddresseeCache:
+    """Active agencies by code, valid for one value of the ``agencies_changed`` counter."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self._limit = limit
+        self._changed: int | None = None
+        self._active: dict[str, Addressee] = {}
+
+    def lookup(self, changed: int | None, codes: Sequence[str]) -> list[Addressee] | None:
+        """Each code's row, in order, if every one is known under ``changed``; otherwise None.
+
+        None also when ``changed`` is None (the caller's authentication did not read the counter).
+        """
+        if changed is None or changed != self._changed:
+            return None
+        active = self._active
+        try:
+            return [active[code] for code in codes]
+        except KeyError:
+            return None
+
+    def remember(self, changed: int | None, rows: Iterable[Addressee]) -> None:
+        """Keep ``rows`` (read after the counter was ``changed``) unless the copy is newer."""
+        if changed is None or (self._changed is not None and changed < self._changed):
+            return
+        if changed != self._changed or len(self._active) >= self._limit:
+            self._changed, self._active = changed, {}
+        self._active.update((row[1], row) for row in rows)
