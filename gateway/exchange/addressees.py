@@ -23,21 +23,24 @@ Addressee = tuple[int, str, str | None]
 
 
 class AddresseeCache:
-    """Active agencies by code, valid for one value of the ``agencies_changed`` counter."""
+    """Active agencies by code, valid for one value of the ``agencies_changed`` counter.
+
+    The value and its rows are replaced together (one tuple), so a thread never sees rows of one
+    value under another.
+    """
 
     def __init__(self, limit: int = 100_000) -> None:
         self._limit = limit
-        self._changed: int | None = None
-        self._active: dict[str, Addressee] = {}
+        self._copy: tuple[int | None, dict[str, Addressee]] = (None, {})
 
     def lookup(self, changed: int | None, codes: Sequence[str]) -> list[Addressee] | None:
         """Each code's row, in order, if every one is known under ``changed``; otherwise None.
 
         None also when ``changed`` is None (the caller's authentication did not read the counter).
         """
-        if changed is None or changed != self._changed:
+        seen, active = self._copy
+        if changed is None or changed != seen:
             return None
-        active = self._active
         try:
             return [active[code] for code in codes]
         except KeyError:
@@ -45,8 +48,10 @@ class AddresseeCache:
 
     def remember(self, changed: int | None, rows: Iterable[Addressee]) -> None:
         """Keep ``rows`` (read after the counter was ``changed``) unless the copy is newer."""
-        if changed is None or (self._changed is not None and changed < self._changed):
+        seen, active = self._copy
+        if changed is None or (seen is not None and changed < seen):
             return
-        if changed != self._changed or len(self._active) >= self._limit:
-            self._changed, self._active = changed, {}
-        self._active.update((row[1], row) for row in rows)
+        if changed != seen or len(active) >= self._limit:
+            active = {}
+        active.update((row[1], row) for row in rows)
+        self._copy = (changed, active)
