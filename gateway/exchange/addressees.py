@@ -1,7 +1,8 @@
 """The active agencies a worker's sends addressed, kept while the directory does not change.
 
 Every send looks up its addressees (``_ADDRESSEES`` in gateway/exchange/service.py); on PostgreSQL
-that is a round trip of its own, about 5% of a send's CPU (docs/performance.md). The directory
+that is a round trip of its own, 0.1-0.5 ms of a worker's CPU plus the server's, a few percent of a
+send (docs/performance.md, "Three round trips for most PostgreSQL sends"). The directory
 changes seldom, and every change bumps the ``agencies_changed`` counter (database triggers,
 migration 0009), which authentication reads in the statement it runs anyway. So the rows a worker
 has read stay good for as long as the counter keeps the value it had when they were read.
