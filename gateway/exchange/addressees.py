@@ -4,7 +4,7 @@ Every send looks up its addressees (``_ADDRESSEES`` in gateway/exchange/service.
 that is a round trip of its own, 0.1-0.5 ms of a worker's CPU plus the server's, a few percent of a
 send (docs/performance.md, "Three round trips for most PostgreSQL sends"). The directory
 changes seldom, and every change bumps the ``agencies_changed`` counter (database triggers,
-migration 0009), which authentication reads in the statement it runs anyway. So the rows a worker
+migration 0009, docs/storage.md §5), which authentication reads in the statement it runs anyway. So the rows a worker
 has read stay good for as long as the counter keeps the value it had when they were read.
 
 The copy is only ever asked with the counter value one request's authentication saw. A request
