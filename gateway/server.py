@@ -375,15 +375,32 @@ def run_development(settings: Settings, host: str, port: int) -> None:
 
 
 def _cooperative_psycopg() -> None:
-    """Make psycopg wait for the server through gevent when it was imported before monkey-patching.
+    """Make psycopg wait for the server through gevent, except where a connection holds the worker.
 
     psycopg picks its wait function at import: a C loop that blocks the whole worker unless the
     ``select`` module is already patched. ``serve`` opens the database in the master (importing
-    psycopg) before gunicorn forks, so the choice is redone here, in the patched worker.
+    psycopg) before gunicorn forks, so the choice is redone here, in the patched worker: gevent's
+    select, so one request's query lets the worker's other requests run, but the C loop for a
+    connection that holds the audit chain's lock (gateway/store/blocking.py), so that lock is
+    released as soon as the database answers.
     """
     waiting: Any = sys.modules.get("psycopg.waiting")  # psycopg.waiting, if imported
-    if waiting is not None and waiting.wait is getattr(waiting, "wait_c", None):
-        waiting.wait = waiting.wait_select
+    if waiting is None:
+        return
+    blocking_wait = getattr(waiting, "wait_c", None)  # absent when psycopg runs without its C extension
+    cooperative_wait = waiting.wait_select
+    waiting.wait = cooperative_wait if blocking_wait is None else _worker_wait(blocking_wait, cooperative_wait)
+
+
+def _worker_wait(blocking_wait: Callable[..., Any], cooperative_wait: Callable[..., Any]) -> Callable[..., Any]:
+    """A psycopg wait function that blocks for connections holding the worker and yields for the rest."""
+    from gateway.store.blocking import holds_worker
+
+    def wait(gen: Any, fileno: int, *args: Any, **kwargs: Any) -> Any:
+        chosen = blocking_wait if holds_worker(fileno) else cooperative_wait
+        return chosen(gen, fileno, *args, **kwargs)
+
+    return wait
 
 
 def _worker_class() -> type[_DeadlineWorker]:

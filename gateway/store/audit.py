@@ -10,8 +10,11 @@ alone; compare the head hash with one recorded elsewhere for that.
 Appends must see the true head: on PostgreSQL each append takes a transaction-scoped advisory lock
 before reading it, so concurrent appends queue up until the appending transaction ends (append as
 late in a transaction as practical); on SQLite ``BEGIN IMMEDIATE`` already serialises writers. On
-PostgreSQL one statement does the whole append (migration 0007's ``gateway_audit_append``: lock, head,
-hash, insert); the gateway hands it each entry's canonical record and checks the hashes it returns.
+PostgreSQL one statement does the whole append (``gateway_audit_append``, migrations 0007 and 0010:
+lock, head, hash, insert); the gateway hands it each entry's canonical record and checks the hashes it
+returns. From that statement to the end of its transaction the connection holds the worker
+(gateway/store/blocking.py), so the lock is released as soon as the database answers; the function's
+``lock_timeout`` (:data:`APPEND_LOCK_WAIT_MS`) keeps that from ever freezing a worker.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Insert
 
+from gateway.store import blocking
 from gateway.store.database import Database
 from gateway.store.models import AuditEntry, UTCDateTime, table_of
 
@@ -36,6 +40,14 @@ GENESIS_HASH = "0" * 64
 # big-endian signed 64-bit integer (positive, so it fits pg_advisory_xact_lock(bigint)). Any constant
 # would do; other advisory locks of the gateway must not use it.
 AUDIT_LOCK_KEY = 0x6564_786D_6C00_0002
+APPEND_LOCK_WAIT_MS = 5000
+"""PostgreSQL: how long a transaction that appends waits for any lock from then on, in milliseconds.
+
+The chain's lock is held for a few milliseconds per transaction, so a wait this long means a holder
+that is not moving: the call then fails as "busy, retry" (nothing stored) instead of waiting on. In a
+gevent worker such a wait does not yield (gateway/store/blocking.py), so this is also the longest a
+worker can stand still behind a request of its own that yielded while holding a lock. Same bound as
+SQLite's busy timeout (gateway/store/database.py)."""
 
 
 def canonical_json(value: Any) -> str:
@@ -67,13 +79,13 @@ _HEAD = select(table_of(AuditEntry).c.hash).order_by(table_of(AuditEntry).c.id.d
 status report reads it, and building it per call through the ORM cost more than running it."""
 
 _APPEND = text(
-    "SELECT entry_id, entry_prev_hash, entry_hash FROM gateway_audit_append(:key, :at, :actors, :actions, "
-    ":document_ids, :details, :records)"
+    "SELECT entry_id, entry_prev_hash, entry_hash FROM gateway_audit_append(:key, :lock_wait_ms, :at, :actors, "
+    ":actions, :document_ids, :details, :records)"
 ).bindparams(
     bindparam("at", type_=UTCDateTime()),
     *(bindparam(name, type_=ARRAY(Text)) for name in ("actors", "actions", "document_ids", "details", "records")),
 )
-"""PostgreSQL: lock the chain, read its head, hash and insert the entries, in one round trip (migration 0007)."""
+"""PostgreSQL: lock the chain, read its head, hash and insert the entries, in one round trip (migration 0010)."""
 
 
 def _head_hash(session: Session) -> str:
@@ -118,6 +130,7 @@ def append_many(session: Session, records: Sequence[Record], at: datetime) -> li
         return []
     prepared = _Prepared.of(records, at)
     if session.get_bind().dialect.name == "postgresql":
+        blocking.hold_worker(session)
         return prepared.written(session.execute(_APPEND, prepared.params()).all())
     prev_hash = _head_hash(session)
     rows = []
@@ -151,6 +164,7 @@ def insert_then_append(
         db.pipeline(session, inserts)
         return append_many(session, records, at)
     prepared = _Prepared.of(records, at)
+    blocking.hold_worker(session)
     return prepared.written(db.pipeline(session, inserts, [(_APPEND, prepared.params())])[0])
 
 
@@ -197,6 +211,7 @@ class _Prepared:
         """The parameters of ``_APPEND`` (PostgreSQL)."""
         return {
             "key": AUDIT_LOCK_KEY,
+            "lock_wait_ms": APPEND_LOCK_WAIT_MS,
             "at": self.at,
             "actors": [record.actor for record in self.records],
             "actions": [record.action for record in self.records],

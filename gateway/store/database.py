@@ -25,6 +25,7 @@ from sqlalchemy.sql import Insert, Select, TextClause, Update
 
 from gateway.errors import Unavailable
 from gateway.extras import require
+from gateway.store import blocking
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +98,18 @@ class Database:
         several reads must not ask for readonly). Connection failures, lock timeouts and pool exhaustion become
         :class:`Unavailable` (nothing was stored); all other exceptions propagate unchanged after
         the rollback. Do not nest two transactions in one thread: on SQLite the inner one would
-        wait for the outer one's write lock.
+        wait for the outer one's write lock. A connection that held its worker (an audit append on
+        PostgreSQL, gateway/store/blocking.py) stops holding it once the COMMIT or ROLLBACK is done.
         """
         try:
-            with self._writer_turn(readonly), self._sessions() as session, session.begin():
-                if readonly:
-                    session.connection(execution_options=self._readonly_options)
-                yield session
+            with self._writer_turn(readonly), self._sessions() as session:
+                try:
+                    with session.begin():
+                        if readonly:
+                            session.connection(execution_options=self._readonly_options)
+                        yield session
+                finally:
+                    blocking.release(session)
         except _UNAVAILABLE_ERRORS as error:
             log.warning("database unavailable: %s", error)
             raise Unavailable(UNAVAILABLE_MESSAGE) from error

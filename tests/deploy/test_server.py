@@ -2,8 +2,9 @@
 
 The body deadline fails a read that blocks too long (gevent) and turns server read errors into the
 same fault; psycopg imported before gevent's patching still waits cooperatively in a worker (a
-PostgreSQL query does not stop the worker's other greenlets); Prometheus multiprocess mode adds
-up the counts of all gevent workers.
+PostgreSQL query does not stop the worker's other greenlets), except from an audit append to its
+COMMIT, where the worker waits without yielding and a lock wait the worker itself would have to end
+fails instead of freezing it; Prometheus multiprocess mode adds up the counts of all gevent workers.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 from reliability.reliability_support import GatewayProcess
+from sqlalchemy import make_url
 
 from gateway.server import BodyDeadline, BodyTooSlow, _DeadlineInput, _gevent_guard
 
@@ -62,34 +64,123 @@ def test_the_middleware_wraps_the_input_and_a_past_deadline_refuses_at_once() ->
         seen["input"].read()  # type: ignore[attr-defined]
 
 
-def test_psycopg_imported_before_patching_waits_cooperatively(pg_url: str) -> None:
-    """In a fresh interpreter: import psycopg, patch like a worker, then a 1 s query must let a ticker run."""
-    from sqlalchemy import make_url
+def _in_patched_worker(body: str) -> list[str]:
+    """Run ``body`` in a fresh interpreter that imported psycopg, then patched and chose waits as a worker does.
 
-    dsn = make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    script = textwrap.dedent(
-        f"""
-        import psycopg, time
-        from gevent import monkey
-        monkey.patch_all()
-        import gevent
-        from gateway.server import _cooperative_psycopg
-        _cooperative_psycopg()
-        ticks = []
-        def ticker():
-            while True:
-                ticks.append(time.monotonic())
-                gevent.sleep(0.05)
-        runner = gevent.spawn(ticker)
-        with psycopg.connect({dsn!r}) as conn:
-            conn.execute("SELECT pg_sleep(1)")
-        runner.kill()
-        print(len(ticks))
-        """
+    ``ticks`` fills while the interpreter's hub runs (every 50 ms), so a wait that yields lets it
+    grow and one that blocks the worker does not. Returns what ``body`` printed, split into words.
+    """
+    script = (
+        textwrap.dedent(
+            """
+            import psycopg, time
+            from gevent import monkey
+            monkey.patch_all()
+            import gevent
+            from gateway.server import _cooperative_psycopg
+            _cooperative_psycopg()
+            ticks = []
+            def ticker():
+                while True:
+                    ticks.append(time.monotonic())
+                    gevent.sleep(0.05)
+            runner = gevent.spawn(ticker)
+            gevent.sleep(0.1)
+            """
+        )
+        + textwrap.dedent(body)
+        + "\nrunner.kill()\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert int(result.stdout.split()[-1]) >= 5, "the query blocked the whole worker"
+    return result.stdout.split()
+
+
+def test_psycopg_imported_before_patching_waits_cooperatively(pg_url: str) -> None:
+    """A 1 s query must let the ticker run: one request's query does not stop the worker's others."""
+    dsn = make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    printed = _in_patched_worker(
+        f"""
+        with psycopg.connect({dsn!r}) as conn:
+            before = len(ticks)
+            conn.execute("SELECT pg_sleep(1)")
+            print(len(ticks) - before)
+        """
+    )
+    assert int(printed[-1]) >= 5, "the query blocked the whole worker"
+
+
+def test_a_transaction_holding_the_audit_chain_blocks_its_worker_until_it_ends(pg_url: str) -> None:
+    """From the append to COMMIT the worker waits without yielding (gateway/store/blocking.py).
+
+    Before the append and in the next transaction its waits yield, as every other wait does.
+    """
+    printed = _in_patched_worker(
+        f"""
+        from datetime import UTC, datetime
+        from sqlalchemy import text
+        from gateway.store import audit
+        from gateway.store.database import Database
+        db = Database({pg_url!r})
+        db.upgrade()
+        def ticks_during(session, seconds):
+            before = len(ticks)
+            session.execute(text("SELECT pg_sleep(:s)"), {{"s": seconds}})
+            return len(ticks) - before
+        with db.transaction() as session:
+            before_append = ticks_during(session, 1)
+            audit.append(session, "op", "probe", None, {{}}, datetime.now(UTC))
+            holding = ticks_during(session, 0.5)
+        with db.transaction() as session:
+            next_transaction = ticks_during(session, 1)
+        print(before_append, holding, next_transaction)
+        """
+    )
+    before_append, holding, next_transaction = map(int, printed[-3:])
+    assert holding == 0, "the worker's other greenlets ran while the audit chain's lock was held"
+    assert before_append >= 5 and next_transaction >= 5, "a wait outside the held section blocked the worker"
+
+
+def test_a_request_of_the_same_worker_holding_the_chain_fails_the_wait_instead_of_freezing_it(pg_url: str) -> None:
+    """A holder that yields (nothing should, but a future change might) and a second append in the same worker.
+
+    The second append waits for the lock without yielding, so the holder cannot go on: only the
+    append's ``lock_timeout`` (migration 0010) ends the wait, with "busy, retry". Without it the
+    interpreter would never finish. The holder then commits, and the chain is whole.
+    """
+    printed = _in_patched_worker(
+        f"""
+        from datetime import UTC, datetime
+        from gateway.errors import Unavailable
+        from gateway.store import audit
+        from gateway.store.database import Database
+        from gateway.store.models import AuditEntry
+        audit.APPEND_LOCK_WAIT_MS = 300
+        db = Database({pg_url!r})
+        db.upgrade()
+        outcome = {{}}
+        def holder():
+            with db.transaction() as session:
+                audit.append(session, "op", "holder", None, {{}}, datetime.now(UTC))
+                gevent.sleep(0.5)
+            outcome["holder"] = "committed"
+        def waiter():
+            try:
+                with db.transaction() as session:
+                    audit.append(session, "op", "waiter", None, {{}}, datetime.now(UTC))
+                outcome["waiter"] = "committed"
+            except Unavailable:
+                outcome["waiter"] = "unavailable"
+        gevent.joinall([gevent.spawn(holder), gevent.spawn(waiter)])
+        with db.transaction() as session:
+            audit.append(session, "op", "after", None, {{}}, datetime.now(UTC))
+        with db.transaction() as session:
+            actions = [entry.action for entry in session.query(AuditEntry).order_by(AuditEntry.id)]
+            verified = audit.verify(session).ok
+        print(outcome["holder"], outcome["waiter"], ",".join(actions), verified)
+        """
+    )
+    assert printed[-4:] == ["committed", "unavailable", "holder,after", "True"], printed
 
 
 def test_metrics_add_up_across_gevent_workers(tmp_path: Path) -> None:

@@ -1,0 +1,49 @@
+"""Connections whose waits for PostgreSQL should block the worker instead of yielding it.
+
+A gevent worker normally waits for the database cooperatively: while one request waits, the
+worker's other requests run. For a transaction that holds the audit chain's lock that is the wrong
+trade. Every send, fetch, acknowledgement and status report appends to the chain, and each of them
+queues on that lock while the holder's COMMIT waits for its worker to come back to it: measured,
+the holder spent about a quarter of the time idle in its transaction (docs/performance.md, "PostgreSQL
+sends wait on the audit chain's lock"). So from the append to the end of its transaction the
+connection is *held*: the production worker's psycopg wait function (gateway/server.py) waits for it
+without yielding, and the lock is released as soon as the server answers.
+
+Blocking is safe only because nothing in that section waits on the worker itself: the append sets
+``lock_timeout`` for the rest of its transaction (migration 0010), so a wait that another request of
+the same worker could end (it holds a lock and yielded) fails with :class:`gateway.errors.Unavailable`
+after that timeout instead of freezing the worker. This module only keeps the marks; it knows
+nothing of gevent, and where no worker honours the marks (threads, the development server), they
+change nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+_HELD: set[int] = set()
+"""Socket descriptors of this process's held connections."""
+
+_SESSION_KEY = "gateway.holds_worker"
+
+
+def holds_worker(fileno: int) -> bool:
+    """Whether waits on this connection socket should block the worker (see the module docstring)."""
+    return fileno in _HELD
+
+
+def hold_worker(session: Session) -> None:
+    """Hold the worker while ``session``'s connection waits, until :func:`release` (end of its transaction)."""
+    driver: Any = session.connection().connection.driver_connection
+    fileno: int = driver.pgconn.socket
+    _HELD.add(fileno)
+    session.info[_SESSION_KEY] = fileno
+
+
+def release(session: Session) -> None:
+    """Undo :func:`hold_worker` for ``session``, if it held: called once its transaction has ended."""
+    fileno = session.info.pop(_SESSION_KEY, None)
+    if fileno is not None:
+        _HELD.discard(fileno)

@@ -1,0 +1,77 @@
+"""PostgreSQL: the audit chain's append bounds its own lock waits.
+
+Revision ID: 0010_audit_append_lock_timeout
+Revises: 0009_agencies_changed
+Create Date: 2026-12-06
+
+A gevent worker waits for the connection that holds the audit chain's lock without yielding, from the
+append to the end of its transaction (gateway/store/blocking.py): the lock is then released as soon as
+the server answers, instead of when the worker next gets round to that request. A lock wait in that
+section that only another request of the same worker could end would then never end, so the append
+now sets ``lock_timeout`` for the rest of its transaction (``set_config(..., true)``) before it takes
+the lock: such a wait fails after ``lock_wait_ms`` (SQLSTATE 55P03, which the gateway answers as
+"busy, retry"; nothing is stored) and the worker goes on. Otherwise the function is migration 0007's,
+with the timeout as its second argument.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+from alembic import op
+
+revision: str = "0010_audit_append_lock_timeout"
+down_revision: str | None = "0009_agencies_changed"
+branch_labels: str | None = None
+depends_on: str | None = None
+
+SIGNATURE = "bigint, integer, timestamptz, text[], text[], text[], text[], text[]"
+FUNCTION = """
+CREATE OR REPLACE FUNCTION gateway_audit_append(
+    lock_key bigint, lock_wait_ms integer, entry_at timestamptz, actors text[], actions text[],
+    document_ids text[], details text[], records text[]
+) RETURNS TABLE (entry_id integer, entry_prev_hash varchar, entry_hash varchar)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    head varchar;
+    i integer;
+BEGIN
+    PERFORM set_config('lock_timeout', lock_wait_ms::text, true);
+    PERFORM pg_advisory_xact_lock(lock_key);
+    head := coalesce((SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1), repeat('0', 64));
+    FOR i IN 1 .. coalesce(array_length(records, 1), 0) LOOP
+        entry_prev_hash := head;
+        entry_hash := encode(sha256(convert_to(head || records[i], 'UTF8')), 'hex');
+        INSERT INTO audit_log (at, actor, action, document_id, detail, prev_hash, hash)
+        VALUES (entry_at, actors[i], actions[i], document_ids[i], details[i], head, entry_hash)
+        RETURNING id INTO entry_id;
+        head := entry_hash;
+        RETURN NEXT;
+    END LOOP;
+END
+$$
+"""
+
+
+def _revision_0007() -> ModuleType:
+    """Migration 0007's module, whose function a downgrade puts back."""
+    path = Path(__file__).with_name("0007_audit_append.py")
+    spec = importlib.util.spec_from_file_location("gateway_migration_0007", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def upgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(f"DROP FUNCTION IF EXISTS gateway_audit_append({_revision_0007().SIGNATURE})")
+        op.execute(FUNCTION)
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(f"DROP FUNCTION IF EXISTS gateway_audit_append({SIGNATURE})")
+        op.execute(_revision_0007().FUNCTION)
