@@ -295,7 +295,9 @@ def demo_network(base_port: int, data_dir: Path) -> None:
     def _interrupt(_signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, _interrupt)
+    # SIGINT too: started in the background of a shell, a process inherits SIGINT ignored.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _interrupt)
     processes: list[subprocess.Popen[bytes]] = []
     credentials: dict[str, Any] = {}
     envs: dict[str, dict[str, str]] = {}

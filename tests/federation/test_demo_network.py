@@ -53,6 +53,11 @@ def _answers(port: int) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.timeout(STARTUP + 180)
+def _sigint_ignored() -> None:
+    """Start demo-network as a shell's background job would: with SIGINT ignored, which it inherits."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def test_demo_network_serves_three_instances_and_stops_them_all_on_sigint(tmp_path: Path) -> None:
     base = _free_run(3)
     data = tmp_path / "demo"
@@ -62,7 +67,7 @@ def test_demo_network_serves_three_instances_and_stops_them_all_on_sigint(tmp_pa
         demo = subprocess.Popen(
             [*gateway_command(), "demo-network", "--base-port", str(base), "--data-dir", str(data)],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=tmp_path,
-            start_new_session=True,
+            start_new_session=True, preexec_fn=_sigint_ignored,
         )  # fmt: skip
     children: list[psutil.Process] = []
     try:
