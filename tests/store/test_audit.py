@@ -156,6 +156,42 @@ def test_a_database_that_chains_differently_writes_nothing(pg_url: str) -> None:
     pg_database.dispose()
 
 
+@pytest.mark.postgres
+def test_an_append_bounds_the_lock_waits_of_the_rest_of_its_transaction(pg_url: str) -> None:
+    """Migration 0010: from the append on, lock waits end after APPEND_LOCK_WAIT_MS; other transactions as before."""
+    pg_database = Database(pg_url)
+    pg_database.upgrade()
+    with pg_database.transaction() as session:
+        assert session.scalar(text("SHOW lock_timeout")) == "0"
+        audit.append(session, "000.00.01.H01", "send", "doc-x", {"n": 1}, T0)
+        assert session.scalar(text("SHOW lock_timeout")) == f"{audit.APPEND_LOCK_WAIT_MS // 1000}s"
+    with pg_database.transaction() as session:
+        assert session.scalar(text("SHOW lock_timeout")) == "0"
+    pg_database.dispose()
+
+
+@pytest.mark.postgres
+def test_a_node_not_yet_upgraded_still_appends_after_migration_0010(pg_url: str) -> None:
+    """Rolling upgrade: migration 0007's function stays beside 0010's, and the two chain onto each other."""
+    pg_database = Database(pg_url)
+    pg_database.upgrade()
+    _append_many(pg_database, 1)
+    record = audit.Record("000.00.01.H01", "send", "doc-old", {"n": 2})
+    prepared = audit._Prepared.of([record], T0)
+    old_call = text(
+        "SELECT entry_id, entry_prev_hash, entry_hash FROM gateway_audit_append(:key, :at, ARRAY[:actor], "
+        "ARRAY[:action], ARRAY[:document_id], ARRAY[:detail], ARRAY[:record])"
+    )
+    values = {"actor": record.actor, "action": record.action, "document_id": record.document_id}
+    values |= {"key": audit.AUDIT_LOCK_KEY, "at": T0, "detail": prepared.details[0], "record": prepared.texts[0]}
+    with pg_database.transaction() as session:
+        prepared.written(session.execute(old_call, values).all())
+    _append_many(pg_database, 1)
+    with pg_database.transaction() as session:
+        assert audit.verify(session) == audit.VerifyResult(ok=True, checked=3)
+    pg_database.dispose()
+
+
 @pytest.mark.slow
 def test_concurrent_appends_form_one_chain(database: Database) -> None:
     """Eight threads, each appending in its own transactions, still produce a single valid chain."""

@@ -11,14 +11,11 @@ section that only another request of the same worker could end would then never 
 now sets ``lock_timeout`` for the rest of its transaction (``set_config(..., true)``) before it takes
 the lock: such a wait fails after ``lock_wait_ms`` (SQLSTATE 55P03, which the gateway answers as
 "busy, retry"; nothing is stored) and the worker goes on. Otherwise the function is migration 0007's,
-with the timeout as its second argument.
+with the timeout as its second argument. It is added beside 0007's (PostgreSQL tells them apart by
+their arguments), which stays for nodes not yet upgraded during a rolling upgrade, as 0002's did.
 """
 
 from __future__ import annotations
-
-import importlib.util
-from pathlib import Path
-from types import ModuleType
 
 from alembic import op
 
@@ -55,23 +52,11 @@ $$
 """
 
 
-def _revision_0007() -> ModuleType:
-    """Migration 0007's module, whose function a downgrade puts back."""
-    path = Path(__file__).with_name("0007_audit_append.py")
-    spec = importlib.util.spec_from_file_location("gateway_migration_0007", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        op.execute(f"DROP FUNCTION IF EXISTS gateway_audit_append({_revision_0007().SIGNATURE})")
         op.execute(FUNCTION)
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute(f"DROP FUNCTION IF EXISTS gateway_audit_append({SIGNATURE})")
-        op.execute(_revision_0007().FUNCTION)
