@@ -135,12 +135,12 @@ def test_naive_time_is_refused(database: Database) -> None:
 
 @pytest.mark.postgres
 def test_a_database_that_chains_differently_writes_nothing(pg_url: str) -> None:
-    """PostgreSQL hashes the entries (migration 0010); the gateway recomputes each hash before commit."""
+    """PostgreSQL hashes the entries (migration 0007, called by 0010); the gateway checks each hash before commit."""
     pg_database = Database(pg_url)
     pg_database.upgrade()
     _append_many(pg_database, 2)
-    path = MIGRATIONS_DIR / "versions" / "0010_audit_append_lock_timeout.py"
-    spec = importlib.util.spec_from_file_location("migration_0010", path)
+    path = MIGRATIONS_DIR / "versions" / "0007_audit_append.py"
+    spec = importlib.util.spec_from_file_location("migration_0007", path)
     assert spec is not None and spec.loader is not None
     migration = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(migration)

@@ -10,9 +10,10 @@ the server answers, instead of when the worker next gets round to that request. 
 section that only another request of the same worker could end would then never end, so the append
 now sets ``lock_timeout`` for the rest of its transaction (``set_config(..., true)``) before it takes
 the lock: such a wait fails after ``lock_wait_ms`` (SQLSTATE 55P03, which the gateway answers as
-"busy, retry"; nothing is stored) and the worker goes on. Otherwise the function is migration 0007's,
-with the timeout as its second argument. It is added beside 0007's (PostgreSQL tells them apart by
-their arguments), which stays for nodes not yet upgraded during a rolling upgrade, as 0002's did.
+"busy, retry"; nothing is stored) and the worker goes on. The new function takes the timeout as its
+second argument, sets it, and calls migration 0007's, which does the append (one definition of how
+the chain is computed) and stays for nodes not yet upgraded during a rolling upgrade, as 0002's did;
+PostgreSQL tells the two apart by their arguments.
 """
 
 from __future__ import annotations
@@ -31,22 +32,11 @@ CREATE OR REPLACE FUNCTION gateway_audit_append(
     document_ids text[], details text[], records text[]
 ) RETURNS TABLE (entry_id integer, entry_prev_hash varchar, entry_hash varchar)
 LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-    head varchar;
-    i integer;
 BEGIN
     PERFORM set_config('lock_timeout', lock_wait_ms::text, true);
-    PERFORM pg_advisory_xact_lock(lock_key);
-    head := coalesce((SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1), repeat('0', 64));
-    FOR i IN 1 .. coalesce(array_length(records, 1), 0) LOOP
-        entry_prev_hash := head;
-        entry_hash := encode(sha256(convert_to(head || records[i], 'UTF8')), 'hex');
-        INSERT INTO audit_log (at, actor, action, document_id, detail, prev_hash, hash)
-        VALUES (entry_at, actors[i], actions[i], document_ids[i], details[i], head, entry_hash)
-        RETURNING id INTO entry_id;
-        head := entry_hash;
-        RETURN NEXT;
-    END LOOP;
+    RETURN QUERY SELECT * FROM gateway_audit_append(
+        lock_key, entry_at, actors, actions, document_ids, details, records
+    );
 END
 $$
 """
