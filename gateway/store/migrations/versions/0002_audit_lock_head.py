@@ -12,7 +12,7 @@ reading the head inside one function keeps the order and saves a round trip per 
 
 from __future__ import annotations
 
-from alembic import op
+from gateway.store.ddl import on_postgresql
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -31,10 +31,8 @@ $$
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute(FUNCTION)
+    on_postgresql(FUNCTION)
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute("DROP FUNCTION IF EXISTS gateway_audit_lock_head(bigint)")
+    on_postgresql("DROP FUNCTION IF EXISTS gateway_audit_lock_head(bigint)")

@@ -16,7 +16,7 @@ fetch, acknowledgement and status report appends, so this is a round trip off ea
 
 from __future__ import annotations
 
-from alembic import op
+from gateway.store.ddl import on_postgresql
 
 revision: str = "0007_audit_append"
 down_revision: str | None = "0006_certification"
@@ -51,10 +51,8 @@ $$
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute(FUNCTION)
+    on_postgresql(FUNCTION)
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute(f"DROP FUNCTION IF EXISTS gateway_audit_append({SIGNATURE})")
+    on_postgresql(f"DROP FUNCTION IF EXISTS gateway_audit_append({SIGNATURE})")

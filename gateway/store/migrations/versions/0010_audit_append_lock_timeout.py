@@ -18,7 +18,7 @@ PostgreSQL tells the two apart by their arguments.
 
 from __future__ import annotations
 
-from alembic import op
+from gateway.store.ddl import on_postgresql
 
 revision: str = "0010_audit_append_lock_timeout"
 down_revision: str | None = "0009_agencies_changed"
@@ -43,10 +43,8 @@ $$
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute(FUNCTION)
+    on_postgresql(FUNCTION)
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute(f"DROP FUNCTION IF EXISTS gateway_audit_append({SIGNATURE})")
+    on_postgresql(f"DROP FUNCTION IF EXISTS gateway_audit_append({SIGNATURE})")
