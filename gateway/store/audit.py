@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import Insert
 
 from gateway.store import blocking
-from gateway.store.database import Database
+from gateway.store.database import SQLITE_BUSY_SECONDS, Database
 from gateway.store.models import AuditEntry, UTCDateTime, table_of
 
 GENESIS_HASH = "0" * 64
@@ -40,14 +40,14 @@ GENESIS_HASH = "0" * 64
 # big-endian signed 64-bit integer (positive, so it fits pg_advisory_xact_lock(bigint)). Any constant
 # would do; other advisory locks of the gateway must not use it.
 AUDIT_LOCK_KEY = 0x6564_786D_6C00_0002
-APPEND_LOCK_WAIT_MS = 5000
+APPEND_LOCK_WAIT_MS = SQLITE_BUSY_SECONDS * 1000
 """PostgreSQL: how long a transaction that appends waits for any lock from then on, in milliseconds.
 
 The chain's lock is held for a few milliseconds per transaction, so a wait this long means a holder
 that is not moving: the call then fails as "busy, retry" (nothing stored) instead of waiting on. In a
 gevent worker such a wait does not yield (gateway/store/blocking.py), so this is also the longest a
-worker can stand still behind a request of its own that yielded while holding a lock. Same bound as
-SQLite's busy timeout (gateway/store/database.py)."""
+worker can stand still behind a request of its own that yielded while holding a lock. The same bound
+as SQLite writers' wait for the write lock (``SQLITE_BUSY_SECONDS``), so both backends give up alike."""
 
 
 def canonical_json(value: Any) -> str:

@@ -13,9 +13,9 @@ Blocking is safe because no lock wait in that section is unbounded: the append s
 for the rest of its transaction (migration 0010), so a wait that only another request of the same
 worker could end (it holds a lock and yielded) fails with :class:`gateway.errors.Unavailable` after
 that timeout instead of freezing the worker. With it, backends waiting for the chain's lock fell
-from 0.49 to 0.06 on average in the bench (docs/performance.md, 2026-12-06). This module only keeps the marks; it knows
-nothing of gevent, and where no worker honours the marks (threads, the development server), they
-change nothing.
+from 0.49 to 0.06 on average in the bench (docs/performance.md, 2026-12-06). This module only keeps
+the marks; it knows nothing of gevent, and where no worker honours the marks (threads, the
+development server), they change nothing.
 """
 
 from __future__ import annotations
