@@ -78,6 +78,7 @@ from lxml import etree
 from sqlalchemy import make_url
 
 from gateway.edxml import AttachmentSource, DocumentMessage, Organization, document_bytes
+from gateway.store.blobs import drop_cached_pages
 
 REPO = Path(__file__).resolve().parents[1]
 XSD = REPO / "xsd" / "edxml-document.xsd"
@@ -538,12 +539,19 @@ class CeilingStore:
 
 
 def _write_fsync(path: Path, data: bytes) -> None:
+    """Write and fsync a new file, then let the kernel reuse its pages, as the gateway's blob store does.
+
+    Without the last step the ceiling's cost depends on the VM's memory history, not on its work: pages
+    the kernel takes from memory the balloon returned to the host cost several times more to fill
+    (``drop_cached_pages`` in gateway/store/blobs.py; docs/performance.md, "The ceiling measured cold").
+    """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
         os.fsync(fd)
+        drop_cached_pages(fd)
     finally:
         os.close(fd)
 
