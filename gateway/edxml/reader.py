@@ -29,7 +29,8 @@ from gateway.edxml.parsing import ParsedEdxml, parse
 from gateway.edxml.validation import ValidationIssue, element_path, schema_invalid, schema_issues
 from gateway.errors import InvalidEdxml
 
-Source = Path | bytes
+Source = Path | bytes | bytearray
+"""A file, or the document's bytes (a staged document held in memory is a ``bytearray``)."""
 
 DATE_FORMAT = "%Y/%m/%d"
 TIMESTAMP_FORMAT = "%Y/%m/%d %H:%M:%S"

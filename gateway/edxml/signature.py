@@ -15,6 +15,7 @@ document (about 2-3x its size); that is why it is opt-in.
 from __future__ import annotations
 
 import base64
+import io
 from pathlib import Path
 
 from cryptography import x509
@@ -30,13 +31,13 @@ DSIG = "http://www.w3.org/2000/09/xmldsig#"
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True)
 
 
-def verify_signature(source: Path, trusted_certs: Path) -> str:
-    """Verify the document's XML-DSig signature against ``trusted_certs``; return the signer's subject.
+def verify_signature(source: Path | bytes | bytearray, trusted_certs: Path) -> str:
+    """Verify the XML-DSig signature of a document (file or bytes) against ``trusted_certs``; return the signer.
 
     Raises SignatureInvalid, with a message a clerk can pass on, when there is no XML-DSig
     signature, the document was altered after signing, or the certificate is not trusted.
     """
-    tree = etree.parse(str(source), _PARSER)
+    tree = etree.parse(str(source) if isinstance(source, Path) else io.BytesIO(source), _PARSER)
     signatures = tree.getroot().findall(f".//{{{DSIG}}}Signature")
     if not signatures:
         raise SignatureInvalid(

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, aliased
 from gateway.config import Settings
 from gateway.edxml import read_document
 from gateway.edxml.model import DocumentMessage, StaffInfo
+from gateway.edxml.reader import Source
 from gateway.edxml.signature import verify_signature
 from gateway.edxml.writer import default_document_id
 from gateway.errors import (
@@ -187,9 +188,12 @@ _FETCH_PLANS = _PLAN_FROM.add_columns(Delivery.id).where(Delivery.id.in_(bindpar
 
 
 class StagedDocument(Protocol):
-    """An incoming document written to the blob store's staging area, not yet committed."""
+    """An incoming document received into the blob store's staging (memory or a file), not yet committed."""
 
-    temp_path: Path
+    @property
+    def source(self) -> Source:
+        """What was received, for the edXML reader: its bytes, or the staging file (after ``flush``)."""
+        ...
 
     @property
     def size(self) -> int:
@@ -322,20 +326,20 @@ class ExchangeService:
 
     def begin_staging(self) -> StagedDocument:
         """A place to write an incoming document before it is validated (a blob not yet committed)."""
-        return self.blobs.begin()
+        return self.blobs.stage()
 
     def send_document(self, caller: Caller, staged: StagedDocument) -> SendReceipt:
         """Validate the staged edXML file, store it once, and queue it for every addressee.
 
-        The staged file becomes the stored blob without being copied. Resending the same bytes
+        The staged bytes (in memory, or a staging file when large) become the stored blob. Resending the same bytes
         under the same (sender, DocumentId) returns the first receipt and stores nothing new; other
         bytes under a DocumentId already used are refused (DocumentIdConflict), since answering
         "duplicate" would silently drop the new document and any recipient it adds. Whether the
         DocumentId was used is read with the addressees; when those come from this worker's copy
-        (no read), the unique constraint tells, after the staged file was stored: refused bytes
+        (no read), the unique constraint tells, after the staged document was stored: refused bytes
         then leave an unreferenced blob, which ``edxml-gateway blobs gc`` removes.
         """
-        message = read_document(staged.temp_path)
+        message = read_document(staged.source)
         if message.sender.organ_id != caller.code:
             raise SenderMismatch(
                 f"The document's From/OrganId is '{message.sender.organ_id}' but you are authenticated as "
@@ -359,7 +363,7 @@ class ExchangeService:
                     return receipt
             recipients = _active_recipients(codes, addressees)
             self.addressees.remember(caller.agencies_changed, recipients)
-        signer = self._check_signature(caller, message.signed, staged.temp_path)
+        signer = self._check_signature(caller, message.signed, staged.source)
         original_id = self._superseded_document(caller, message)
         sha256, size = staged.commit()
         try:
@@ -370,7 +374,7 @@ class ExchangeService:
                 )
         except IntegrityError:
             # A send with the same (sender, DocumentId) committed first: a concurrent one, or an
-            # earlier one when the addressees came from this worker's copy. The staged file
+            # earlier one when the addressees came from this worker's copy. The staged document
             # is already stored under its sha256: with the same bytes it is that document's blob;
             # with other bytes it stays unreferenced, like the blob of a send cut short by a crash.
             receipt = self._resend(caller, edxml_id, staged, sha256)
@@ -384,16 +388,16 @@ class ExchangeService:
         """The first receipt for a resend of the same bytes (None if the caller never sent ``edxml_id``).
 
         Other bytes under a DocumentId already used are refused (DocumentIdConflict). ``staged_sha256``
-        is the staged file's hash when it is already known (computed from the file otherwise).
+        is the staged document's hash when it is already known (computed from it otherwise).
         """
         with self.db.reading() as connection:
             sent = connection.execute(_SENT_DOCUMENT, {"sender_id": caller.agency_id, "edxml_id": edxml_id}).first()
             if sent is None:
                 return None
-            _refuse_other_content(sent, edxml_id, staged_sha256 or _file_sha256(staged.temp_path), staged)
+            _refuse_other_content(sent, edxml_id, staged_sha256 or _staged_sha256(staged.source), staged)
             return _receipt_of(connection, sent, edxml_id)
 
-    def _check_signature(self, caller: Caller, signed: bool, staged: Path) -> str | None:
+    def _check_signature(self, caller: Caller, signed: bool, staged: Source) -> str | None:
         """The verified signer, or None for an unsigned document the sender may send unsigned.
 
         Signatures are verified whenever the operator configured trusted certificates; an agency
@@ -713,11 +717,13 @@ class ExchangeService:
         return self.statuses.history(caller, document_id)
 
 
-def _file_sha256(path: Path) -> str:
-    """The sha256 of a staged file. Only a resend pays for this second read: a new document's hash is
-    computed as it is written."""
+def _staged_sha256(source: Source) -> str:
+    """The sha256 of a staged document. Only a resend pays for this: a new document's hash is computed
+    when it is stored."""
+    if not isinstance(source, Path):
+        return hashlib.sha256(source).hexdigest()
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(source, "rb") as f:
         while chunk := f.read(CHUNK_SIZE):
             digest.update(chunk)
     return digest.hexdigest()
@@ -726,7 +732,7 @@ def _file_sha256(path: Path) -> str:
 def _refuse_other_content(sent: _SentDocument, edxml_id: str, staged_sha256: str, staged: StagedDocument) -> None:
     """Let a resend of the same bytes through; refuse other bytes under a DocumentId already used.
 
-    Either way the staged file is not stored again (``discard`` leaves an already committed blob alone).
+    Either way the staged document is not stored again (``discard`` leaves an already committed blob alone).
     """
     document_id, _signer, stored_sha256, sent_at = sent
     staged.discard()

@@ -47,7 +47,7 @@ from gateway.federation.model import (
     DirectoryEntry,
 )
 from gateway.store import audit, queue
-from gateway.store.blobs import BlobStore, BlobWriter
+from gateway.store.blobs import BlobStore, StagedBlob
 from gateway.store.database import Database
 from gateway.store.models import Agency, Document, InboundConsignment, Recipient, StatusEvent, table_of
 
@@ -90,8 +90,8 @@ class FederationService:
             )
         return peer
 
-    def begin_staging(self) -> BlobWriter:
-        return self.blobs.begin()
+    def begin_staging(self) -> StagedBlob:
+        return self.blobs.stage()
 
     # -- receiving ----------------------------------------------------------------------------
 
@@ -109,9 +109,9 @@ class FederationService:
                 f"Consignment {header.consignment_id}: the payload has {staged.size} bytes, the header says "
                 f"{header.payload_size}; it was damaged on the way. Nothing was stored; send it again."
             )
-        message = read_document(staged.temp_path) if header.kind == KIND_DOCUMENT else None
+        message = read_document(staged.source) if header.kind == KIND_DOCUMENT else None
         if header.kind != KIND_DOCUMENT and header.status_code != DELIVERY_REPORT:
-            read_status(staged.temp_path)
+            read_status(staged.source)
         if message is not None and message.sender.organ_id != header.sender_code:
             raise SenderMismatch(
                 f"Consignment {header.consignment_id}: the document's From/OrganId is {message.sender.organ_id}, "
@@ -128,7 +128,7 @@ class FederationService:
         signer = None
         if message is not None and message.signed and self.settings.trusted_certs is not None:
             # Verified again at every hop that can: the bytes are the sender's, untouched.
-            signer = verify_signature(staged.temp_path, self.settings.trusted_certs)
+            signer = verify_signature(staged.source, self.settings.trusted_certs)
         sha256, _ = staged.commit()
         if sha256 != header.payload_sha256:
             raise InvalidEdxml(

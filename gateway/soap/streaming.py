@@ -317,13 +317,13 @@ def stage_request(
     *,
     authenticate: Callable[[HeaderCredentials], Caller],
 ) -> StagedRequest:
-    """Read a SOAP request once: authenticate at Body, decode the payload (if any) to a staging file.
+    """Read a SOAP request once: authenticate at Body, decode the payload (if any) into staging.
 
     Raises what ``authenticate`` raises; TooLarge past ``limit`` bytes (before reading, when
     Content-Length says so) or when the envelope without the payload exceeds ``envelope_limit``;
     MalformedRequest for anything that is not a well-formed, DTD-free, UTF-8 SOAP 1.1 envelope within
     :data:`~gateway.safexml.ENVELOPE_LIMITS` whose SOAPAction agrees with its body; MalformedEdxml
-    for a payload that is not base64. On any error the staging file is discarded.
+    for a payload that is not base64. On any error the staged payload is discarded.
     """
     if content_length is not None and content_length > limit:
         raise _too_large(limit)

@@ -95,7 +95,7 @@ def test_a_consignment_stored_by_a_concurrent_receive_is_answered_as_a_duplicate
     class RacedStaging:
         """The staged payload, with the other receive finishing between the dedupe check and the insert."""
 
-        temp_path = staged.temp_path
+        source = staged.source
         size = staged.size
 
         def flush(self) -> None:

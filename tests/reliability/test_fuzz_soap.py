@@ -33,6 +33,7 @@ from gateway.config import Settings
 from gateway.errors import GatewayError
 from gateway.soap.endpoint import PAYLOADS
 from gateway.soap.streaming import stage_request
+from gateway.store.blobs import memory_staged
 
 FRAGMENTS = [
     b'<!DOCTYPE x [<!ENTITY e "vvvvvvvvvv">]>',
@@ -167,6 +168,7 @@ def test_stage_request_raises_only_gateway_errors(app: tuple[Router, dict[str, s
     def check(request: tuple[bytes, str, str | None]) -> None:
         body, action, length = request
         declared = int(length) if length and length.isdigit() else None
+        held = memory_staged()
         try:
             staged = stage_request(
                 io.BytesIO(body),
@@ -180,10 +182,13 @@ def test_stage_request_raises_only_gateway_errors(app: tuple[Router, dict[str, s
         except GatewayError as error:
             assert error.code in DOCUMENTED_CODES
             assert not list(staging.glob("*")), "a refused request left its staging file"
+            assert memory_staged() == held, "a refused request kept its staged bytes in memory"
             return
         leftovers = set(staging.glob("*"))
-        assert leftovers == ({staged.staged.temp_path} if staged.staged else set())
+        on_disk = staged.staged is not None and isinstance(staged.staged.source, Path)
+        assert leftovers == ({staged.staged.source} if on_disk else set())
         if staged.staged:
             staged.staged.discard()
+        assert memory_staged() == held
 
     check()

@@ -89,6 +89,65 @@ def test_begin_then_commit_or_discard(blob_store: BlobStore) -> None:
     assert list(stored_blobs(blob_store)) == [sha256]
 
 
+def test_a_small_staged_blob_stays_in_memory_and_is_stored_by_commit(blob_store: BlobStore) -> None:
+    budget = blobs._Budget(100)
+    staged = blobs.StagedBlob(blob_store, limit=50, budget=budget)
+    staged.write(b"held ")
+    staged.write(memoryview(b"in memory"))
+    assert staged.in_memory and staged.source == bytearray(b"held in memory") and staged.size == 14
+    assert budget.held == 14 and list(blob_store.tmp_dir.iterdir()) == []
+    sha256 = hashlib.sha256(b"held in memory").hexdigest()
+    assert staged.commit() == staged.commit() == (sha256, 14)
+    assert budget.held == 0, "committing gives the bytes back"
+    assert blob_store.verify(sha256) and list(blob_store.tmp_dir.iterdir()) == []
+    staged.discard()
+    assert blob_store.verify(sha256), "discard after commit leaves the blob"
+    with pytest.raises(RuntimeError, match="committed or discarded"):
+        _ = staged.source
+
+
+@pytest.mark.parametrize("past", ["the blob's limit", "the process's budget"])
+def test_a_staged_blob_moves_to_a_staging_file_past_its_limit_or_the_budget(blob_store: BlobStore, past: str) -> None:
+    budget = blobs._Budget(1000 if past == "the blob's limit" else 12)
+    others = blobs.StagedBlob(blob_store, limit=50, budget=budget)
+    others.write(b"x" * 5)
+    staged = blobs.StagedBlob(blob_store, limit=10 if past == "the blob's limit" else 50, budget=budget)
+    staged.write(b"first ")
+    assert staged.in_memory
+    staged.write(b"then more")
+    assert not staged.in_memory and budget.held == 5, "what was held moved to the file and was given back"
+    staged.write(b", and the rest")
+    staged.flush()
+    assert isinstance(staged.source, Path) and staged.source.parent == blob_store.tmp_dir
+    assert staged.source.read_bytes() == b"first then more, and the rest" and staged.size == 29
+    sha256, size = staged.commit()
+    assert (sha256, size) == (hashlib.sha256(b"first then more, and the rest").hexdigest(), 29)
+    assert blob_store.verify(sha256) and list(blob_store.tmp_dir.iterdir()) == []
+    others.discard()
+    assert budget.held == 0
+
+
+def test_a_discarded_or_dropped_staged_blob_gives_its_memory_back(blob_store: BlobStore) -> None:
+    budget = blobs._Budget(100)
+    discarded = blobs.StagedBlob(blob_store, limit=50, budget=budget)
+    discarded.write(b"refused")
+    dropped = blobs.StagedBlob(blob_store, limit=50, budget=budget)
+    dropped.write(b"forgotten")
+    assert budget.held == 16
+    discarded.discard()
+    discarded.discard()
+    assert budget.held == 9
+    del dropped  # never committed nor discarded: freeing it still gives the bytes back
+    assert budget.held == 0
+    spilled = blobs.StagedBlob(blob_store, limit=0, budget=budget)
+    spilled.write(b"on disk")
+    spilled.flush()
+    path = spilled.source
+    spilled.discard()
+    assert isinstance(path, Path) and not path.exists()
+    assert list(stored_blobs(blob_store)) == [] and budget.held == 0
+
+
 @pytest.mark.parametrize("unnamed", [True, False], ids=["O_TMPFILE and link", "temp file and rename"])
 def test_fsyncs_file_and_directory_before_the_blob_is_visible(
     blob_store: BlobStore, monkeypatch: pytest.MonkeyPatch, unnamed: bool
