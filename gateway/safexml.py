@@ -191,8 +191,8 @@ class Guard:
         return len(self.children) - 1
 
     def start(self, name: str, attrs: dict[str, str]) -> None:
-        limits = self.limits
-        if self.depth >= limits.depth:
+        limits, children = self.limits, self.children
+        if len(children) > limits.depth:
             self.refuse(f"elements are nested more than {limits.depth} levels deep")
         if len(attrs) > limits.attributes:
             self.refuse(
@@ -201,15 +201,17 @@ class Guard:
         self.elements += 1
         if self.elements > limits.elements:
             self.refuse(f"it has more than {limits.elements:,} elements")
-        self.children[-1] += 1
-        if self.children[-1] > limits.children:
+        children[-1] += 1
+        if children[-1] > limits.children:
             self.refuse(f"{self.names[-1]} has more than {limits.children:,} child elements")
-        self.attributes += len(attrs)
-        if self.attributes > limits.attributes_total:
-            self.refuse(f"it has more than {limits.attributes_total:,} attributes")
-        size = len(name) + sum(len(key) + len(value) for key, value in attrs.items())
+        size = len(name)
+        if attrs:
+            self.attributes += len(attrs)
+            if self.attributes > limits.attributes_total:
+                self.refuse(f"it has more than {limits.attributes_total:,} attributes")
+            size += sum(len(key) + len(value) for key, value in attrs.items())
         self._count_markup(size)
-        self.children.append(0)
+        children.append(0)
         self.texts.append(0)
         self.names.append(_local(name))
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import IO
 from xml.parsers import expat
@@ -26,11 +27,12 @@ from xml.parsers import expat
 from lxml import etree
 
 from gateway import safexml
-from gateway.edxml.ns import PREFIXES, local_name
+from gateway.edxml.ns import PREFIXES
 from gateway.errors import MalformedEdxml
 from gateway.safexml import CHUNK, EDXML_LIMITS, Base64Text, Buffer, Limits
 
 ENCODED_CONTENT = "ContentTransferEncoded"
+_ENCODED_SUFFIX = "}" + ENCODED_CONTENT
 
 EncodedContent = Base64Text
 """What streaming learnt about one ``ContentTransferEncoded``: decoded size, or why it is not base64."""
@@ -63,14 +65,18 @@ class ParsedEdxml:
     contents: dict[etree._Element, EncodedContent] = field(default_factory=dict)
 
 
-@dataclass
 class _Open:
-    element: etree._Element
-    parts: list[str] = field(default_factory=list)
-    tail_parts: list[str] = field(default_factory=list)
-    encoded: EncodedContent | None = None
-    children: int = 0
-    """Counted here because ``len()`` of an lxml element walks its children: quadratic with many."""
+    """An element expat has opened and not yet closed, with the text it has collected so far."""
+
+    __slots__ = ("children", "element", "encoded", "parts", "tail_parts")
+
+    def __init__(self, element: etree._Element, encoded: EncodedContent | None) -> None:
+        self.element = element
+        self.encoded = encoded
+        self.parts: list[str] = []
+        self.tail_parts: list[str] = []
+        self.children = 0
+        """Counted here because ``len()`` of an lxml element walks its children: quadratic with many."""
 
 
 class _TreeBuilder:
@@ -92,22 +98,23 @@ class _TreeBuilder:
         return self._feeder.line()
 
     def start(self, name: str, attrs: dict[str, str]) -> None:
+        # Called for every element: written for few calls and no work an element without attributes
+        # does not need (docs/performance.md, "Staging small documents in memory").
         self._guard.start(name, attrs)
         tag = _clark(name)
-        attrib = {_clark(key): value for key, value in attrs.items()}
+        line = self._feeder.line()
         try:
-            element = self._attach(tag, attrib)
+            element = self._attach(tag, {_clark(key): value for key, value in attrs.items()} if attrs else None)
         except ValueError as exc:
-            raise MalformedEdxml(f"The edXML is not acceptable XML: line {self.line()}: {exc}.") from None
-        element.sourceline = self.line()  # type: ignore[misc]  # read-write in lxml; types-lxml stubs it read-only
-        opened = _Open(element)
-        if local_name(tag) == ENCODED_CONTENT:
-            opened.encoded = EncodedContent(line=element.sourceline)
-            self.contents[element] = opened.encoded
-        self._feeder.awaiting = opened.encoded
-        self._stack.append(opened)
+            raise MalformedEdxml(f"The edXML is not acceptable XML: line {line}: {exc}.") from None
+        element.sourceline = line  # type: ignore[misc]  # read-write in lxml; types-lxml stubs it read-only
+        encoded = None
+        if tag.endswith(_ENCODED_SUFFIX) or tag == ENCODED_CONTENT:
+            encoded = self.contents[element] = EncodedContent(line=line)
+        self._feeder.awaiting = encoded
+        self._stack.append(_Open(element, encoded))
 
-    def _attach(self, tag: str, attrib: dict[str, str]) -> etree._Element:
+    def _attach(self, tag: str, attrib: dict[str, str] | None) -> etree._Element:
         """Create the element under the open one; lxml refuses some names and URIs XML allows."""
         if not self._stack:
             self.root = etree.Element(tag, attrib, nsmap=PREFIXES)
@@ -156,6 +163,7 @@ class _TreeBuilder:
         top.parts.append(text)
 
 
+@lru_cache(maxsize=1024)
 def _clark(expat_name: str) -> str:
     """Expat's ``"uri local"`` to lxml's ``"{uri}local"``."""
     uri, sep, local = expat_name.rpartition(" ")

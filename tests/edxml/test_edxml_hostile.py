@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,9 @@ from hypothesis import strategies as st
 from support.edxml_kinds import message_kind
 
 from gateway.edxml import read_document, read_status
+from gateway.edxml.parsing import parse
 from gateway.errors import GatewayError, MalformedEdxml
+from gateway.safexml import Limits
 
 SAMPLE_BYTES = [path.read_bytes() for path in sorted(VALID.iterdir())]
 
@@ -142,3 +145,40 @@ def test_a_huge_attribute_is_refused_before_it_is_buffered() -> None:
     hostile = data.replace(b"<edXML:MessageHeader>", b'<edXML:MessageHeader x="' + b"a" * (3 << 20) + b'">', 1)
     with pytest.raises(MalformedEdxml, match="longer than 1024 KiB"):
         read_document(hostile)
+
+
+def _nested(levels: int) -> bytes:
+    return b"<a>" * levels + b"</a>" * levels
+
+
+def _attributed(count: int) -> bytes:
+    return b"<a " + b" ".join(b'x%d="v"' % i for i in range(count)) + b"/>"
+
+
+def _children(count: int) -> bytes:
+    return b"<a>" + b"<b/>" * count + b"</a>"
+
+
+def _markup(characters: int) -> bytes:
+    return b"<a>" + b"t" * (characters - 1) + b"</a>"
+
+
+@pytest.mark.parametrize(
+    ("build", "limits", "at_limit", "refusal"),
+    [
+        (_nested, Limits(depth=5), 5, "nested more than 5 levels deep"),
+        (_attributed, Limits(attributes=3), 3, "has 4 attributes; at most 3"),
+        (lambda n: b"<r>" + _attributed(1) * n + b"</r>", Limits(attributes_total=6), 6, "more than 6 attributes"),
+        (lambda n: _children(n - 1), Limits(elements=8), 8, "more than 8 elements"),
+        (_children, Limits(children=4), 4, "a has more than 4 child elements"),
+        (_markup, Limits(markup=40), 40, "exceed"),
+    ],
+    ids=["depth", "attributes", "attributes in all", "elements", "children", "markup"],
+)
+def test_every_limit_holds_exactly_at_its_bound(
+    build: Callable[[int], bytes], limits: Limits, at_limit: int, refusal: str
+) -> None:
+    """A document exactly at a bound parses; one more element, attribute or character is refused."""
+    assert parse(build(at_limit), limits).root is not None
+    with pytest.raises(MalformedEdxml, match=refusal):
+        parse(build(at_limit + 1), limits)
