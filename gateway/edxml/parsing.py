@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import IO
 from xml.parsers import expat
@@ -163,11 +162,23 @@ class _TreeBuilder:
         top.parts.append(text)
 
 
-@lru_cache(maxsize=1024)
+_CLARK_NAMES: dict[str, str] = {}
+"""Names already translated by :func:`_clark`: at most :data:`_CLARK_CACHED` of them, none longer than
+:data:`_CLARK_LONGEST` characters, so names a sender makes up cannot make it hold much memory."""
+_CLARK_CACHED = 1024
+_CLARK_LONGEST = 256
+
+
 def _clark(expat_name: str) -> str:
     """Expat's ``"uri local"`` to lxml's ``"{uri}local"``."""
+    known = _CLARK_NAMES.get(expat_name)
+    if known is not None:
+        return known
     uri, sep, local = expat_name.rpartition(" ")
-    return f"{{{uri}}}{local}" if sep else local
+    clark = f"{{{uri}}}{local}" if sep else local
+    if len(expat_name) <= _CLARK_LONGEST and len(_CLARK_NAMES) < _CLARK_CACHED:
+        _CLARK_NAMES[expat_name] = clark
+    return clark
 
 
 def _windows(source: Path | bytes | bytearray | memoryview) -> Iterator[tuple[Buffer, int, int]]:

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.edxml_kinds import message_kind
 
-from gateway.edxml import read_document, read_status
+from gateway.edxml import parsing, read_document, read_status
 from gateway.edxml.parsing import parse
 from gateway.errors import GatewayError, MalformedEdxml
 from gateway.safexml import Limits
@@ -182,3 +182,16 @@ def test_every_limit_holds_exactly_at_its_bound(
     assert parse(build(at_limit), limits).root is not None
     with pytest.raises(MalformedEdxml, match=refusal):
         parse(build(at_limit + 1), limits)
+
+
+def test_names_a_sender_makes_up_cannot_fill_the_name_cache() -> None:
+    """Element names are translated through a cache: it keeps a bounded number of short names only."""
+    long_name = b"n" + b"x" * parsing._CLARK_LONGEST
+    groups = [b"<g>" + b"".join(b"<n%d/>" % (g * 500 + i) for i in range(500)) + b"</g>" for g in range(5)]
+    parsing._CLARK_NAMES.clear()
+    root = parse(b"<r><" + long_name + b"/>" + b"".join(groups) + b"</r>").root
+    assert root[0].tag == long_name.decode(), "a name past the cache's bounds is still translated"
+    assert root[5][-1].tag == "n2499", "names past the cache's count are still translated"
+    assert len(parsing._CLARK_NAMES) <= parsing._CLARK_CACHED
+    assert all(len(name) <= parsing._CLARK_LONGEST for name in parsing._CLARK_NAMES)
+    assert long_name.decode() not in parsing._CLARK_NAMES
