@@ -21,7 +21,7 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     (IDLE, ("SyncWorker.wait (", "Hub.run (gevent/hub", "_run (gevent/hub")),
     ("Spyne MethodContext.close gc.collect()", ("MethodContext.close (",)),
     ("SQLite BEGIN IMMEDIATE (write-lock wait)", ("_on_begin (",)),
-    ("stage_request: expat + base64 decode to staging file", ("stage_request (",)),
+    ("stage_request: expat + base64 decode into staging (memory, or a file when large)", ("stage_request (",)),
     ("read_document: parse + validate edXML", ("read_document (", "read_status (")),
     (
         "blob store: copy + sha256 + fsync file and dirs",
