@@ -186,13 +186,9 @@ class Guard:
         self.attributes = 0
         self.markup = 0
 
-    @property
-    def depth(self) -> int:
-        return len(self.children) - 1
-
     def start(self, name: str, attrs: dict[str, str]) -> None:
         limits, children = self.limits, self.children
-        if len(children) > limits.depth:
+        if len(children) > limits.depth:  # children has one entry per open element, plus the document
             self.refuse(f"elements are nested more than {limits.depth} levels deep")
         if len(attrs) > limits.attributes:
             self.refuse(

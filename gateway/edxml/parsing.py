@@ -98,7 +98,8 @@ class _TreeBuilder:
 
     def start(self, name: str, attrs: dict[str, str]) -> None:
         # Called for every element: written for few calls and no work an element without attributes
-        # does not need (docs/performance.md, "Staging small documents in memory").
+        # does not need (docs/performance.md, "Staging small documents in memory, and a cheaper
+        # header build").
         self._guard.start(name, attrs)
         tag = _clark(name)
         line = self._feeder.line()

@@ -219,7 +219,6 @@ class StagedBlob:
         self._data: bytearray | None = bytearray()
         self._file: BlobWriter | None = None
         self._result: tuple[str, int] | None = None
-        self._done = False
 
     @property
     def in_memory(self) -> bool:
@@ -268,14 +267,12 @@ class StagedBlob:
                 self._release()
             else:
                 raise RuntimeError("the staged blob was discarded")
-            self._done = True
         return self._result
 
     def discard(self) -> None:
         """Drop the blob unless it was committed; safe to call more than once."""
-        if self._done:
+        if self._result is not None:
             return
-        self._done = True
         if self._file is not None:
             self._file.discard()
         self._release()
