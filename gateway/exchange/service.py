@@ -689,8 +689,10 @@ class ExchangeService:
                         raise _not_addressed(caller, item_id)
                     if state == queue.WITHDRAWN:
                         raise _withdrawn(item_id)
-            audit.append_many(
+            audit.insert_then_append(
+                self.db,
                 session,
+                [],
                 [
                     audit.Record(caller.code, "ack", item.document_id, {"item_id": item.id, "kind": item.kind})
                     for item in acked

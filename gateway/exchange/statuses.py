@@ -381,9 +381,8 @@ class Statuses:
             reporter.code, "status", subject.document_id, {"code": str(code), "recipient": about.code, "sha256": sha256}
         )
         if writes is None:
-            if not relayed:
-                queue.enqueue_status(session, target.agency_id, subject.document_id, event_id, now)
-            audit.append_many(session, [entry], now)
+            items = [] if relayed else [queue.status_item_row(target.agency_id, subject.document_id, event_id, now)]
+            audit.insert_then_append(self.db, session, [(queue.INSERT_ITEMS, items)], [entry], now)
         else:
             if not relayed:
                 item = queue.status_item_row(target.agency_id, subject.document_id, event_id, now)

@@ -74,9 +74,10 @@ def _chained(prev_hash: str, record_text: str) -> str:
     return hashlib.sha256((prev_hash + record_text).encode("utf-8")).hexdigest()
 
 
-_HEAD = select(table_of(AuditEntry).c.hash).order_by(table_of(AuditEntry).c.id.desc()).limit(1)
-"""The chain head's hash (SQLite; on PostgreSQL the append function reads it), built once: every send and
-status report reads it, and building it per call through the ORM cost more than running it."""
+_AUDIT_LOG = table_of(AuditEntry)
+_HEAD = select(_AUDIT_LOG.c.id, _AUDIT_LOG.c.hash).order_by(_AUDIT_LOG.c.id.desc()).limit(1)
+"""The chain head's id and hash (SQLite; on PostgreSQL the append function reads it), built once: every
+send and status report reads it, and building it per call through the ORM cost more than running it."""
 
 _APPEND = text(
     "SELECT entry_id, entry_prev_hash, entry_hash FROM gateway_audit_append(:key, :lock_wait_ms, :at, :actors, "
@@ -86,11 +87,6 @@ _APPEND = text(
     *(bindparam(name, type_=ARRAY(Text)) for name in ("actors", "actions", "document_ids", "details", "records")),
 )
 """PostgreSQL: lock the chain, read its head, hash and insert the entries, in one round trip (migration 0010)."""
-
-
-def _head_hash(session: Session) -> str:
-    head: str | None = session.execute(_HEAD).scalar()
-    return head or GENESIS_HASH
 
 
 @dataclass(frozen=True)
@@ -121,30 +117,22 @@ def append_many(session: Session, records: Sequence[Record], at: datetime) -> li
     A fixed number of statements whatever their number (acknowledging a batch of items appends one
     entry per item): on SQLite a head read and one INSERT, on PostgreSQL one call that locks, reads,
     hashes and inserts. The returned entries are not attached to the session: every send and status
-    report appends, and the ORM's insert path cost more than the rest. The ids the database gives
-    must follow the order of the records (the chain is read in id order), and on PostgreSQL the
-    hashes it computed must be the ones computed here; both are checked, and otherwise the caller's
-    transaction fails and nothing is written.
+    report appends, and the ORM's insert path cost more than the rest. On SQLite the entries take
+    the ids after the head's (:meth:`_Prepared.after`). On PostgreSQL the ids the database gives must
+    follow the order of the records (the chain is read in id order) and the hashes it computed must
+    be the ones computed here; both are checked, and otherwise the caller's transaction fails and
+    nothing is written.
     """
     if not records:
         return []
     prepared = _Prepared.of(records, at)
     if session.get_bind().dialect.name == "postgresql":
         blocking.hold_worker(session)
-        return prepared.written(session.execute(_APPEND, prepared.params()).all())
-    prev_hash = _head_hash(session)
-    rows = []
-    for record, detail, record_text in zip(records, prepared.details, prepared.texts, strict=True):
-        entry_hash = _chained(prev_hash, record_text)
-        rows.append(_row(prepared.at, record, detail, prev_hash, entry_hash))
-        prev_hash = entry_hash
-    if len(rows) == 1:
-        ids = [session.execute(_INSERT, rows[0]).scalar_one()]
+        rows = prepared.checked(session.execute(_APPEND, prepared.params()).all())
     else:
-        ids = list(session.scalars(_INSERT_MANY, rows))
-    if ids != sorted(ids):
-        raise RuntimeError(f"the database numbered audit entries out of their order ({ids}); nothing was written")
-    return [AuditEntry(id=entry_id, **row) for entry_id, row in zip(ids, rows, strict=True)]
+        rows = prepared.after(session.execute(_HEAD).first())
+        session.execute(_INSERT_ENTRIES, rows)
+    return [AuditEntry(**row) for row in rows]
 
 
 def insert_then_append(
@@ -153,19 +141,27 @@ def insert_then_append(
     inserts: Sequence[tuple[Insert, Sequence[Mapping[str, Any]]]],
     records: Sequence[Record],
     at: datetime,
-) -> list[AuditEntry]:
+) -> None:
     """INSERTs, then :func:`append_many`: on PostgreSQL all in one round trip (:meth:`Database.pipeline`).
 
     A send writes its rows and its entry and nothing else in the common case: with the append in the
     INSERTs' pipeline, the next round trip is the COMMIT. The chain's lock is taken after the rows'
-    INSERTs, as when the append follows them on its own.
+    INSERTs, as when the append follows them on its own. On SQLite the statements of
+    :func:`append_many` run through the driver instead of the session, and the entries' JSON is
+    built before the first statement: everything from that one on runs while every other writer
+    waits for the write lock. The entries are checked as :func:`append_many` checks them, but not
+    returned: no caller reads them, and building them cost more than writing them.
     """
-    if db.dialect_name != "postgresql" or not records:
+    if not records:
         db.pipeline(session, inserts)
-        return append_many(session, records, at)
+        return
     prepared = _Prepared.of(records, at)
+    if db.dialect_name != "postgresql":
+        (head,) = db.pipeline(session, inserts, [(_HEAD, {})])
+        db.pipeline(session, [(_INSERT_ENTRIES, prepared.after(head[0] if head else None))])
+        return
     blocking.hold_worker(session)
-    return prepared.written(db.pipeline(session, inserts, [(_APPEND, prepared.params())])[0])
+    prepared.checked(db.pipeline(session, inserts, [(_APPEND, prepared.params())])[0])
 
 
 @dataclass
@@ -179,8 +175,8 @@ class Writes:
     inserts: list[tuple[Insert, Sequence[Mapping[str, Any]]]] = field(default_factory=list)
     records: list[Record] = field(default_factory=list)
 
-    def write(self, db: Database, session: Session, at: datetime) -> list[AuditEntry]:
-        return insert_then_append(db, session, self.inserts, self.records, at)
+    def write(self, db: Database, session: Session, at: datetime) -> None:
+        insert_then_append(db, session, self.inserts, self.records, at)
 
 
 @dataclass(frozen=True)
@@ -220,18 +216,34 @@ class _Prepared:
             "records": self.texts,
         }
 
-    def written(self, rows: Sequence[Sequence[Any]]) -> list[AuditEntry]:
-        """The entries ``_APPEND`` wrote, once its hashes are checked against the ones computed here."""
-        entries = []
+    def after(self, head: Sequence[Any] | None) -> list[dict[str, Any]]:
+        """SQLite: the entries' rows, chained after ``head`` (its id and hash; None for an empty log).
+
+        Each takes the next id after the head's, the one SQLite would give it: the caller holds the
+        write lock, so no other entry can come between the head read and the INSERT.
+        """
+        last_id, prev_hash = (int(head[0]), str(head[1])) if head else (0, GENESIS_HASH)
+        rows = []
+        for offset, (record, detail, record_text) in enumerate(
+            zip(self.records, self.details, self.texts, strict=True), start=1
+        ):
+            entry_hash = _chained(prev_hash, record_text)
+            rows.append({"id": last_id + offset, **_row(self.at, record, detail, prev_hash, entry_hash)})
+            prev_hash = entry_hash
+        return rows
+
+    def checked(self, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+        """PostgreSQL: the rows ``_APPEND`` wrote, once its hashes are checked against the ones computed here."""
+        written = []
         prev_hash = rows[0][1] if rows else GENESIS_HASH
         for (entry_id, entry_prev, entry_hash), record, detail, record_text in zip(
             rows, self.records, self.details, self.texts, strict=True
         ):
             if entry_prev != prev_hash or entry_hash != _chained(prev_hash, record_text):
                 raise RuntimeError(f"the database chained audit entry {entry_id} differently; nothing was written")
-            entries.append(AuditEntry(id=entry_id, **_row(self.at, record, detail, prev_hash, entry_hash)))
+            written.append({"id": entry_id, **_row(self.at, record, detail, prev_hash, entry_hash)})
             prev_hash = entry_hash
-        return entries
+        return written
 
 
 def _row(at: datetime, record: Record, detail: str, prev_hash: str, entry_hash: str) -> dict[str, Any]:
@@ -246,9 +258,8 @@ def _row(at: datetime, record: Record, detail: str, prev_hash: str, entry_hash: 
     }
 
 
-_INSERT = insert(table_of(AuditEntry)).returning(table_of(AuditEntry).c.id)
-_INSERT_MANY = insert(table_of(AuditEntry)).returning(table_of(AuditEntry).c.id, sort_by_parameter_order=True)
-"""Several rows in one statement (SQLAlchemy's "insertmanyvalues"), ids returned in the rows' order."""
+_INSERT_ENTRIES = insert(_AUDIT_LOG)
+"""SQLite: entries with their ids (:meth:`_Prepared.after`); several rows go in one ``executemany``."""
 
 
 _BROKEN_LINK = "prev_hash does not match the previous entry's hash (a row was deleted, inserted or reordered)"

@@ -112,13 +112,6 @@ def item_rows(agency_ids: Sequence[int], kind: str, document_id: str, now: datet
     ]
 
 
-def enqueue_status(session: Session, agency_id: int, document_id: str, status_event_id: int, now: datetime) -> str:
-    """Queue a status message for one agency with a plain INSERT (no entity); return the item id."""
-    row = status_item_row(agency_id, document_id, status_event_id, now)
-    session.execute(INSERT_ITEMS, row)
-    return str(row["id"])
-
-
 def status_item_row(agency_id: int, document_id: str, status_event_id: int, now: datetime) -> dict[str, Any]:
     """The row that queues a status message for one agency (:data:`INSERT_ITEMS`), with its own id."""
     return {

@@ -62,6 +62,25 @@ def test_a_batch_of_entries_links_up_with_single_appends(database: Database) -> 
     assert [tuple(row) for row in stored] == [(e.id, e.hash) for e in chain]
 
 
+def test_entries_written_with_rows_chain_on_and_take_the_next_ids(database: Database) -> None:
+    """insert_then_append (sends, fetches, acknowledgements) writes what append_many would: on SQLite it
+    runs the head read and one INSERT for all the entries through the driver, giving each the id after
+    the head's; the chain then goes on through append as before, and verifies whole."""
+    before = _append_many(database, 2)
+    records = [audit.Record("000.00.02.H01", "ack", f"doc-{i}", {"item_id": f"item-{i}"}) for i in range(3)]
+    with database.transaction() as session:
+        audit.insert_then_append(database, session, [], records, T0)
+    with database.transaction() as session:
+        audit.insert_then_append(database, session, [], [], T0)  # nothing to append: nothing written
+    after = _append_many(database, 1)
+    with database.transaction() as session:
+        rows = session.execute(text("SELECT id, action, prev_hash, hash FROM audit_log ORDER BY id")).all()
+        assert audit.verify(session) == audit.VerifyResult(ok=True, checked=6)
+    assert [row.action for row in rows] == ["send", "send", "ack", "ack", "ack", "send"]
+    assert [row.id for row in rows[2:5]] == [before[-1].id + 1, before[-1].id + 2, before[-1].id + 3]
+    assert rows[2].prev_hash == before[-1].hash and after[0].prev_hash == rows[4].hash
+
+
 def test_empty_chain_verifies(database: Database) -> None:
     with database.transaction() as session:
         assert audit.verify(session) == audit.VerifyResult(ok=True, checked=0)
@@ -185,7 +204,7 @@ def test_a_node_not_yet_upgraded_still_appends_after_migration_0010(pg_url: str)
     values = {"actor": record.actor, "action": record.action, "document_id": record.document_id}
     values |= {"key": audit.AUDIT_LOCK_KEY, "at": T0, "detail": prepared.details[0], "record": prepared.texts[0]}
     with pg_database.transaction() as session:
-        prepared.written(session.execute(old_call, values).all())
+        prepared.checked(session.execute(old_call, values).all())
     _append_many(pg_database, 1)
     with pg_database.transaction() as session:
         assert audit.verify(session) == audit.VerifyResult(ok=True, checked=3)
