@@ -117,11 +117,10 @@ def append_many(session: Session, records: Sequence[Record], at: datetime) -> li
     A fixed number of statements whatever their number (acknowledging a batch of items appends one
     entry per item): on SQLite a head read and one INSERT, on PostgreSQL one call that locks, reads,
     hashes and inserts. The returned entries are not attached to the session: every send and status
-    report appends, and the ORM's insert path cost more than the rest. On SQLite the entries take
-    the ids after the head's (:meth:`_Prepared.after`). On PostgreSQL the ids the database gives must
-    follow the order of the records (the chain is read in id order) and the hashes it computed must
-    be the ones computed here; both are checked, and otherwise the caller's transaction fails and
-    nothing is written.
+    report appends, and the ORM's insert path cost more than the rest. The chain is read in id order:
+    on SQLite the entries take the ids after the head's (:meth:`_Prepared.after`); on PostgreSQL the
+    function numbers them in the records' order under the chain's lock, and the hashes it computed
+    must be the ones computed here, otherwise the caller's transaction fails and nothing is written.
     """
     if not records:
         return []
@@ -149,8 +148,8 @@ def insert_then_append(
     INSERTs, as when the append follows them on its own. On SQLite the statements of
     :func:`append_many` run through the driver instead of the session, and the entries' JSON is
     built before the first statement: everything from that one on runs while every other writer
-    waits for the write lock. The entries are checked as :func:`append_many` checks them, but not
-    returned: no caller reads them, and building them cost more than writing them.
+    waits for the write lock. PostgreSQL's hashes are checked as in :func:`append_many`; the entries
+    are not returned: no caller reads them, and building them cost more than writing them.
     """
     if not records:
         db.pipeline(session, inserts)
