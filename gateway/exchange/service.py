@@ -175,7 +175,7 @@ _PLAN_FROM = (
     .outerjoin(
         _RECIPIENTS, and_(_RECIPIENTS.c.document_id == Document.id, _RECIPIENTS.c.agency_id == Delivery.agency_id)
     )
-    .where(Delivery.agency_id == bindparam("agency_id"))
+    .where(queue.held_by(bindparam("agency_id")))
 )
 _UNARRIVED = len(_PLAN_COLUMNS.selected_columns) - 1
 """Where a plan row says whether the copy has no status yet (its last column)."""

@@ -30,6 +30,7 @@ from sqlalchemy import (
     case,
     exists,
     insert,
+    literal_column,
     or_,
     select,
     update,
@@ -146,6 +147,18 @@ def any_available(agency_id: QueryableAttribute[int], now: BindParameter[datetim
     return exists().where(*_available(agency_id, now))
 
 
+def held_by(agency_id: int | BindParameter[int]) -> ColumnElement[bool]:
+    """The item is ``agency_id``'s: the ownership check of a statement that names its items by id.
+
+    Written ``agency_id + 0`` so that it cannot be served by ``ix_deliveries_queue`` (whose first
+    column is ``agency_id``) and the named rows are found by primary key, whatever the queue's depth.
+    Without statistics on the table (SQLite gathers none by itself; PostgreSQL has none until
+    ANALYZE, which autovacuum runs only when it is on) both planners chose the queue index and read
+    every pending item of the agency to find the few named (docs/storage.md §2).
+    """
+    return Delivery.agency_id + literal_column("0") == agency_id
+
+
 _ANY_AVAILABLE = select(Delivery.id).where(*_available(bindparam("agency_id"), bindparam("now", type_=_TIME))).limit(1)
 """:func:`_available` with bound parameters, built once: every poll runs it."""
 
@@ -174,7 +187,9 @@ def lease_pending(session: Session, agency_id: int, limit: int, lease_seconds: i
     chosen = (
         select(Delivery.id)
         .where(*_available(agency_id, now))
-        .order_by(Delivery.created_at, Delivery.id)
+        # The order ix_deliveries_queue keeps, so the scan stops after ``limit`` rows: ordering by
+        # ``id`` too sorted every pending item first (docs/storage.md §2).
+        .order_by(Delivery.created_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
@@ -188,48 +203,6 @@ def lease_pending(session: Session, agency_id: int, limit: int, lease_seconds: i
         .execution_options(populate_existing=True, synchronize_session=False)
     ).all()
     return sorted(leased, key=lambda d: (d.created_at, d.id))
-
-
-def get_for_agency(session: Session, delivery_id: str, agency_id: int) -> Delivery | None:
-    """The item if it is in ``agency_id``'s queue; None otherwise, also for another agency's item."""
-    return session.scalars(
-        select(Delivery).where(Delivery.id == delivery_id, Delivery.agency_id == agency_id)
-    ).one_or_none()
-
-
-def _lock(session: Session, delivery: Delivery) -> None:
-    """Re-read the row under a row lock (PostgreSQL) so a decision uses its committed state."""
-    session.refresh(delivery, with_for_update=True)
-
-
-def acknowledge(session: Session, delivery: Delivery, now: datetime) -> Delivery:
-    """Mark a pending item acknowledged: it leaves the queue for good. Idempotent.
-
-    Acknowledging an already acknowledged item changes nothing (the first ``acked_at`` stays);
-    a withdrawn item stays withdrawn.
-    """
-    now = _require_aware(now)
-    _lock(session, delivery)
-    if delivery.state == PENDING:
-        delivery.state = ACKED
-        delivery.acked_at = now
-        delivery.lease_until = None
-        session.flush()
-    return delivery
-
-
-def mark_fetched(session: Session, delivery: Delivery, now: datetime) -> Delivery:
-    """Record the first time the recipient downloaded the item; later fetches keep that time.
-
-    The row is re-read under lock first, so the caller can check ``delivery.state`` afterwards: a
-    concurrent :func:`withdraw` that committed first leaves it ``withdrawn``.
-    """
-    now = _require_aware(now)
-    _lock(session, delivery)
-    if delivery.fetched_at is None and delivery.state != WITHDRAWN:
-        delivery.fetched_at = now
-        session.flush()
-    return delivery
 
 
 @dataclass(frozen=True)
@@ -249,7 +222,7 @@ _ITEM_COLUMNS = (_TABLE.c.id, _TABLE.c.kind, _TABLE.c.document_id, _TABLE.c.stat
 
 _FETCH_ITEM = (
     update(_TABLE)
-    .where(_TABLE.c.id == bindparam("item_id"), _TABLE.c.agency_id == bindparam("holder"))
+    .where(_TABLE.c.id == bindparam("item_id"), held_by(bindparam("holder")))
     .values(
         fetched_at=case(
             (
@@ -300,7 +273,7 @@ def acknowledge_items(session: Session, item_ids: Sequence[str], agency_id: int,
         return []
     rows = session.execute(
         update(_TABLE)
-        .where(_TABLE.c.id.in_(list(item_ids)), _TABLE.c.agency_id == agency_id, _TABLE.c.state == PENDING)
+        .where(_TABLE.c.id.in_(list(item_ids)), held_by(agency_id), _TABLE.c.state == PENDING)
         .values(state=ACKED, acked_at=now, lease_until=None)
         .returning(*_ITEM_COLUMNS)
     )
@@ -310,7 +283,7 @@ def acknowledge_items(session: Session, item_ids: Sequence[str], agency_id: int,
 def states(session: Session, item_ids: Sequence[str], agency_id: int) -> dict[str, str]:
     """The state of each of the agency's items among ``item_ids`` (other agencies' items are absent)."""
     rows = session.execute(
-        select(Delivery.id, Delivery.state).where(Delivery.id.in_(list(item_ids)), Delivery.agency_id == agency_id)
+        select(Delivery.id, Delivery.state).where(Delivery.id.in_(list(item_ids)), held_by(agency_id))
     )
     return {item_id: state for item_id, state in rows}
 

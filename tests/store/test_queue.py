@@ -72,30 +72,16 @@ def test_acknowledged_items_leave_the_queue_and_ack_is_idempotent(
     with database.transaction() as session:
         queue.lease_pending(session, recipient, 10, LEASE, NOW)
     with database.transaction() as session:
-        delivery = queue.get_for_agency(session, ids[0], recipient)
-        assert delivery is not None
-        queue.acknowledge(session, delivery, NOW + timedelta(seconds=5))
+        assert [i.state for i in queue.acknowledge_items(session, ids[:1], recipient, NOW + timedelta(seconds=5))] == [
+            queue.ACKED
+        ]
     with database.transaction() as session:
-        delivery = queue.get_for_agency(session, ids[0], recipient)
-        assert delivery is not None
-        queue.acknowledge(session, delivery, NOW + timedelta(seconds=50))
-    assert delivery.state == queue.ACKED
-    assert delivery.acked_at == NOW + timedelta(seconds=5)
+        assert queue.acknowledge_items(session, ids[:1], recipient, NOW + timedelta(seconds=50)) == []
+        assert session.scalar(select(Delivery.acked_at).where(Delivery.id == ids[0])) == NOW + timedelta(seconds=5)
     later = NOW + timedelta(hours=1)
     with database.transaction() as session:
         assert [d.id for d in queue.lease_pending(session, recipient, 10, LEASE, later)] == ids[1:]
         assert pending_counts(session) == {recipient: 1}
-
-
-def test_get_for_agency_hides_other_agencies_items(
-    database: Database, make_agency: MakeAgency, make_document: MakeDocument
-) -> None:
-    sender, recipient, _, ids = _seed(database, make_agency, make_document, 1)
-    with database.transaction() as session:
-        assert queue.get_for_agency(session, ids[0], sender) is None
-        assert queue.get_for_agency(session, "no-such-id", recipient) is None
-        found = queue.get_for_agency(session, ids[0], recipient)
-        assert found is not None and found.id == ids[0]
 
 
 def test_withdraw_takes_back_only_unfetched_document_items(
@@ -110,9 +96,7 @@ def test_withdraw_takes_back_only_unfetched_document_items(
         for_c = queue.enqueue(session, c.id, queue.KIND_DOCUMENT, document.id, now=NOW)
         queue.lease_pending(session, a.id, 10, LEASE, NOW)  # listed but not fetched: still withdrawable
         queue.lease_pending(session, b.id, 10, LEASE, NOW)
-        queue.mark_fetched(session, for_b, NOW + timedelta(seconds=1))
-        queue.mark_fetched(session, for_b, NOW + timedelta(seconds=9))
-    assert for_b.fetched_at == NOW + timedelta(seconds=1)
+        queue.fetch_item(database, session, for_b.id, b.id, NOW + timedelta(seconds=1))
     with database.transaction() as session:
         withdrawn = queue.withdraw(session, document.id, [a.id, b.id], NOW + timedelta(minutes=1))
     assert [d.id for d in withdrawn] == [for_a.id]
@@ -121,12 +105,13 @@ def test_withdraw_takes_back_only_unfetched_document_items(
         assert states == {for_a.id: queue.WITHDRAWN, for_b.id: queue.PENDING, for_c.id: queue.PENDING}
         assert queue.lease_pending(session, a.id, 10, LEASE, NOW + timedelta(hours=1)) == []
         assert pending_counts(session) == {b.id: 1, c.id: 1}
-        withdrawn_item = session.get(Delivery, for_a.id)
-        assert withdrawn_item is not None
-        queue.mark_fetched(session, withdrawn_item, NOW + timedelta(hours=1))
-        assert withdrawn_item.fetched_at is None
-        queue.acknowledge(session, withdrawn_item, NOW + timedelta(hours=1))
-        assert withdrawn_item.state == queue.WITHDRAWN
+        item, _ = queue.fetch_item(database, session, for_a.id, a.id, NOW + timedelta(hours=1))
+        assert item is not None and item.state == queue.WITHDRAWN
+        assert queue.acknowledge_items(session, [for_a.id], a.id, NOW + timedelta(hours=1)) == []
+        assert session.execute(select(Delivery.state, Delivery.fetched_at).where(Delivery.id == for_a.id)).one() == (
+            queue.WITHDRAWN,
+            None,
+        )
 
 
 def test_status_items_need_an_event_and_kinds_are_checked(
@@ -180,9 +165,8 @@ def test_concurrent_leasing_hands_out_each_item_once(
         try:
             for delivery_id in chunk:
                 with database.transaction() as session:
-                    delivery = queue.get_for_agency(session, delivery_id, recipient)
-                    assert delivery is not None
-                    queue.acknowledge(session, delivery, NOW + timedelta(seconds=1))
+                    acked = queue.acknowledge_items(session, [delivery_id], recipient, NOW + timedelta(seconds=1))
+                    assert [i.id for i in acked] == [delivery_id]
         except BaseException as error:
             errors.append(error)
 
