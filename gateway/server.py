@@ -38,6 +38,7 @@ from typing import Any, Literal, Protocol, TypeVar
 from gateway.accesslog import configure_logging
 from gateway.config import Settings
 from gateway.errors import MalformedRequest
+from gateway.store import blocking
 
 log = logging.getLogger("gateway.server")
 
@@ -374,6 +375,12 @@ def run_development(settings: Settings, host: str, port: int) -> None:
 # -- production: gunicorn + gevent ----------------------------------------------------------------
 
 
+def _prepare_patched_worker() -> None:
+    """Choose how this monkey-patched worker waits: psycopg's waits, and blocking disk work (a thread pool)."""
+    _cooperative_psycopg()
+    blocking.run_off_worker_with(_in_thread_pool)
+
+
 def _cooperative_psycopg() -> None:
     """Make psycopg wait for the server through gevent, except where a connection holds the worker.
 
@@ -394,13 +401,19 @@ def _cooperative_psycopg() -> None:
 
 def _worker_wait(blocking_wait: Callable[..., Any], cooperative_wait: Callable[..., Any]) -> Callable[..., Any]:
     """A psycopg wait function that blocks for connections holding the worker and yields for the rest."""
-    from gateway.store.blocking import holds_worker
 
     def wait(gen: Any, fileno: int, *args: Any, **kwargs: Any) -> Any:
-        chosen = blocking_wait if holds_worker(fileno) else cooperative_wait
+        chosen = blocking_wait if blocking.holds_worker(fileno) else cooperative_wait
         return chosen(gen, fileno, *args, **kwargs)
 
     return wait
+
+
+def _in_thread_pool(work: Callable[[], Any]) -> Any:
+    """Run blocking disk work in gevent's thread pool, the worker's other requests running meanwhile."""
+    from gevent import get_hub
+
+    return get_hub().threadpool.apply(work)
 
 
 def _worker_class() -> type[_DeadlineWorker]:
@@ -422,7 +435,7 @@ def _worker_class() -> type[_DeadlineWorker]:
 
         def init_process(self) -> None:
             self.patch()
-            _cooperative_psycopg()
+            _prepare_patched_worker()
             from gevent import hub
 
             hub.reinit()

@@ -300,8 +300,24 @@ class Statuses:
         """Build, validate and durably store a status message's file; ``(sha256, size)``.
 
         Storing fsyncs; a caller holding a write transaction can store first and pass the result to
-        :meth:`record` (a fetch does: on SQLite the fsyncs would hold every writer's lock).
+        :meth:`record` (a fetch does, through :meth:`message_file`: on SQLite the fsyncs would hold
+        every writer's lock).
         """
+        return self.blobs.put_bytes(
+            self.message_file(subject, reporter=reporter, code=code, description=description, staff=staff, now=now)
+        )
+
+    def message_file(
+        self,
+        subject: Subject,
+        *,
+        reporter: Party,
+        code: Status,
+        description: str | None,
+        staff: StaffInfo | None,
+        now: datetime,
+    ) -> bytes:
+        """Build and validate a status message's file, for the caller to store (several at once: a batch fetch)."""
         message = StatusMessage(
             sender=Organization(reporter.code, reporter.name),
             response_for=ResponseFor(
@@ -315,7 +331,7 @@ class Statuses:
             staff=staff,
             description=description,
         )
-        return self.blobs.put_bytes(status_bytes(message))
+        return status_bytes(message)
 
     def record(
         self,

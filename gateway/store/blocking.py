@@ -1,7 +1,8 @@
-"""Connections whose waits for PostgreSQL should block the worker instead of yielding it.
+"""How the store's blocking work meets the worker: connections that hold it, disk work that leaves it.
 
-A gevent worker normally waits for the database cooperatively: while one request waits, the
-worker's other requests run. For a transaction that holds the audit chain's lock that is the wrong
+**Connections whose waits for PostgreSQL should block the worker instead of yielding it.** A gevent
+worker normally waits for the database cooperatively: while one request waits, the worker's other
+requests run. For a transaction that holds the audit chain's lock that is the wrong
 trade. Every send, fetch, acknowledgement and status report appends to the chain, and each of them
 queues on that lock while the holder's COMMIT waits for its worker to come back to it: measured,
 the holder spent about a quarter of the time idle in its transaction (docs/performance.md, "PostgreSQL
@@ -16,13 +17,24 @@ that timeout instead of freezing the worker. With it, backends waiting for the c
 from 0.49 to 0.06 on average in the bench (docs/performance.md, 2026-12-06). This module only keeps
 the marks; it knows nothing of gevent, and where no worker honours the marks (threads, the
 development server), they change nothing.
+
+**Disk work that leaves the worker.** An fsync blocks the whole gevent worker, every request it holds
+included, for as long as the disk takes. :func:`off_worker` runs such work where the worker's
+runner puts it: the production worker installs gevent's thread pool (:func:`run_off_worker_with`,
+gateway/server.py), so the worker's other requests run meanwhile; elsewhere the work runs in place.
+A hand-off costs about 80 µs of CPU here, more than one blob's fsyncs cost the worker, so only work
+that batches several of them is handed off (:meth:`gateway.store.blobs.BlobStore.put_many`;
+docs/performance.md, "A batch's 01 files").
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
+
+T = TypeVar("T")
 
 _HELD: set[int] = set()
 """Socket descriptors of this process's held connections."""
@@ -48,3 +60,22 @@ def release(session: Session) -> None:
     fileno = session.info.pop(_SESSION_KEY, None)
     if fileno is not None:
         _HELD.discard(fileno)
+
+
+def _in_place(work: Callable[[], Any]) -> Any:
+    return work()
+
+
+_runner: Callable[[Callable[[], Any]], Any] = _in_place
+
+
+def off_worker(work: Callable[[], T]) -> T:
+    """Run ``work`` (blocking disk work) where the worker's runner puts it, and return its result."""
+    result: T = _runner(work)
+    return result
+
+
+def run_off_worker_with(runner: Callable[[Callable[[], Any]], Any] | None) -> None:
+    """Install how :func:`off_worker` runs work in this process (a thread pool's ``apply``); None: in place."""
+    global _runner
+    _runner = runner or _in_place

@@ -58,19 +58,19 @@ def test_the_01_file_is_stored_before_the_fetch_locks_and_a_lost_race_leaves_onl
     the early file is named by no row (disk space for ``blobs gc``, nothing else)."""
     document_id = send(service, callers, "1")
     item = service.pending(callers.recipient)[0]
-    store_first = service._store_arrival
+    store_first = service._store_arrivals
     early: list[tuple[str, int] | None] = []
 
-    def racing(caller, plan, now):  # type: ignore[no-untyped-def]
-        stored = store_first(caller, plan, now)
-        early.append(stored)
+    def racing(caller, plans, now):  # type: ignore[no-untyped-def]
+        stored = store_first(caller, plans, now)
+        early.extend(stored)
         if len(early) == 1:
             later = now + timedelta(seconds=1)  # its 01 says a later time: another file
             monkeypatch.setattr(service, "clock", lambda: later)
             service.fetch(callers.recipient, item.item_id)  # the other fetch wins: it records the 01
         return stored
 
-    monkeypatch.setattr(service, "_store_arrival", racing)
+    monkeypatch.setattr(service, "_store_arrivals", racing)
     service.fetch(callers.recipient, item.item_id)
     with service.db.transaction(readonly=True) as session:
         events = session.execute(

@@ -8,13 +8,14 @@ import hashlib
 import mmap
 import os
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from support.blobs import blob_exists, stored_blobs
 
-from gateway.store import blobs
+from gateway.store import blobs, blocking
 from gateway.store.blobs import BlobStore
 
 
@@ -148,13 +149,22 @@ def test_a_discarded_or_dropped_staged_blob_gives_its_memory_back(blob_store: Bl
     assert list(stored_blobs(blob_store)) == [] and budget.held == 0
 
 
-@pytest.mark.parametrize("unnamed", [True, False], ids=["O_TMPFILE and link", "temp file and rename"])
-def test_fsyncs_file_and_directory_before_the_blob_is_visible(
-    blob_store: BlobStore, monkeypatch: pytest.MonkeyPatch, unnamed: bool
-) -> None:
+def _same_shard(count: int) -> list[bytes]:
+    """``count`` distinct contents whose names share one shard directory."""
+    by_shard: dict[str, list[bytes]] = {}
+    for number in range(100_000):
+        content = f"content {number}".encode()
+        found = by_shard.setdefault(hashlib.sha256(content).hexdigest()[:2], [])
+        found.append(content)
+        if len(found) == count:
+            return found
+    raise AssertionError("no shard got enough contents")
+
+
+def _record_disk_events(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record each file fsync, directory fsync and naming (link or rename) the blob store makes, in order."""
     events: list[str] = []
     real_fsync, real_replace, real_link = os.fsync, os.replace, os.link
-    blob_store.path(hashlib.sha256(b"durable").hexdigest()).parent.mkdir()  # its shard's own fsyncs are not the point
 
     def fsync(fd: int) -> None:
         events.append("fsync-dir" if os.path.isdir(f"/proc/self/fd/{fd}") else "fsync-file")
@@ -171,11 +181,101 @@ def test_fsyncs_file_and_directory_before_the_blob_is_visible(
     monkeypatch.setattr(blobs.os, "fsync", fsync)
     monkeypatch.setattr(blobs.os, "replace", replace)
     monkeypatch.setattr(blobs.os, "link", link)
+    return events
+
+
+@pytest.mark.parametrize("unnamed", [True, False], ids=["O_TMPFILE and link", "temp file and rename"])
+def test_fsyncs_file_and_directory_before_the_blob_is_visible(
+    blob_store: BlobStore, monkeypatch: pytest.MonkeyPatch, unnamed: bool
+) -> None:
+    blob_store.path(hashlib.sha256(b"durable").hexdigest()).parent.mkdir()  # its shard's own fsyncs are not the point
+    events = _record_disk_events(monkeypatch)
     monkeypatch.setattr(blob_store, "_unnamed_files", unnamed)
     sha256, _ = blob_store.put_bytes(b"durable")
     assert events == ["fsync-file", "name", "fsync-dir"]
     assert blob_store.path(sha256).read_bytes() == b"durable"
     assert list(blob_store.tmp_dir.iterdir()) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "O_TMPFILE"), reason="O_TMPFILE is a Linux flag this platform lacks")
+def test_a_batch_is_fsynced_whole_before_any_name_and_each_directory_once(
+    blob_store: BlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash leaves each blob of a batch whole under its name or absent, and a shared shard is fsynced once."""
+
+    def shard(content: bytes) -> Path:
+        return blob_store.path(hashlib.sha256(content).hexdigest()).parent
+
+    together = _same_shard(2)
+    alone = next(c for c in (b"elsewhere", b"elsewhere too") if shard(c) != shard(together[0]))
+    for content in (*together, alone):
+        shard(content).mkdir(exist_ok=True)  # creating shards fsyncs their parent: not the point here
+    events = _record_disk_events(monkeypatch)
+    stored = blob_store.put_many([together[0], alone, together[1]])
+    assert events == ["fsync-file"] * 3 + ["name"] * 3 + ["fsync-dir"] * 2
+    assert [blob_store.path(sha256).read_bytes() for sha256, _ in stored] == [together[0], alone, together[1]]
+
+
+def test_a_batch_answers_in_order_and_stores_each_content_once(blob_store: BlobStore) -> None:
+    known, _ = blob_store.put_bytes(b"known")
+    contents = [b"new", b"known", b"new", bytearray(b"other")]
+    stored = blob_store.put_many(contents)
+    assert stored == [(hashlib.sha256(c).hexdigest(), len(c)) for c in contents]
+    assert sorted(stored_blobs(blob_store)) == sorted({sha256 for sha256, _ in stored} | {known})
+    assert all(blob_store.verify(sha256) for sha256, _ in stored)
+    assert list(blob_store.tmp_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("already", "contents", "hand_offs"),
+    [
+        ([], [b"a", b"b", b"c"], 1),
+        ([b"a"], [b"a", b"b"], 0),
+        ([b"a", b"b"], [b"a", b"b"], 0),
+        ([], [b"a", b"a"], 0),
+    ],
+    ids=["three new", "one new", "none new", "one new twice"],
+)
+def test_a_batch_leaves_the_worker_once_when_more_than_one_blob_is_new(
+    blob_store: BlobStore, already: list[bytes], contents: list[bytes], hand_offs: int
+) -> None:
+    """The hand-off (gateway/store/blocking.py) costs more than one blob's fsyncs: only a batch pays it."""
+    for content in already:
+        blob_store.put_bytes(content)
+    runs: list[object] = []
+
+    def runner(work: Callable[[], object]) -> object:
+        runs.append(work)
+        return work()
+
+    blocking.run_off_worker_with(runner)
+    try:
+        stored = blob_store.put_many(contents)
+    finally:
+        blocking.run_off_worker_with(None)
+    assert len(runs) == hand_offs
+    assert all(blob_store.verify(sha256) for sha256, _ in stored)
+
+
+def test_a_batch_that_fails_midway_names_nothing_and_keeps_no_descriptor(
+    blob_store: BlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = os.write
+    writes: list[int] = []
+
+    def full_on_the_second(fd: int, data: bytes) -> int:
+        writes.append(fd)
+        if len(writes) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    open_before = len(os.listdir("/proc/self/fd"))
+    monkeypatch.setattr(blobs.os, "write", full_on_the_second)
+    with pytest.raises(OSError, match="No space left"):
+        blob_store.put_many([b"written", b"does not fit", b"never reached"])
+    monkeypatch.undo()
+    assert list(stored_blobs(blob_store)) == []
+    assert len(os.listdir("/proc/self/fd")) == open_before
 
 
 @pytest.mark.skipif(not hasattr(os, "O_TMPFILE"), reason="O_TMPFILE is a Linux flag this platform lacks")
@@ -194,8 +294,9 @@ def test_small_blobs_fall_back_to_temp_files_where_unnamed_files_are_refused(
     monkeypatch.setattr(blobs.os, "open", no_tmpfile)
     first = blob_store.put_bytes(b"on a filesystem without O_TMPFILE")
     second = blob_store.put_bytes(b"and the next blob does not ask again")
+    batch = blob_store.put_many([b"nor does a batch", b"of several"])
     assert len(refused) == 1
-    assert blob_store.verify(first[0]) and blob_store.verify(second[0])
+    assert all(blob_store.verify(sha256) for sha256, _ in [first, second, *batch])
     assert list(blob_store.tmp_dir.iterdir()) == []
 
 
