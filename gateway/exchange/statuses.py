@@ -287,26 +287,6 @@ class Statuses:
         )
         return TakenBack(tuple(notified), frozenset(p.code for r, p in concerned if r.agency_id in in_transit))
 
-    def store_message(
-        self,
-        subject: Subject,
-        *,
-        reporter: Party,
-        code: Status,
-        description: str | None,
-        staff: StaffInfo | None,
-        now: datetime,
-    ) -> tuple[str, int]:
-        """Build, validate and durably store a status message's file; ``(sha256, size)``.
-
-        Storing fsyncs; a caller holding a write transaction can store first and pass the result to
-        :meth:`record` (a fetch does, through :meth:`message_file`: on SQLite the fsyncs would hold
-        every writer's lock).
-        """
-        return self.blobs.put_bytes(
-            self.message_file(subject, reporter=reporter, code=code, description=description, staff=staff, now=now)
-        )
-
     def message_file(
         self,
         subject: Subject,
@@ -317,7 +297,12 @@ class Statuses:
         staff: StaffInfo | None,
         now: datetime,
     ) -> bytes:
-        """Build and validate a status message's file, for the caller to store (several at once: a batch fetch)."""
+        """Build and validate a status message's file, for a caller to store before its transaction.
+
+        Storing fsyncs; inside a write transaction on SQLite the fsyncs would hold every writer's
+        lock, so a fetch stores its 01s first (several at once for a batch) and passes each to
+        :meth:`record` as ``stored``.
+        """
         message = StatusMessage(
             sender=Organization(reporter.code, reporter.name),
             response_for=ResponseFor(
@@ -354,12 +339,12 @@ class Statuses:
         the document's sender (a recipient reporting); a recall notice (13) goes to ``notify``.
         Takes plain values, not entities, so that recording the automatic 01 on a fetch costs
         two INSERTs and the audit entry, nothing more. ``stored`` is the message's file when the
-        caller stored it before its transaction (:meth:`store_message`, same arguments and time).
+        caller stored it before its transaction (:meth:`message_file`, same arguments and time).
         With ``writes`` the queue item and the audit entry are added there for the caller to write
         along with its own (:class:`audit.Writes`: one round trip for all of them on PostgreSQL).
         """
-        sha256, size = stored or self.store_message(
-            subject, reporter=reporter, code=code, description=description, staff=staff, now=now
+        sha256, size = stored or self.blobs.put_bytes(
+            self.message_file(subject, reporter=reporter, code=code, description=description, staff=staff, now=now)
         )
         event_id = session.execute(
             insert(_EVENTS).returning(_EVENTS.c.id),
