@@ -185,7 +185,7 @@ def test_a_request_of_the_same_worker_holding_the_chain_fails_the_wait_instead_o
 
 def test_a_batch_of_new_blobs_is_written_off_the_worker_and_a_single_blob_in_place(tmp_path: Path) -> None:
     """A worker hands a batch's fsyncs to gevent's thread pool (gateway/store/blocking.py): its other
-    requests run while the disk flushes. One blob's fsyncs cost less than the hand-off, so they stay.
+    requests run while the disk flushes. One blob stays in place: handing it off measured no gain.
 
     Every fsync here takes 0.2 s of real blocking, so the ticker (every 50 ms) shows which waits yield.
     """
