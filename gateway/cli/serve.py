@@ -17,7 +17,7 @@ from sqlalchemy import select
 from gateway import directory
 from gateway.cli import ui
 from gateway.config import Settings
-from gateway.store.database import SingleNodeOnly, single_node
+from gateway.store.database import Database, SingleNodeOnly, single_node
 from gateway.store.models import Agency
 
 DEMO_AGENCIES = ("000.00.00.G22", "000.00.00.H41", "000.00.00.H14")
@@ -48,6 +48,7 @@ def serve(
             _prepare_demo(settings, host, port)
         else:
             ui.open_database(settings).dispose()
+        _warn_if_never_vacuumed(settings)
         if with_relay:
             from gateway.cli.federation import check_relay_settings, spawn_relay
 
@@ -59,6 +60,23 @@ def serve(
             _serve_gunicorn(settings, host, port, workers, timeout)
         else:
             _serve_development(settings, host, port)
+
+
+def _warn_if_never_vacuumed(settings: Settings) -> None:
+    """One line on stderr when PostgreSQL will not vacuum the gateway's tables by itself; serving goes on."""
+    db = Database(settings.database_url)
+    try:
+        off = db.vacuum_settings_off()
+    finally:
+        db.dispose()
+    if off:
+        click.echo(
+            f"warning: PostgreSQL runs with {' and '.join(off)} off, so it never vacuums or analyses the "
+            "gateway's tables by itself: the queue's rows are updated on every fetch and acknowledgement, "
+            "and receiving slows down as dead rows pile up. Turn it on in postgresql.conf, or run "
+            "VACUUM ANALYZE on the gateway's database every night.",
+            err=True,
+        )
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -294,6 +294,21 @@ class Database:
         except _UNAVAILABLE_ERRORS as error:
             raise Unavailable(UNAVAILABLE_MESSAGE) from error
 
+    def vacuum_settings_off(self) -> list[str]:
+        """The PostgreSQL settings, of ``autovacuum`` and ``track_counts``, that are off (none on SQLite).
+
+        With either off the server never vacuums or analyses the gateway's tables by itself. Every
+        queue item is updated three times (leased, fetched, acknowledged), so its table and indexes
+        then fill with dead row versions, and the planner keeps the picture it had of the tables
+        when they were small: receiving slows down day after day (docs/storage.md §2). ``serve``
+        warns about it at start; SQLite reuses freed pages itself and gathers no statistics unless
+        told to, so it has nothing to report.
+        """
+        if self.dialect_name != "postgresql":
+            return []
+        with self.reading() as connection:
+            return list(connection.scalars(_VACUUM_SETTINGS_OFF))
+
     def dispose(self) -> None:
         """Close every pooled connection (at shutdown, and in a child process after fork)."""
         self.engine.dispose()
@@ -301,6 +316,10 @@ class Database:
     def __repr__(self) -> str:
         return f"Database({self.url.render_as_string(hide_password=True)!r})"
 
+
+_VACUUM_SETTINGS_OFF = text(
+    "SELECT name FROM pg_settings WHERE name IN ('autovacuum', 'track_counts') AND setting = 'off' ORDER BY name"
+)
 
 _Compilable = Select[*tuple[Any, ...]] | Insert | Update | TextClause
 

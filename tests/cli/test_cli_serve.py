@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import pytest
 from click.testing import Result
 from sqlalchemy import func, select
@@ -79,6 +80,25 @@ def test_serve_needs_a_migrated_store(cli: Invoke, served: list[tuple[str, tuple
     result = cli("serve")
     assert result.exit_code == 1 and "db upgrade" in result.stderr
     assert served == []
+
+
+def test_serve_warns_when_postgresql_will_not_vacuum_the_gateways_tables(
+    upgraded_cli: Invoke, cli_settings: Settings, served: list[tuple[str, tuple[Any, ...]]]
+) -> None:
+    expected: list[str] = []
+    if cli_settings.database_url.startswith("postgresql"):
+        libpq = cli_settings.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+        with psycopg.connect(libpq, autocommit=True) as admin:
+            row = admin.execute("SELECT current_database(), current_setting('autovacuum')").fetchone()
+            assert row is not None
+            admin.execute(f'ALTER DATABASE "{row[0]}" SET track_counts = off')
+        expected = ["autovacuum and track_counts"] if row[1] == "off" else ["track_counts"]
+    result = upgraded_cli("serve")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert [line.split("PostgreSQL runs with ")[1].split(" off,")[0] for line in warnings] == expected
+    assert all("VACUUM ANALYZE" in line for line in warnings)
+    assert len(served) == 1, "a warning, not a refusal: serving goes on"
 
 
 @pytest.mark.parametrize(

@@ -129,6 +129,35 @@ def test_sqlite_pragmas(sqlite_url: str) -> None:
         db.dispose()
 
 
+def test_sqlite_has_no_vacuum_settings_to_report(sqlite_url: str) -> None:
+    db = Database(sqlite_url)
+    try:
+        assert db.vacuum_settings_off() == []
+    finally:
+        db.dispose()
+
+
+@pytest.mark.postgres
+def test_vacuum_settings_off_names_what_the_server_has_off(pg_url: str) -> None:
+    libpq = pg_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(libpq, autocommit=True) as admin:
+        server_autovacuum = admin.execute("SHOW autovacuum").fetchone()
+        database = admin.execute("SELECT current_database()").fetchone()
+        assert server_autovacuum is not None and database is not None
+        # autovacuum is the server's alone; track_counts a superuser may turn off for one database.
+        admin.execute(f'ALTER DATABASE "{database[0]}" SET track_counts = off')
+    autovacuum_off = ["autovacuum"] if server_autovacuum[0] == "off" else []
+    db = Database(pg_url)
+    try:
+        assert db.vacuum_settings_off() == [*autovacuum_off, "track_counts"]
+        with psycopg.connect(libpq, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{database[0]}" RESET track_counts')
+        db.dispose()  # pooled connections keep the setting they started with
+        assert db.vacuum_settings_off() == autovacuum_off
+    finally:
+        db.dispose()
+
+
 def test_unreachable_postgres_is_unavailable() -> None:
     db = Database("postgresql+psycopg://postgres@127.0.0.1:1/nowhere?connect_timeout=2")
     try:
