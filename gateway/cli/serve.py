@@ -17,6 +17,7 @@ from sqlalchemy import select
 from gateway import directory
 from gateway.cli import ui
 from gateway.config import Settings
+from gateway.errors import Unavailable
 from gateway.store.database import Database, SingleNodeOnly, single_node
 from gateway.store.models import Agency
 
@@ -67,14 +68,16 @@ def _warn_if_never_vacuumed(settings: Settings) -> None:
     db = Database(settings.database_url)
     try:
         off = db.vacuum_settings_off()
+    except Unavailable:
+        return  # the database was just reached; if it has gone since, the workers will say so
     finally:
         db.dispose()
     if off:
         click.echo(
             f"warning: PostgreSQL runs with {' and '.join(off)} off, so it never vacuums or analyses the "
             "gateway's tables by itself: the queue's rows are updated on every fetch and acknowledgement, "
-            "and receiving slows down as dead rows pile up. Turn it on in postgresql.conf, or run "
-            "VACUUM ANALYZE on the gateway's database every night.",
+            f"and receiving slows down as dead rows pile up. Turn {'them' if len(off) > 1 else 'it'} on in "
+            "postgresql.conf, or run VACUUM ANALYZE on the gateway's database every night.",
             err=True,
         )
 

@@ -7,6 +7,7 @@ import stat
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -99,6 +100,14 @@ def test_serve_warns_when_postgresql_will_not_vacuum_the_gateways_tables(
     assert [line.split("PostgreSQL runs with ")[1].split(" off,")[0] for line in warnings] == expected
     assert all("VACUUM ANALYZE" in line for line in warnings)
     assert len(served) == 1, "a warning, not a refusal: serving goes on"
+
+
+def test_the_vacuum_warning_never_stops_serve_when_the_database_is_gone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gone = "postgresql+psycopg://postgres@127.0.0.1:1/nowhere?connect_timeout=2"
+    serve_module._warn_if_never_vacuumed(Settings(data_dir=tmp_path, database_url=gone))
+    assert capsys.readouterr().err == ""
 
 
 @pytest.mark.parametrize(
