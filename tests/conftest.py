@@ -14,19 +14,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from sqlalchemy import URL, make_url
+from sqlalchemy import make_url
+from support.postgres import libpq_dsn
 
 from gateway.store.blobs import BlobStore
 from gateway.store.database import Database
 
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 PG_SKIP_REASON = "PostgreSQL not reachable at {host}:{port} (set GATEWAY_TEST_PG_URL)"
-
-
-def _libpq_dsn(sqlalchemy_url: URL, database: str) -> str:
-    """The same server as ``sqlalchemy_url`` in libpq form, pointed at ``database``."""
-    url = sqlalchemy_url.set(drivername="postgresql", database=database)
-    return url.render_as_string(hide_password=False)
 
 
 @pytest.fixture
@@ -41,7 +36,7 @@ def pg_url() -> Iterator[str]:
     base = make_url(os.environ.get("GATEWAY_TEST_PG_URL") or DEFAULT_PG_URL)
     if base.drivername == "postgresql":
         base = base.set(drivername="postgresql+psycopg")  # psycopg 3 is the driver we ship with
-    maintenance = _libpq_dsn(base, "postgres")
+    maintenance = libpq_dsn(base, "postgres")
     name = f"gw_test_{uuid.uuid4().hex[:12]}"
     try:
         admin = psycopg.connect(maintenance, autocommit=True, connect_timeout=3)

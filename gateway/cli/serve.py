@@ -45,11 +45,13 @@ def serve(
         except SingleNodeOnly as refusal:
             click.echo(f"error: {refusal}", err=True)  # one line whatever its length (rich would fold paths)
             raise click.exceptions.Exit(1) from None
-        if demo:
-            _prepare_demo(settings, host, port)
-        else:
-            ui.open_database(settings).dispose()
-        _warn_if_never_vacuumed(settings)
+        db = ui.open_database(settings, require_schema=not demo)
+        try:
+            if demo:
+                _prepare_demo(db, settings, host, port)
+            _warn_if_never_vacuumed(db)
+        finally:
+            db.dispose()
         if with_relay:
             from gateway.cli.federation import check_relay_settings, spawn_relay
 
@@ -63,15 +65,12 @@ def serve(
             _serve_development(settings, host, port)
 
 
-def _warn_if_never_vacuumed(settings: Settings) -> None:
+def _warn_if_never_vacuumed(db: Database) -> None:
     """One line on stderr when PostgreSQL will not vacuum the gateway's tables by itself; serving goes on."""
-    db = Database(settings.database_url)
     try:
         off = db.vacuum_settings_off()
     except Unavailable:
         return  # the database was just reached; if it has gone since, the workers will say so
-    finally:
-        db.dispose()
     if off:
         click.echo(
             f"warning: PostgreSQL runs with {' and '.join(off)} off, so it never vacuums or analyses the "
@@ -93,9 +92,8 @@ def _exit_on_sigterm(_signum: int, _frame: Any) -> None:
     raise SystemExit(0)
 
 
-def _prepare_demo(settings: Settings, host: str, port: int) -> None:
+def _prepare_demo(db: Database, settings: Settings, host: str, port: int) -> None:
     """Make a fresh install usable at once: schema, directory, and secrets for three agencies."""
-    db = ui.open_database(settings, require_schema=False)
     db.upgrade()
     credentials_path = settings.data_dir / DEMO_CREDENTIALS_FILE
     known: dict[str, str] = {}
@@ -117,7 +115,6 @@ def _prepare_demo(settings: Settings, host: str, port: int) -> None:
             if secret is None or not any(secret_matches(secret, c.secret_hash) for c in live):
                 secret = directory.issue_credential(session, code, at)
             entries.append({"agency": code, "name": agency.name, "secret": secret})
-    db.dispose()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(credentials_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as output:

@@ -7,13 +7,13 @@ import stat
 import subprocess
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from click.testing import Result
 from sqlalchemy import func, select
+from support.postgres import libpq_dsn
 
 from gateway import directory
 from gateway.cli import serve as serve_module
@@ -88,8 +88,7 @@ def test_serve_warns_when_postgresql_will_not_vacuum_the_gateways_tables(
 ) -> None:
     expected: list[str] = []
     if cli_settings.database_url.startswith("postgresql"):
-        libpq = cli_settings.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
-        with psycopg.connect(libpq, autocommit=True) as admin:
+        with psycopg.connect(libpq_dsn(cli_settings.database_url), autocommit=True) as admin:
             row = admin.execute("SELECT current_database(), current_setting('autovacuum')").fetchone()
             assert row is not None
             admin.execute(f'ALTER DATABASE "{row[0]}" SET track_counts = off')
@@ -102,11 +101,13 @@ def test_serve_warns_when_postgresql_will_not_vacuum_the_gateways_tables(
     assert len(served) == 1, "a warning, not a refusal: serving goes on"
 
 
-def test_the_vacuum_warning_never_stops_serve_when_the_database_is_gone(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_the_vacuum_warning_never_stops_serve_when_the_database_is_gone(capsys: pytest.CaptureFixture[str]) -> None:
     gone = "postgresql+psycopg://postgres@127.0.0.1:1/nowhere?connect_timeout=2"
-    serve_module._warn_if_never_vacuumed(Settings(data_dir=tmp_path, database_url=gone))
+    db = Database(gone)
+    try:
+        serve_module._warn_if_never_vacuumed(db)
+    finally:
+        db.dispose()
     assert capsys.readouterr().err == ""
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 from reliability.reliability_support import GatewayProcess
-from sqlalchemy import make_url
+from support.postgres import libpq_dsn
 
 from gateway.server import BodyDeadline, BodyTooSlow, _DeadlineInput, _gevent_guard
 
@@ -98,7 +98,7 @@ def _in_patched_worker(body: str) -> list[str]:
 
 def test_psycopg_imported_before_patching_waits_cooperatively(pg_url: str) -> None:
     """A 1 s query must let the ticker run: one request's query does not stop the worker's others."""
-    dsn = make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    dsn = libpq_dsn(pg_url)
     printed = _in_patched_worker(
         f"""
         with psycopg.connect({dsn!r}) as conn:

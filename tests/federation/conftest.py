@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from harness import HA, HB, NATIONAL, Network, build_network, start_network
 from sqlalchemy import make_url
+from support.postgres import libpq_dsn
 
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -51,7 +52,7 @@ def database_urls(backend: str, tmp_path: Path) -> Iterator[dict[str, str]]:
     base = make_url(os.environ.get("GATEWAY_TEST_PG_URL") or DEFAULT_PG_URL)
     if base.drivername == "postgresql":
         base = base.set(drivername="postgresql+psycopg")
-    maintenance = base.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    maintenance = libpq_dsn(base, "postgres")
     try:
         admin = psycopg.connect(maintenance, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError:

@@ -16,6 +16,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import bindparam, func, insert, literal_column, select, text, update
 from sqlalchemy.exc import IntegrityError, StatementError
 from store.conftest import T0
+from support.postgres import libpq_dsn
 from support.statements import counting
 
 from gateway.errors import Unavailable
@@ -139,7 +140,7 @@ def test_sqlite_has_no_vacuum_settings_to_report(sqlite_url: str) -> None:
 
 @pytest.mark.postgres
 def test_vacuum_settings_off_names_what_the_server_has_off(pg_url: str) -> None:
-    libpq = pg_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    libpq = libpq_dsn(pg_url)
     with psycopg.connect(libpq, autocommit=True) as admin:
         server_autovacuum = admin.execute("SHOW autovacuum").fetchone()
         database = admin.execute("SELECT current_database()").fetchone()
