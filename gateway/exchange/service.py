@@ -463,6 +463,7 @@ class ExchangeService:
         )
         local = federation.served_here(self.settings, recipients)
         codes = tuple(code for _, code, _ in recipients)
+        last_write = original is None and len(local) == len(recipients)
         detail = {
             "edxml_document_id": edxml_id,
             "sha256": sha256,
@@ -482,9 +483,12 @@ class ExchangeService:
             ],
             [audit.Record(caller.code, "send", document_id, detail)],
             now,
+            # The common send writes nothing more: its COMMIT can go with these statements.
+            commit=last_write,
         )
-        # Federation hook: recipients served by another instance go to the relay outbox.
-        federation.route_document(session, self.settings, document_id, caller.code, recipients, sha256, size, now)
+        if not last_write:
+            # Federation hook: recipients served by another instance go to the relay outbox.
+            federation.route_document(session, self.settings, document_id, caller.code, recipients, sha256, size, now)
         if original is not None:
             if message.business.doc_type == 1:
                 original.recalled_at = now

@@ -12,7 +12,8 @@ before reading it, so concurrent appends queue up until the appending transactio
 late in a transaction as practical); on SQLite ``BEGIN IMMEDIATE`` already serialises writers. On
 PostgreSQL one statement does the whole append (``gateway_audit_append``, migrations 0007 and 0010:
 lock, head, hash, insert); the gateway hands it each entry's canonical record and checks the hashes it
-returns. From that statement to the end of its transaction the connection holds the worker
+returns, and a single entry's function checks its hash before it writes (migration 0011), so a send's
+COMMIT can go in the same round trip. From that statement to the end of its transaction the connection holds the worker
 (gateway/store/blocking.py), so the lock is released as soon as the database answers; the function's
 ``lock_timeout`` (:data:`APPEND_LOCK_WAIT_MS`) keeps that from ever freezing a worker.
 """
@@ -29,7 +30,7 @@ from typing import Any
 from sqlalchemy import Text, bindparam, insert, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import Insert
+from sqlalchemy.sql import Insert, TextClause
 
 from gateway.store import blocking
 from gateway.store.database import SQLITE_BUSY_SECONDS, Database
@@ -88,6 +89,12 @@ _APPEND = text(
 )
 """PostgreSQL: lock the chain, read its head, hash and insert the entries, in one round trip (migration 0010)."""
 
+_APPEND_ONE = text(
+    "SELECT entry_id, entry_prev_hash, entry_hash FROM gateway_audit_append(:key, :lock_wait_ms, :at, :actor, "
+    ":action, :document_id, :detail, :record, :genesis_probe)"
+).bindparams(bindparam("at", type_=UTCDateTime()))
+"""PostgreSQL: :data:`_APPEND` for one entry, its fields as scalars, its hash checked first (migration 0011)."""
+
 
 @dataclass(frozen=True)
 class Record:
@@ -127,7 +134,7 @@ def append_many(session: Session, records: Sequence[Record], at: datetime) -> li
     prepared = _Prepared.of(records, at)
     if session.get_bind().dialect.name == "postgresql":
         blocking.hold_worker(session)
-        rows = prepared.checked(session.execute(_APPEND, prepared.params()).all())
+        rows = prepared.checked(session.execute(*prepared.call()).all())
     else:
         rows = prepared.after(session.execute(_HEAD).first())
         session.execute(_INSERT_ENTRIES, rows)
@@ -140,27 +147,37 @@ def insert_then_append(
     inserts: Sequence[tuple[Insert, Sequence[Mapping[str, Any]]]],
     records: Sequence[Record],
     at: datetime,
+    *,
+    commit: bool = False,
 ) -> None:
     """INSERTs, then :func:`append_many`: on PostgreSQL all in one round trip (:meth:`Database.pipeline`).
 
     A send writes its rows and its entry and nothing else in the common case: with the append in the
-    INSERTs' pipeline, the next round trip is the COMMIT. The chain's lock is taken after the rows'
-    INSERTs, as when the append follows them on its own. On SQLite the statements of
+    INSERTs' pipeline, the next round trip is the COMMIT, and with ``commit=True`` the COMMIT goes in
+    the same one (``Database.pipeline(commit=True)``: nothing may be written in the transaction
+    afterwards). That is safe because the one entry's function checks its hash before it writes
+    (migration 0011); several entries are checked here first, and their COMMIT follows on its own.
+    The chain's lock is taken after the rows' INSERTs, as when the append follows them on its own, and
+    a pipelined COMMIT releases it a round trip sooner. On SQLite the statements of
     :func:`append_many` run through the driver instead of the session, and the entries' JSON is
     built before the first statement: everything from that one on runs while every other writer
     waits for the write lock. PostgreSQL's hashes are checked as in :func:`append_many`; the entries
     are not returned: no caller reads them, and building them cost more than writing them.
     """
     if not records:
-        db.pipeline(session, inserts)
+        db.pipeline(session, inserts, commit=commit)
         return
     prepared = _Prepared.of(records, at)
     if db.dialect_name != "postgresql":
         (head,) = db.pipeline(session, inserts, [(_HEAD, {})])
-        db.pipeline(session, [(_INSERT_ENTRIES, prepared.after(head[0] if head else None))])
+        db.pipeline(session, [(_INSERT_ENTRIES, prepared.after(head[0] if head else None))], commit=commit)
         return
     blocking.hold_worker(session)
-    prepared.checked(db.pipeline(session, inserts, [(_APPEND, prepared.params())])[0])
+    statement, params = prepared.call()
+    checked_first = statement is _APPEND_ONE
+    prepared.checked(db.pipeline(session, inserts, [(statement, params)], commit=commit and checked_first)[0])
+    if commit and not checked_first:
+        db.pipeline(session, commit=True)
 
 
 @dataclass
@@ -202,17 +219,29 @@ class _Prepared:
         ]
         return cls(records, at, details, texts)
 
-    def params(self) -> dict[str, Any]:
-        """The parameters of ``_APPEND`` (PostgreSQL)."""
-        return {
-            "key": AUDIT_LOCK_KEY,
-            "lock_wait_ms": APPEND_LOCK_WAIT_MS,
-            "at": self.at,
-            "actors": [record.actor for record in self.records],
-            "actions": [record.action for record in self.records],
-            "document_ids": [record.document_id for record in self.records],
-            "details": self.details,
-            "records": self.texts,
+    def call(self) -> tuple[TextClause, dict[str, Any]]:
+        """PostgreSQL: the append and its parameters, :data:`_APPEND_ONE` for one entry, :data:`_APPEND` for more.
+
+        One entry's ``genesis_probe`` is its hash after :data:`GENESIS_HASH` as computed here: the
+        function refuses the entry when its own hash of the same differs (migration 0011).
+        """
+        common = {"key": AUDIT_LOCK_KEY, "lock_wait_ms": APPEND_LOCK_WAIT_MS, "at": self.at}
+        if len(self.records) != 1:
+            return _APPEND, common | {
+                "actors": [record.actor for record in self.records],
+                "actions": [record.action for record in self.records],
+                "document_ids": [record.document_id for record in self.records],
+                "details": self.details,
+                "records": self.texts,
+            }
+        (record,), (detail,), (record_text,) = self.records, self.details, self.texts
+        return _APPEND_ONE, common | {
+            "actor": record.actor,
+            "action": record.action,
+            "document_id": record.document_id,
+            "detail": detail,
+            "record": record_text,
+            "genesis_probe": _chained(GENESIS_HASH, record_text),
         }
 
     def after(self, head: Sequence[Any] | None) -> list[dict[str, Any]]:

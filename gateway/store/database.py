@@ -79,6 +79,7 @@ class Database:
             **({_READONLY: _AUTOCOMMIT} if self.dialect_name == "sqlite" else {"isolation_level": "AUTOCOMMIT"})
         )
         self._driver_statements: dict[tuple[int, tuple[str, ...]], tuple[_Compilable, _DriverStatement]] = {}
+        event.listen(self.engine, "before_cursor_execute", _refuse_after_commit)
         dbapi = self.engine.dialect.loaded_dbapi
         self._driver_unavailable: tuple[type[BaseException], ...] = (dbapi.OperationalError, dbapi.InterfaceError)
 
@@ -110,6 +111,7 @@ class Database:
                         yield session
                 finally:
                     blocking.release(session)
+                    _reopen(session)
         except _UNAVAILABLE_ERRORS as error:
             log.warning("database unavailable: %s", error)
             raise Unavailable(UNAVAILABLE_MESSAGE) from error
@@ -206,6 +208,8 @@ class Database:
         session: Session,
         inserts: Sequence[tuple[Insert, Sequence[Mapping[str, Any]]]] = (),
         then: Sequence[tuple[_Compilable, Mapping[str, Any]]] = (),
+        *,
+        commit: bool = False,
     ) -> list[list[tuple[Any, ...]]]:
         """Run plain INSERTs, then statements whose rows are returned, in ``session``'s transaction.
 
@@ -224,6 +228,14 @@ class Database:
         refused statement raises what SQLAlchemy would raise (IntegrityError…), once the pipeline
         is synchronised, and nothing after it runs; a lost connection gives :class:`Unavailable`
         through :meth:`transaction`. ``before_cursor_execute`` listeners see every statement.
+
+        ``commit=True`` ends the transaction with these statements: on PostgreSQL its COMMIT goes in
+        the same pipeline, a round trip sooner than :meth:`transaction` would send it (if a statement
+        is refused, the COMMIT is not run and nothing is written). It is for a caller whose checks
+        are all in the statements themselves (the audit chain's, migration 0011) and that has
+        nothing left to write: from then on, until :meth:`transaction` ends, any statement on the
+        session's connection raises ``RuntimeError`` (the ORM's flush included), on SQLite too,
+        whose COMMIT is still :meth:`transaction`'s.
         """
         connection = session.connection()
         driver: Any = connection.connection.driver_connection
@@ -236,7 +248,8 @@ class Database:
             returning = self._driver_statement(statement)
             then_sql, then_values = returning.bound(params)
             batches.append((then_sql, [then_values], returning))
-        pipeline = driver.pipeline() if self.dialect_name == "postgresql" else nullcontext()
+        postgresql = self.dialect_name == "postgresql"
+        pipeline = driver.pipeline() if postgresql else nullcontext()
         cursors: list[tuple[Any, _DriverStatement]] = []
         try:
             with ExitStack() as open_cursors:
@@ -256,7 +269,15 @@ class Database:
                             cursor.executemany(sql, values)
                         else:
                             cursor.execute(sql, values[0])
-                return [returns.converted(cursor.fetchall()) for cursor, returns in cursors]
+                    if commit and postgresql:
+                        cursor = open_cursors.enter_context(closing(driver.cursor()))
+                        if self.engine.dispatch.before_cursor_execute:
+                            self.engine.dispatch.before_cursor_execute(connection, cursor, "COMMIT", (), None, False)
+                        cursor.execute("COMMIT")
+                results = [returns.converted(cursor.fetchall()) for cursor, returns in cursors]
+            if commit:
+                _close(session, connection)
+            return results
         except self.engine.dialect.loaded_dbapi.Error as error:
             if isinstance(error, self._driver_unavailable):
                 connection.invalidate()
@@ -391,6 +412,32 @@ class _DriverStatement:
         if positions is not None:
             return tuple(given[name] for name in positions)
         return given
+
+
+_COMMITTED = "gateway.committed"
+"""Key, in a connection's ``info``, of a transaction :meth:`Database.pipeline` has committed."""
+
+
+def _close(session: Session, connection: Connection) -> None:
+    """Refuse statements on ``connection`` until ``session``'s transaction ends (``pipeline(commit=True)``)."""
+    connection.info[_COMMITTED] = True
+    session.info[_COMMITTED] = connection.info
+
+
+def _reopen(session: Session) -> None:
+    """Undo :func:`_close` once the transaction has ended (the connection goes back to the pool)."""
+    info = session.info.pop(_COMMITTED, None)
+    if info is not None:
+        info.pop(_COMMITTED, None)
+
+
+def _refuse_after_commit(connection: Connection | None, *_args: Any) -> None:
+    """``before_cursor_execute``: a statement after ``pipeline(commit=True)`` would run outside its transaction."""
+    if connection is not None and connection.info.get(_COMMITTED):
+        raise RuntimeError(
+            "a statement after the transaction was committed with its pipeline (Database.pipeline(commit=True)) "
+            "would run in a transaction of its own; write it in the pipeline, or do not commit there"
+        )
 
 
 _READONLY = "gateway_readonly"

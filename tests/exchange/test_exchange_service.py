@@ -154,13 +154,25 @@ def test_a_send_costs_six_statements_on_postgresql_and_seven_on_sqlite(service, 
 
 
 @pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
-def test_a_send_on_postgresql_is_four_round_trips_then_three(service) -> None:
-    """Authentication and the addressee read, then one pipeline (BEGIN, the three INSERTs and the audit
-    append), then the COMMIT (which no statement listener sees); three once the worker knows the
-    addressees."""
+def test_a_send_on_postgresql_is_three_round_trips_then_two(service, monkeypatch) -> None:
+    """Authentication and the addressee read, then one pipeline: BEGIN, the three INSERTs, the audit
+    append and the COMMIT (migration 0011 checks the entry's hash before it writes it). The session's
+    own commit then finds the transaction ended and sends nothing. Two round trips once the worker
+    knows the addressees."""
+    psycopg = pytest.importorskip("psycopg")
+    commits: list[object] = []
+    driver_commit = psycopg.Connection.commit
+
+    def commit(connection: object) -> None:
+        commits.append(connection.pgconn.transaction_status)  # type: ignore[attr-defined]
+        driver_commit(connection)
+
+    monkeypatch.setattr(psycopg.Connection, "commit", commit)
     for number, lookup in ((1, [False]), (2, [])):
+        commits.clear()
         with pipelined(service.db.engine) as executed:
             sender = service.authenticate(SENDER, f"s-{SENDER}")
             service.send_document(sender, stage(service, letter(document_id=f"doc-{number}")))
-        assert [in_pipeline for _, in_pipeline in executed] == [False, *lookup, True, True, True, True], executed
-        assert "gateway_audit_append" in executed[-1][0], executed[-1]
+        assert [in_pipeline for _, in_pipeline in executed] == [False, *lookup, True, True, True, True, True], executed
+        assert "gateway_audit_append" in executed[-2][0] and executed[-1][0] == "COMMIT", executed[-2:]
+        assert commits == [psycopg.pq.TransactionStatus.IDLE], commits

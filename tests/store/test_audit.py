@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from gateway.store import audit, evidence
 from gateway.store.blobs import BlobStore
@@ -79,6 +80,27 @@ def test_entries_written_with_rows_chain_on_and_take_the_next_ids(database: Data
     assert [row.action for row in rows] == ["send", "send", "ack", "ack", "ack", "send"]
     assert [row.id for row in rows[2:5]] == [before[-1].id + 1, before[-1].id + 2, before[-1].id + 3]
     assert rows[2].prev_hash == before[-1].hash and after[0].prev_hash == rows[4].hash
+
+
+@pytest.mark.parametrize("entries", [1, 3])
+def test_an_append_committed_with_its_pipeline_ends_the_transaction(database: Database, entries: int) -> None:
+    """insert_then_append(commit=True), a send's: on PostgreSQL the COMMIT goes with the statements (one
+    entry) or right after the hashes are checked (several). Either way the transaction is over, so a
+    later statement in it raises instead of running in a transaction of its own; on PostgreSQL what
+    the pipeline wrote is committed by then, on SQLite it is rolled back with the error. The pooled
+    connection is ordinary again in the next transaction."""
+    postgresql = database.dialect_name == "postgresql"
+    records = [audit.Record("000.00.02.H01", "send", f"doc-{i}", {"n": i}) for i in range(entries)]
+    with pytest.raises(RuntimeError, match="committed with its pipeline"), database.transaction() as session:
+        audit.insert_then_append(database, session, [], records, T0, commit=True)
+        session.execute(text("SELECT 1"))
+    with database.transaction() as session:
+        assert audit.verify(session) == audit.VerifyResult(ok=True, checked=entries if postgresql else 0)
+    with database.transaction() as session:
+        audit.insert_then_append(database, session, [], records, T0, commit=True)
+    _append_many(database, 1)
+    with database.transaction() as session:
+        assert audit.verify(session) == audit.VerifyResult(ok=True, checked=(2 if postgresql else 1) * entries + 1)
 
 
 def test_empty_chain_verifies(database: Database) -> None:
@@ -172,6 +194,31 @@ def test_a_database_that_chains_differently_writes_nothing(pg_url: str) -> None:
     with pg_database.transaction() as session:
         assert audit.verify(session) == audit.VerifyResult(ok=True, checked=2)
     _append_many(pg_database, 1)  # the shipped function is back: the transaction rolled back whole
+    pg_database.dispose()
+
+
+@pytest.mark.postgres
+def test_one_entry_committed_with_its_pipeline_is_checked_before_it_is_written(pg_url: str) -> None:
+    """Migration 0011: the gateway passes the entry's hash after the genesis hash as it computes it; the
+    function computes the same with the chain's expression and refuses the entry when they differ, so
+    a COMMIT sent in the same pipeline never runs after an entry the gateway would not have accepted."""
+    pg_database = Database(pg_url)
+    pg_database.upgrade()
+    _append_many(pg_database, 2)
+    swapped = (
+        "CREATE OR REPLACE FUNCTION gateway_audit_hash(prev_hash text, record text) RETURNS varchar "
+        "LANGUAGE sql IMMUTABLE STRICT AS $$ SELECT encode(sha256(convert_to(record || prev_hash, 'UTF8')), 'hex') $$"
+    )
+    record = audit.Record("000.00.01.H01", "send", "doc-x", {"n": 9, "note": "Văn bản đi"})
+    with pytest.raises(DBAPIError, match="hashes audit entries differently"), pg_database.transaction() as session:
+        session.execute(text(swapped))  # rolled back with the append, like everything else here
+        audit.insert_then_append(pg_database, session, [], [record], T0, commit=True)
+    with pg_database.transaction() as session:
+        assert audit.verify(session) == audit.VerifyResult(ok=True, checked=2)
+    with pg_database.transaction() as session:
+        audit.insert_then_append(pg_database, session, [], [record], T0, commit=True)
+    with pg_database.transaction() as session:
+        assert audit.verify(session) == audit.VerifyResult(ok=True, checked=3)
     pg_database.dispose()
 
 
