@@ -12,9 +12,11 @@ import json
 import math
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from types import ModuleType
@@ -161,6 +163,45 @@ def test_a_run_cut_short_keeps_and_prints_what_it_measured(
     assert "the run stopped early" in capsys.readouterr().err
     assert rounds[0] == rounds[1] and not rounds[0].exists(), "round 1's scratch went when round 1 ended"
     assert not scratch.exists()
+
+
+def test_a_round_that_could_fill_the_disk_is_not_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A full disk stops a PostgreSQL server on it: before each backend-round the bench compares the
+    free space with what a round took so far in this run (an estimate before the first), and stops
+    with what was measured rather than start one that would leave under SPACE_LEFT."""
+    bench = _bench_module()
+    make_scratch = tempfile.mkdtemp
+    monkeypatch.setattr(bench.tempfile, "mkdtemp", lambda prefix: make_scratch(prefix=prefix, dir=tmp_path))
+    gb = 10**9
+    free = [bench.SPACE_LEFT + 12 * gb]
+    monkeypatch.setattr(bench.shutil, "disk_usage", lambda path: shutil_usage(free[0]))
+    ran: list[str] = []
+
+    def backend(name: str, templates: object, options: object, round_scratch: Path) -> dict[str, object]:
+        ran.append(name)
+        free[0] -= 5 * gb  # what this round stored
+        return {"backend": name, "errors": 0}
+
+    monkeypatch.setattr(bench, "bench_backend", backend)
+    monkeypatch.setattr(bench, "print_report", lambda report: None)
+    left = f"{(bench.SPACE_LEFT + 2 * gb) / 1e9:.1f} GB free"
+    with pytest.raises(SystemExit, match=rf"not starting sqlite \(round 2 of 2\): {re.escape(left)} .* about 5\.0 GB"):
+        bench.main(["--quick", "--backends", "sqlite,postgresql", "--rounds", "2"])
+    assert ran == ["sqlite", "postgresql"]
+    assert "the run stopped early" in capsys.readouterr().err
+
+    free[0] = bench.SPACE_LEFT + gb  # under the first estimate: 800 documents per phase second, 2 s phases
+    ran.clear()
+    with pytest.raises(SystemExit, match=r"not starting sqlite \(round 1 of 1\): .* about 2\.\d GB"):
+        bench.main(["--quick", "--backends", "sqlite"])
+    assert ran == []
+
+
+def shutil_usage(free: int) -> object:
+    """What ``shutil.disk_usage`` answers, with only ``free`` meaningful."""
+    return shutil._ntuple_diskusage(total=2 * free, used=free, free=free)  # type: ignore[attr-defined]
 
 
 def _answering(answer: bytes, piece: int) -> tuple[socket.socket, threading.Thread]:

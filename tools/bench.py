@@ -36,7 +36,9 @@ directory (and a fresh PostgreSQL database), then:
 
 Clients and server share the machine's cores (as does anything else running), so the bench
 reports the CPU the clients used and the CPU used by processes it did not start ("foreign"), to
-show how much the figures are disturbed.
+show how much the figures are disturbed. A round at the default duration stores about 16 GB
+(removed when the round ends); a round that could leave less than :data:`SPACE_LEFT` free on the
+scratch directory's filesystem is not started (a full disk stops a PostgreSQL server on it).
 
     .venv/bin/python tools/bench.py                       # both backends, 20 s phases
     .venv/bin/python tools/bench.py --rounds 3            # the same three times, with each backend's ratios
@@ -98,6 +100,16 @@ PLACEHOLDER = "BENCH-0000000000"
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 ATTACHMENT_BYTES = 1_000_000
 SEND_TARGET = 0.9
+SPACE_LEFT = 4 * 1024**3
+"""Free bytes a backend-round must leave on the scratch directory's filesystem, by its estimate.
+
+A round stores thousands of documents (about 16 GB at 20 s phases here), and PostgreSQL often shares
+that filesystem: when it fills, the server stops ("No space left on device") for everyone using it.
+So a round that might fill it is not started (:class:`SpaceGuard`)."""
+DOCUMENTS_PER_PHASE_SECOND = 800
+"""First estimate of the documents a backend-round stores per second of ``--duration`` (sends, the
+queues filled for receiving, the ceiling): 16 GB of 1.35 MB documents at 20 s phases is about 600.
+Once a round has run, what it took is used instead."""
 """Sends/s against the ceiling, median of three rounds (issue 13: a send can cost less than the ceiling)."""
 CEILING_STEPS = ("parse", "validate", "write+fsync", "insert+commit", "document")
 OPERATIONS = ("sendDocument", "getPendingDocuments", "getDocument", "confirmReceived", "fetch+ack")
@@ -884,6 +896,40 @@ def _phase_meta(phase: PhaseResult) -> dict[str, Any]:
     }
 
 
+class SpaceGuard:
+    """Refuse to start a backend-round that could fill the scratch directory's filesystem.
+
+    Before a round it compares the free space with what a round takes: the largest drop in free space
+    a round of this run has caused so far, or, before the first, an estimate from ``--duration`` and
+    the document's size. It raises ``SystemExit`` with what to do; the figures measured so far are
+    still printed (and are in ``--json``).
+    """
+
+    def __init__(self, scratch: Path, duration: float, document_bytes: int) -> None:
+        self.scratch = scratch
+        self.need = int(DOCUMENTS_PER_PHASE_SECOND * duration * document_bytes)
+        self._measured = False
+        self._free_before = 0
+
+    def free(self) -> int:
+        return shutil.disk_usage(self.scratch).free
+
+    def before_round(self, label: str) -> None:
+        self._free_before = free = self.free()
+        if free - self.need < SPACE_LEFT:
+            raise SystemExit(
+                f"not starting {label}: {free / 1e9:.1f} GB free on the filesystem of {self.scratch}, and a "
+                f"round takes about {self.need / 1e9:.1f} GB of it; at least {SPACE_LEFT / 1024**3:.0f} GiB "
+                "must be left (a full disk stops a PostgreSQL server on it). Free some space, or run shorter "
+                "phases (--duration)."
+            )
+
+    def after_round(self) -> None:
+        """Called while the round's files still exist: their space is what the next round needs."""
+        self.need = max(self.need if self._measured else 0, self._free_before - self.free())
+        self._measured = True
+
+
 def bench_backend(backend: str, templates: list[Template], options: Options, scratch: Path) -> dict[str, Any]:
     """Run warm-up, fetch+ack, sends, the ceiling and polls for one backend; return its figures."""
     pg_admin = pg_name = None
@@ -1256,14 +1302,17 @@ def main(argv: list[str] | None = None) -> int:
         "backends": [],
     }
     scratch = Path(tempfile.mkdtemp(prefix="edxml-bench-"))
+    space = SpaceGuard(scratch, options.duration, len(sample.edxml))
     try:
         for round_number in range(1, args.rounds + 1):
             round_scratch = scratch / f"round-{round_number}"
             round_scratch.mkdir()
             for backend in backends:
-                progress = f"benchmarking {backend} (round {round_number} of {args.rounds}) ..."
-                print(progress, file=sys.stderr, flush=True)
+                progress = f"{backend} (round {round_number} of {args.rounds})"
+                space.before_round(progress)
+                print(f"benchmarking {progress} ...", file=sys.stderr, flush=True)
                 result = bench_backend(backend, templates, options, round_scratch)
+                space.after_round()
                 report["backends"].append({"round": round_number, **result})
                 if args.json:
                     _write_json(args.json, report)
