@@ -102,7 +102,10 @@ def test_a_send_that_fails_mid_transaction_changes_nothing(
     written = exchange_service.audit.insert_then_append
 
     def fails_once_written(*args: object, **kwargs: object) -> None:
-        written(*args, **kwargs)
+        # A send commits with these statements on PostgreSQL (commit=True), so nothing of its own can
+        # fail in between; a failure of the statements themselves is the next test's. Here they are
+        # written without their COMMIT, and the transaction fails right after them.
+        written(*args, **{**kwargs, "commit": False})
         raise RuntimeError("disk full while writing the audit entry")
 
     # The document, recipient and queue rows and the audit entry are in the transaction when it fails.
@@ -118,5 +121,33 @@ def test_a_send_that_fails_mid_transaction_changes_nothing(
     status, receipt = call(live_gateway, "sendDocument", payload)
     assert status == 200
     assert receipt.findtext(f".//{{{NS}}}duplicate") == "false", "the failed send left no document behind"
+    assert store_rows(live_gateway)[:3] == (rows[0] + 1, rows[1] + 1, rows[2] + 1)
+    assert stored_blobs(live_gateway) == blobs + 1, "the retry stored the file under the same name, once"
+
+
+@pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+def test_a_send_whose_audit_entry_the_database_refuses_changes_nothing(
+    live_gateway: LiveGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL a send's COMMIT goes in the pipeline with its rows and its audit entry: when the
+    database refuses the entry (here, a hash check that fails, migration 0011), the COMMIT is never
+    run and nothing of the send is stored."""
+    document = official_letter(VPCP, [NGHE_AN])
+    payload = f"<g:document>{base64.b64encode(document).decode()}</g:document>"
+    rows, blobs = store_rows(live_gateway), stored_blobs(live_gateway)
+    call_of = exchange_service.audit._Prepared.call
+
+    def wrong_probe(prepared: object) -> tuple[object, dict[str, object]]:
+        statement, params = call_of(prepared)  # type: ignore[arg-type]
+        return statement, {**params, "genesis_probe": "0" * 64}
+
+    monkeypatch.setattr(exchange_service.audit._Prepared, "call", wrong_probe)
+    internal_fault(*call(live_gateway, "sendDocument", payload))
+    assert store_rows(live_gateway) == rows, "the pipeline's COMMIT did not run"
+
+    monkeypatch.undo()
+    status, receipt = call(live_gateway, "sendDocument", payload)
+    assert status == 200
+    assert receipt.findtext(f".//{{{NS}}}duplicate") == "false", "the refused send left no document behind"
     assert store_rows(live_gateway)[:3] == (rows[0] + 1, rows[1] + 1, rows[2] + 1)
     assert stored_blobs(live_gateway) == blobs + 1, "the retry stored the file under the same name, once"
