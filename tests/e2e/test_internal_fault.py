@@ -118,11 +118,7 @@ def test_a_send_that_fails_mid_transaction_changes_nothing(
     assert status == 200 and pending.find(f".//{{{NS}}}PendingItem") is None, "nothing was queued"
 
     monkeypatch.undo()
-    status, receipt = call(live_gateway, "sendDocument", payload)
-    assert status == 200
-    assert receipt.findtext(f".//{{{NS}}}duplicate") == "false", "the failed send left no document behind"
-    assert store_rows(live_gateway)[:3] == (rows[0] + 1, rows[1] + 1, rows[2] + 1)
-    assert stored_blobs(live_gateway) == blobs + 1, "the retry stored the file under the same name, once"
+    retry_stores_once(live_gateway, payload, rows, blobs)
 
 
 @pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
@@ -146,8 +142,14 @@ def test_a_send_whose_audit_entry_the_database_refuses_changes_nothing(
     assert store_rows(live_gateway) == rows, "the pipeline's COMMIT did not run"
 
     monkeypatch.undo()
-    status, receipt = call(live_gateway, "sendDocument", payload)
+    retry_stores_once(live_gateway, payload, rows, blobs)
+
+
+def retry_stores_once(gateway: LiveGateway, payload: str, rows: tuple[int, ...], blobs: int) -> None:
+    """The same send again, once the failure is gone: a new document (the failed one left none behind),
+    its rows once, and its file once under the name the failed attempt may already have stored."""
+    status, receipt = call(gateway, "sendDocument", payload)
     assert status == 200
-    assert receipt.findtext(f".//{{{NS}}}duplicate") == "false", "the refused send left no document behind"
-    assert store_rows(live_gateway)[:3] == (rows[0] + 1, rows[1] + 1, rows[2] + 1)
-    assert stored_blobs(live_gateway) == blobs + 1, "the retry stored the file under the same name, once"
+    assert receipt.findtext(f".//{{{NS}}}duplicate") == "false", "the failed send left no document behind"
+    assert store_rows(gateway)[:3] == (rows[0] + 1, rows[1] + 1, rows[2] + 1)
+    assert stored_blobs(gateway) == blobs + 1, "the retry stored the file under the same name, once"

@@ -24,6 +24,10 @@ the overloads apart by their arguments, so nodes not yet upgraded keep calling t
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
 from gateway.store.ddl import on_postgresql
 
 revision: str = "0011_audit_append_one"
@@ -38,33 +42,23 @@ LANGUAGE sql IMMUTABLE STRICT AS $$
 $$
 """
 
-_CHAIN = """
-CREATE OR REPLACE FUNCTION gateway_audit_append(
-    lock_key bigint, entry_at timestamptz, actors text[], actions text[], document_ids text[],
-    details text[], records text[]
-) RETURNS TABLE (entry_id integer, entry_prev_hash varchar, entry_hash varchar)
-LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-    head varchar;
-    i integer;
-BEGIN
-    PERFORM pg_advisory_xact_lock(lock_key);
-    head := coalesce((SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1), repeat('0', 64));
-    FOR i IN 1 .. coalesce(array_length(records, 1), 0) LOOP
-        entry_prev_hash := head;
-        entry_hash := {hash};
-        INSERT INTO audit_log (at, actor, action, document_id, detail, prev_hash, hash)
-        VALUES (entry_at, actors[i], actions[i], document_ids[i], details[i], head, entry_hash)
-        RETURNING id INTO entry_id;
-        head := entry_hash;
-        RETURN NEXT;
-    END LOOP;
-END
-$$
-"""
-"""Migration 0007's function, with its hash expression as ``{hash}``."""
-CHAIN_0007 = _CHAIN.format(hash="gateway_audit_hash(head, records[i])")
+
+def _migration_0007() -> ModuleType:
+    """Migration 0007's module (its file name is not an identifier, so it is loaded by path)."""
+    spec = importlib.util.spec_from_file_location("migration_0007", Path(__file__).with_name("0007_audit_append.py"))
+    if spec is None or spec.loader is None:
+        raise ImportError("migration 0007 is missing beside migration 0011")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+HASH_0007 = "encode(sha256(convert_to(head || records[i], 'UTF8')), 'hex')"
+FUNCTION_0007: str = _migration_0007().FUNCTION
+CHAIN_0007 = FUNCTION_0007.replace(HASH_0007, "gateway_audit_hash(head, records[i])")
 """Migration 0007's function with its hash expression moved into ``gateway_audit_hash``."""
+if CHAIN_0007 == FUNCTION_0007:
+    raise ImportError("migration 0007's hash expression is not the one migration 0011 moves into gateway_audit_hash")
 
 SIGNATURE = "bigint, integer, timestamptz, text, text, text, text, text, varchar"
 FUNCTION = """
@@ -94,6 +88,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     on_postgresql(
         f"DROP FUNCTION IF EXISTS gateway_audit_append({SIGNATURE})",
-        _CHAIN.format(hash="encode(sha256(convert_to(head || records[i], 'UTF8')), 'hex')"),
+        FUNCTION_0007,
         "DROP FUNCTION IF EXISTS gateway_audit_hash(text, text)",
     )
