@@ -100,6 +100,7 @@ PLACEHOLDER = "BENCH-0000000000"
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 ATTACHMENT_BYTES = 1_000_000
 SEND_TARGET = 0.9
+"""Sends/s against the ceiling, median of three rounds (issue 13: a send can cost less than the ceiling)."""
 SPACE_LEFT = 4 * 1024**3
 """Free bytes a backend-round must leave on the scratch directory's filesystem, by its estimate.
 
@@ -110,7 +111,6 @@ DOCUMENTS_PER_PHASE_SECOND = 800
 """First estimate of the documents a backend-round stores per second of ``--duration`` (sends, the
 queues filled for receiving, the ceiling): 16 GB of 1.35 MB documents at 20 s phases is about 600.
 Once a round has run, what it took is used instead."""
-"""Sends/s against the ceiling, median of three rounds (issue 13: a send can cost less than the ceiling)."""
 CEILING_STEPS = ("parse", "validate", "write+fsync", "insert+commit", "document")
 OPERATIONS = ("sendDocument", "getPendingDocuments", "getDocument", "confirmReceived", "fetch+ack")
 RECEIVE_OPERATIONS = (
@@ -907,9 +907,14 @@ class SpaceGuard:
 
     def __init__(self, scratch: Path, duration: float, document_bytes: int) -> None:
         self.scratch = scratch
-        self.need = int(DOCUMENTS_PER_PHASE_SECOND * duration * document_bytes)
-        self._measured = False
+        self.estimate = int(DOCUMENTS_PER_PHASE_SECOND * duration * document_bytes)
+        self.largest = 0
+        """The most free space a round of this run has taken (0 before the first)."""
         self._free_before = 0
+
+    @property
+    def need(self) -> int:
+        return self.largest or self.estimate
 
     def free(self) -> int:
         return shutil.disk_usage(self.scratch).free
@@ -926,8 +931,7 @@ class SpaceGuard:
 
     def after_round(self) -> None:
         """Called while the round's files still exist: their space is what the next round needs."""
-        self.need = max(self.need if self._measured else 0, self._free_before - self.free())
-        self._measured = True
+        self.largest = max(self.largest, self._free_before - self.free())
 
 
 def bench_backend(backend: str, templates: list[Template], options: Options, scratch: Path) -> dict[str, Any]:

@@ -184,8 +184,7 @@ class Database:
                 connection.autocommit = True
             cursor = connection.cursor()
             try:
-                if self.engine.dispatch.before_cursor_execute:
-                    self.engine.dispatch.before_cursor_execute(None, cursor, sql, values, None, False)
+                self.engine.dispatch.before_cursor_execute(None, cursor, sql, values, None, False)
                 cursor.execute(sql, values)
                 rows = prepared.converted(cursor.fetchall())
             finally:
@@ -261,18 +260,16 @@ class Database:
                             cursor = open_cursors.enter_context(closing(driver.cursor()))
                             cursors.append((cursor, returns))
                         many = len(values) > 1
-                        if self.engine.dispatch.before_cursor_execute:
-                            self.engine.dispatch.before_cursor_execute(
-                                connection, cursor, sql, values if many else values[0], None, many
-                            )
+                        self.engine.dispatch.before_cursor_execute(
+                            connection, cursor, sql, values if many else values[0], None, many
+                        )
                         if many:
                             cursor.executemany(sql, values)
                         else:
                             cursor.execute(sql, values[0])
                     if commit and postgresql:
                         cursor = open_cursors.enter_context(closing(driver.cursor()))
-                        if self.engine.dispatch.before_cursor_execute:
-                            self.engine.dispatch.before_cursor_execute(connection, cursor, "COMMIT", (), None, False)
+                        self.engine.dispatch.before_cursor_execute(connection, cursor, "COMMIT", (), None, False)
                         cursor.execute("COMMIT")
                 results = [returns.converted(cursor.fetchall()) for cursor, returns in cursors]
             if commit:
