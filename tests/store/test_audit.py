@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from importlib import import_module
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError
 
 from gateway.store import audit, evidence
 from gateway.store.blobs import BlobStore
-from gateway.store.database import MIGRATIONS_DIR, Database
+from gateway.store.database import Database
 from gateway.store.models import Agency, AuditEntry, Document
 
 MakeAgency = Callable[..., Agency]
@@ -180,11 +180,7 @@ def test_a_database_that_chains_differently_writes_nothing(pg_url: str) -> None:
     pg_database = Database(pg_url)
     pg_database.upgrade()
     _append_many(pg_database, 2)
-    path = MIGRATIONS_DIR / "versions" / "0007_audit_append.py"
-    spec = importlib.util.spec_from_file_location("migration_0007", path)
-    assert spec is not None and spec.loader is not None
-    migration = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(migration)
+    migration = import_module("gateway.store.migrations.versions.0007_audit_append")
     swapped = migration.FUNCTION.replace("head || records[i]", "records[i] || head")
     assert swapped != migration.FUNCTION
     refused = r"chained audit entry \d+ differently; nothing was written"
@@ -195,6 +191,19 @@ def test_a_database_that_chains_differently_writes_nothing(pg_url: str) -> None:
         assert audit.verify(session) == audit.VerifyResult(ok=True, checked=2)
     _append_many(pg_database, 1)  # the shipped function is back: the transaction rolled back whole
     pg_database.dispose()
+
+
+def test_migration_0011_moves_0007s_hash_expression_or_refuses() -> None:
+    """0007's function calls gateway_audit_hash after 0011, and only its hash expression changed; a
+    function text without that expression is refused rather than left with a second hash definition."""
+    migration = import_module("gateway.store.migrations.versions.0011_audit_append_one")
+    assert migration.HASH_0007 in migration.FUNCTION_0007
+    assert migration.CHAIN_0007.replace("gateway_audit_hash(head, records[i])", migration.HASH_0007) == (
+        migration.FUNCTION_0007
+    )
+    assert migration.HASH_0007 not in migration.CHAIN_0007
+    with pytest.raises(ValueError, match="not the one migration 0011 moves"):
+        migration.moved_hash(migration.FUNCTION_0007.replace("head || records[i]", "records[i] || head"))
 
 
 @pytest.mark.postgres

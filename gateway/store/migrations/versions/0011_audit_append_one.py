@@ -24,9 +24,7 @@ the overloads apart by their arguments, so nodes not yet upgraded keep calling t
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-from types import ModuleType
+from importlib import import_module
 
 from gateway.store.ddl import on_postgresql
 
@@ -42,23 +40,23 @@ LANGUAGE sql IMMUTABLE STRICT AS $$
 $$
 """
 
-
-def _migration_0007() -> ModuleType:
-    """Migration 0007's module (its file name is not an identifier, so it is loaded by path)."""
-    spec = importlib.util.spec_from_file_location("migration_0007", Path(__file__).with_name("0007_audit_append.py"))
-    if spec is None or spec.loader is None:
-        raise ImportError("migration 0007 is missing beside migration 0011")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 HASH_0007 = "encode(sha256(convert_to(head || records[i], 'UTF8')), 'hex')"
-FUNCTION_0007: str = _migration_0007().FUNCTION
-CHAIN_0007 = FUNCTION_0007.replace(HASH_0007, "gateway_audit_hash(head, records[i])")
+
+
+def moved_hash(function: str) -> str:
+    """``function`` with migration 0007's hash expression replaced by a call of ``gateway_audit_hash``.
+
+    Refuses a text without that expression: an unchanged function would keep its own hash
+    definition beside ``gateway_audit_hash``, and the two could drift apart unnoticed.
+    """
+    if HASH_0007 not in function:
+        raise ValueError("migration 0007's hash expression is not the one migration 0011 moves into gateway_audit_hash")
+    return function.replace(HASH_0007, "gateway_audit_hash(head, records[i])")
+
+
+FUNCTION_0007: str = import_module("gateway.store.migrations.versions.0007_audit_append").FUNCTION
+CHAIN_0007 = moved_hash(FUNCTION_0007)
 """Migration 0007's function with its hash expression moved into ``gateway_audit_hash``."""
-if CHAIN_0007 == FUNCTION_0007:
-    raise ImportError("migration 0007's hash expression is not the one migration 0011 moves into gateway_audit_hash")
 
 SIGNATURE = "bigint, integer, timestamptz, text, text, text, text, text, varchar"
 FUNCTION = """
