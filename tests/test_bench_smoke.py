@@ -94,6 +94,24 @@ def test_quick_bench_on_sqlite_completes_without_errors(
     assert report["machine"]["cpu"] and report["machine"]["cores"]
 
 
+def test_the_layer_bench_measures_every_layer_without_errors() -> None:
+    """tools/bench_layers.py, which docs/performance.md quotes, still runs: every layer printed with
+    one positive figure per measurement (a send that failed raises and exits non-zero)."""
+    run = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "bench_layers.py"), "--sends", "3", "--repeats", "2", "--workers", "2"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    rows = [(line[:24].strip(), line[24:].split()) for line in run.stdout.splitlines()[2:]]
+    labels = ["lxml", "in-process", "http, 1 worker", "wake-ups per send", "http, 2 workers", "wake-ups per send"]
+    assert [label for label, _ in rows] == [*labels, "in-process ÷ lxml"], run.stdout
+    for label, values in rows:
+        assert len(values) == 2 and all(float(v) > 0 for v in values), (label, run.stdout)
+
+
 def _bench_module() -> ModuleType:
     """tools/bench.py as a module (tools/ is not a package; dataclasses need it in sys.modules)."""
     if "edxml_bench" not in sys.modules:
