@@ -110,7 +110,9 @@ def over_http(template: bench.Template, scratch: Path, workers: int, sends: int)
         caller = bench.SoapCaller(gateway.port, result)
 
         def send(n: int) -> None:
-            caller.call("sendDocument", (_send_body(template, secret, n),))
+            answer = caller.call("sendDocument", (_send_body(template, secret, n),))
+            if answer is not None and not bench._DOCUMENT_ID.search(answer):
+                result.fail(f"sendDocument {n}: no documentId in {bytes(answer[:300])!r}")
 
         def worker_cpu() -> float:
             return sum(p.cpu_times().user + p.cpu_times().system for p in processes)
