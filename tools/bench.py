@@ -323,6 +323,20 @@ def _cpu_seconds() -> float:
     return times.user + times.system
 
 
+def send_envelope_parts(secret: str) -> tuple[bytes, bytes]:
+    """The sender's ``sendDocument`` request before and after the document's base64 text."""
+    head, tail = envelope_parts(SENDER, secret, "sendDocument")
+    return head + b"<gw:document>", b"</gw:document>" + tail
+
+
+def send_document(caller: SoapCaller, around: tuple[bytes, bytes], template: Template, n: int) -> None:
+    """Send document ``n`` in ``around`` (:func:`send_envelope_parts`); an answer without a documentId is an error."""
+    head, tail = around
+    data = caller.call("sendDocument", (head, *template.document_b64_parts(n), tail))
+    if data is not None and not _DOCUMENT_ID.search(data):
+        caller.result.fail(f"sendDocument: no documentId in {bytes(data[:300])!r}")
+
+
 def _send_client(
     port: int, secret: str, template: Template, first: int, *, start_at: float, stop_at: float, out: Queue
 ) -> None:
@@ -330,14 +344,11 @@ def _send_client(
     result = ClientResult()
     caller = SoapCaller(port, result)
     cpu = _cpu_seconds()
-    head, tail = envelope_parts(SENDER, secret, "sendDocument")
-    head, tail = head + b"<gw:document>", b"</gw:document>" + tail
+    around = send_envelope_parts(secret)
     n = first
     time.sleep(max(0.0, start_at - time.monotonic()))
     while time.monotonic() < stop_at:
-        data = caller.call("sendDocument", (head, *template.document_b64_parts(n), tail))
-        if data is not None and not _DOCUMENT_ID.search(data):
-            result.fail(f"sendDocument: no documentId in {bytes(data[:300])!r}")
+        send_document(caller, around, template, n)
         n += 1
     result.cpu_seconds = _cpu_seconds() - cpu
     out.put(result)

@@ -33,22 +33,12 @@ from lxml import etree
 from gateway.config import Settings
 
 
-def _cpu() -> float:
-    times = os.times()
-    return times.user + times.system
-
-
 def _per_call(call: Callable[[int], None], first: int, count: int) -> float:
     """CPU milliseconds of this process per call of ``call(n)`` for ``count`` numbers from ``first``."""
-    before = _cpu()
+    before = bench._cpu_seconds()
     for n in range(first, first + count):
         call(n)
-    return (_cpu() - before) / count * 1000
-
-
-def _send_body(template: bench.Template, secret: str, n: int) -> bytes:
-    head, tail = bench.envelope_parts(bench.SENDER, secret, "sendDocument")
-    return b"".join((head, b"<gw:document>", *template.document_b64_parts(n), b"</gw:document>", tail))
+    return (bench._cpu_seconds() - before) / count * 1000
 
 
 def lxml_and_in_process(template: bench.Template, scratch: Path, sends: int, repeats: int) -> dict[str, list[float]]:
@@ -63,8 +53,10 @@ def lxml_and_in_process(template: bench.Template, scratch: Path, sends: int, rep
         if not schema.validate(etree.fromstring(template.document(n), parser)):
             raise RuntimeError(f"document {n} is invalid: {schema.error_log}")
 
+    head, tail = bench.send_envelope_parts(secret)
+
     def send(n: int) -> None:
-        body = _send_body(template, secret, n)
+        body = b"".join((head, *template.document_b64_parts(n), tail))  # as a client joins it: counted here
         environ: dict[str, Any] = {
             "REQUEST_METHOD": "POST",
             "PATH_INFO": "/soap",
@@ -108,24 +100,17 @@ def over_http(template: bench.Template, scratch: Path, workers: int, sends: int)
         processes = gateway.worker_processes()
         result = bench.ClientResult()
         caller = bench.SoapCaller(gateway.port, result)
-
-        def send(n: int) -> None:
-            answer = caller.call("sendDocument", (_send_body(template, secret, n),))
-            if answer is not None and not bench._DOCUMENT_ID.search(answer):
-                result.fail(f"sendDocument {n}: no documentId in {bytes(answer[:300])!r}")
-
-        def worker_cpu() -> float:
-            return sum(p.cpu_times().user + p.cpu_times().system for p in processes)
+        around = bench.send_envelope_parts(secret)
 
         def wake_ups() -> int:
             return sum(p.num_ctx_switches().voluntary for p in processes)
 
         for n in range(1, 21):
-            send(n)
-        cpu, woken = worker_cpu(), wake_ups()
+            bench.send_document(caller, around, template, n)
+        cpu, woken = bench._tree_cpu(processes), wake_ups()
         for n in range(1_000, 1_000 + sends):
-            send(n)
-        cpu, woken = worker_cpu() - cpu, wake_ups() - woken
+            bench.send_document(caller, around, template, n)
+        cpu, woken = bench._tree_cpu(processes) - cpu, wake_ups() - woken
         if result.errors:
             raise RuntimeError(f"{result.errors} sends failed: {result.error_samples[:3]}")
         return cpu / sends * 1000, woken / sends
