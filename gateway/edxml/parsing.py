@@ -353,11 +353,11 @@ def parse(source: Input, limits: Limits = EDXML_LIMITS) -> ParsedEdxml:
     """Parse edXML from a file or bytes; never loads DTDs or entities, never holds attachment text.
 
     A plain document (the common case: see :class:`_Survey`) is surveyed by expat, which checks it
-    against every bound, and its header is then built by libxml2, 0.3 ms less per send than building
-    it through expat's callbacks (docs/performance.md, "The header built by libxml2"). Anything else,
-    and every document the survey or libxml2 would refuse, goes through :class:`_TreeBuilder`, whose
-    refusals are the ones a sender sees. ``limits`` exists for tests that measure how cost grows
-    past the production bounds.
+    against every bound, and its header is then built by libxml2: 0.11-0.13 ms less per document
+    than building it through expat's callbacks (docs/performance.md, "The header built by
+    libxml2"). Anything else, and every document the survey or libxml2 would refuse, goes through
+    :class:`_TreeBuilder`, whose refusals are the ones a sender sees. ``limits`` exists for tests
+    that measure how cost grows past the production bounds.
     """
     rules = _DIALECT if limits is EDXML_LIMITS else dialect(limits)
     return _built_by_libxml2(source, rules) or _built_by_expat(source, rules)
