@@ -22,7 +22,7 @@ column a clerk can look up.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -36,7 +36,7 @@ from gateway.errors import MalformedEdxml
 from gateway.safexml import CHUNK, EDXML_LIMITS, Base64Text, Buffer, Limits
 
 ENCODED_CONTENT = "ContentTransferEncoded"
-_ENCODED_SUFFIX = "}" + ENCODED_CONTENT
+_ENCODED_NAME = " " + ENCODED_CONTENT
 
 EncodedContent = Base64Text
 """What streaming learnt about one ``ContentTransferEncoded``: decoded size, or why it is not base64."""
@@ -86,6 +86,21 @@ class _Open:
         """Counted here because ``len()`` of an lxml element walks its children: quadratic with many."""
 
 
+def _is_attachment(expat_name: str) -> bool:
+    """Whether expat's ``"uri local"`` name is a ``ContentTransferEncoded``, in any namespace or none."""
+    return expat_name.endswith(_ENCODED_NAME) or expat_name == ENCODED_CONTENT
+
+
+def _expat_reader(
+    rules: safexml.Dialect, after_feed: Callable[[memoryview, int, int], None] | None = None
+) -> tuple[Any, safexml.PayloadFeeder, safexml.Guard]:
+    """The hardened expat parser, the feeder that lets attachment text bypass it, and the guard of
+    every bound: what both builds read a document with."""
+    parser = safexml.create_parser(rules)
+    feeder = safexml.PayloadFeeder(parser, rules, ENCODED_CONTENT.encode("ascii"), after_feed)
+    return parser, feeder, safexml.Guard(rules, feeder.line)
+
+
 class _TreeBuilder:
     """Expat callbacks that build the lxml tree, keeping line numbers for error messages.
 
@@ -117,7 +132,7 @@ class _TreeBuilder:
             raise MalformedEdxml(f"The edXML is not acceptable XML: line {line}: {exc}.") from None
         element.sourceline = line  # type: ignore[misc]  # read-write in lxml; types-lxml stubs it read-only
         encoded = None
-        if tag.endswith(_ENCODED_SUFFIX) or tag == ENCODED_CONTENT:
+        if _is_attachment(name):
             encoded = self.contents[element] = EncodedContent(line=line)
         self._feeder.awaiting = encoded
         self._stack.append(_Open(element, encoded))
@@ -191,8 +206,6 @@ def _clark(expat_name: str) -> str:
 
 
 _KNOWN_URIS = frozenset(PREFIXES.values())
-_ENCODED_NAME = " " + ENCODED_CONTENT
-"""An attachment element's name as expat reports it (``"uri local"``) in any namespace."""
 
 
 class _NotPlain(Exception):
@@ -212,12 +225,11 @@ class _Survey:
     every bound. Other text is judged after the build (:meth:`tree`).
     """
 
-    __slots__ = ("_feeder", "_guard", "_parser", "_room", "lines", "markup", "open", "payloads")
+    __slots__ = ("_guard", "_parser", "_room", "feeder", "lines", "markup", "open", "payloads")
 
-    def __init__(self, parser: Any, rules: safexml.Dialect) -> None:
+    def __init__(self, rules: safexml.Dialect) -> None:
+        parser, self.feeder, self._guard = _expat_reader(rules, self.keep)
         self._parser = parser
-        self._feeder = safexml.PayloadFeeder(parser, rules, ENCODED_CONTENT.encode("ascii"), self.keep)
-        self._guard = safexml.Guard(rules, self._feeder.line)
         self._room = rules.limits.text
         self.markup = bytearray()
         self.lines: list[int] = []
@@ -227,10 +239,6 @@ class _Survey:
         parser.StartElementHandler = self.start
         parser.EndElementHandler = self.end
         parser.StartNamespaceDeclHandler = self.namespace
-
-    @property
-    def feeder(self) -> safexml.PayloadFeeder:
-        return self._feeder
 
     def keep(self, view: memoryview, start: int, end: int) -> None:
         if len(self.markup) + end - start > self._room:
@@ -245,16 +253,16 @@ class _Survey:
         self._guard.start(name, attrs)
         if self.open is not None or not name.isascii() or (attrs and not all(key.isascii() for key in attrs)):
             raise _NotPlain
-        line = self._feeder.line()
+        line = self.feeder.line()
         encoded = None
-        if name.endswith(_ENCODED_NAME) or name == ENCODED_CONTENT:
+        if _is_attachment(name):
             encoded = self.open = self.payloads[len(self.lines)] = EncodedContent(line=line)
             self._parser.CharacterDataHandler = encoded.feed
-        self._feeder.awaiting = encoded
+        self.feeder.awaiting = encoded
         self.lines.append(line)
 
     def end(self, _name: str) -> None:
-        self._feeder.awaiting = None
+        self.feeder.awaiting = None
         self._guard.end()
         if self.open is not None:
             self.open.finish()
@@ -316,7 +324,7 @@ def _libxml2_parser() -> etree.XMLParser:
 
 def _built_by_libxml2(source: Input, rules: safexml.Dialect) -> ParsedEdxml | None:
     """The tree of a plain document, built by libxml2 after expat's survey; None for the builder to do."""
-    survey = _Survey(safexml.create_parser(rules), rules)
+    survey = _Survey(rules)
     try:
         _feed_all(source, rules, survey.feeder)
     except (MalformedEdxml, _NotPlain):
@@ -365,9 +373,8 @@ def parse(source: Input, limits: Limits = EDXML_LIMITS) -> ParsedEdxml:
 
 def _built_by_expat(source: Input, rules: safexml.Dialect) -> ParsedEdxml:
     """The tree built element by element from expat's callbacks, each bound checked before lxml builds."""
-    parser = safexml.create_parser(rules)
-    feeder = safexml.PayloadFeeder(parser, rules, ENCODED_CONTENT.encode("ascii"))
-    builder = _TreeBuilder(feeder, safexml.Guard(rules, feeder.line))
+    parser, feeder, guard = _expat_reader(rules)
+    builder = _TreeBuilder(feeder, guard)
     parser.StartElementHandler = builder.start
     parser.EndElementHandler = builder.end
     parser.CharacterDataHandler = builder.data
