@@ -95,7 +95,7 @@ _LIVE_CREDENTIALS = (
 )
 _INSERT_DOCUMENT = insert(table_of(Document))
 _INSERT_RECIPIENTS = insert(table_of(Recipient))
-"""A send's own rows go in with its audit entry (``audit.insert_then_append``): one round trip on PostgreSQL."""
+"""A send's own rows go in with its audit entry (``audit.write_alone``): one statement on PostgreSQL."""
 _OF_SENDER = (Document.sender_id == bindparam("sender_id"), Document.edxml_document_id == bindparam("edxml_id"))
 _SENT_DOCUMENT = select(Document.id, Document.signer, Document.blob_sha256, Document.created_at).where(*_OF_SENDER)
 _SENT_DOCUMENT_ID = select(Document.id).where(*_OF_SENDER)
@@ -367,11 +367,7 @@ class ExchangeService:
         original_id = self._superseded_document(caller, message)
         sha256, size = staged.commit()
         try:
-            with self.db.transaction() as session:
-                original = session.get_one(Document, original_id) if original_id else None
-                return self._store_document(
-                    session, caller, message, edxml_id, sha256, size, recipients, original, signer
-                )
+            return self._store_document(caller, message, edxml_id, sha256, size, recipients, original_id, signer)
         except IntegrityError:
             # A send with the same (sender, DocumentId) committed first: a concurrent one, or an
             # earlier one when the addressees came from this worker's copy. The staged document
@@ -438,16 +434,20 @@ class ExchangeService:
 
     def _store_document(
         self,
-        session: Session,
         caller: Caller,
         message: DocumentMessage,
         edxml_id: str,
         sha256: str,
         size: int,
         recipients: Sequence[Addressee],
-        original: Document | None,
+        original_id: str | None,
         signer: str | None,
     ) -> SendReceipt:
+        """Write the document's rows, its local recipients' queue items and its audit entry, in one transaction.
+
+        The common send (no earlier document to take back, every recipient served here) writes
+        nothing else: its writes go as one statement on PostgreSQL (``audit.write_alone``).
+        """
         now = self.clock()
         document_id = str(uuid.uuid4())
         row = document_row(
@@ -459,41 +459,44 @@ class ExchangeService:
             size=size,
             signer=signer,
             now=now,
-            supersedes_id=original.id if original else None,
+            supersedes_id=original_id,
         )
         local = federation.served_here(self.settings, recipients)
         codes = tuple(code for _, code, _ in recipients)
-        last_write = original is None and len(local) == len(recipients)
         detail = {
             "edxml_document_id": edxml_id,
             "sha256": sha256,
             "size": size,
             "recipients": list(codes),
             "business_type": message.business.doc_type,
-            "supersedes": original.id if original else None,
+            "supersedes": original_id,
             "signer": signer,
         }
-        audit.insert_then_append(
-            self.db,
-            session,
-            [
-                (_INSERT_DOCUMENT, [row]),
-                (_INSERT_RECIPIENTS, [{"document_id": document_id, "agency_id": a} for a, _, _ in recipients]),
-                (queue.INSERT_ITEMS, queue.item_rows(local, queue.KIND_DOCUMENT, document_id, now)),
-            ],
-            [audit.Record(caller.code, "send", document_id, detail)],
-            now,
-            # The common send writes nothing more: its COMMIT can go with these statements.
-            commit=last_write,
-        )
-        if not last_write:
-            # Federation hook: recipients served by another instance go to the relay outbox.
-            federation.route_document(session, self.settings, document_id, caller.code, recipients, sha256, size, now)
-        if original is not None:
-            if message.business.doc_type == 1:
-                original.recalled_at = now
-            self.statuses.take_back(session, original, {agency_id for agency_id, _, _ in recipients}, now, notice=None)
-        return SendReceipt(document_id, edxml_id, codes, duplicate=False, signer=signer)
+        inserts = [
+            (_INSERT_DOCUMENT, [row]),
+            (_INSERT_RECIPIENTS, [{"document_id": document_id, "agency_id": a} for a, _, _ in recipients]),
+            (queue.INSERT_ITEMS, queue.item_rows(local, queue.KIND_DOCUMENT, document_id, now)),
+        ]
+        record = audit.Record(caller.code, "send", document_id, detail)
+        receipt = SendReceipt(document_id, edxml_id, codes, duplicate=False, signer=signer)
+        if original_id is None and len(local) == len(recipients):
+            audit.write_alone(self.db, inserts, record, now)
+            return receipt
+        with self.db.transaction() as session:
+            original = session.get_one(Document, original_id) if original_id else None
+            audit.insert_then_append(self.db, session, inserts, [record], now)
+            if len(local) != len(recipients):
+                # Federation hook: recipients served by another instance go to the relay outbox.
+                federation.route_document(
+                    session, self.settings, document_id, caller.code, recipients, sha256, size, now
+                )
+            if original is not None:
+                if message.business.doc_type == 1:
+                    original.recalled_at = now
+                self.statuses.take_back(
+                    session, original, {agency_id for agency_id, _, _ in recipients}, now, notice=None
+                )
+        return receipt
 
     # -- receiving --------------------------------------------------------------------------
 

@@ -12,10 +12,11 @@ before reading it, so concurrent appends queue up until the appending transactio
 late in a transaction as practical); on SQLite ``BEGIN IMMEDIATE`` already serialises writers. On
 PostgreSQL one statement does the whole append (``gateway_audit_append``, migrations 0007 and 0010:
 lock, head, hash, insert); the gateway hands it each entry's canonical record and checks the hashes it
-returns, and a single entry's function checks its hash before it writes (migration 0011), so a send's
-COMMIT can go in the same round trip. From that statement to the end of its transaction the connection holds the worker
-(gateway/store/blocking.py), so the lock is released as soon as the database answers; the function's
-``lock_timeout`` (:data:`APPEND_LOCK_WAIT_MS`) keeps that from ever freezing a worker.
+returns, and a single entry's function checks its hash before it writes (migration 0011), so a send
+can write its rows and its entry as one statement that the server commits on its own
+(:func:`write_alone`). In a longer transaction, from the append to its end the connection holds the
+worker (gateway/store/blocking.py), so the lock is released as soon as the database answers; the
+function's ``lock_timeout`` (:data:`APPEND_LOCK_WAIT_MS`) keeps that from ever freezing a worker.
 """
 
 from __future__ import annotations
@@ -147,37 +148,46 @@ def insert_then_append(
     inserts: Sequence[tuple[Insert, Sequence[Mapping[str, Any]]]],
     records: Sequence[Record],
     at: datetime,
-    *,
-    commit: bool = False,
 ) -> None:
     """INSERTs, then :func:`append_many`: on PostgreSQL all in one round trip (:meth:`Database.pipeline`).
 
-    A send writes its rows and its entry and nothing else in the common case: with the append in the
-    INSERTs' pipeline, the next round trip is the COMMIT, and with ``commit=True`` the COMMIT goes in
-    the same one (``Database.pipeline(commit=True)``: nothing may be written in the transaction
-    afterwards). That is safe because the one entry's function checks its hash before it writes
-    (migration 0011); several entries are checked here first, and their COMMIT follows on its own.
-    The chain's lock is taken after the rows' INSERTs, as when the append follows them on its own, and
-    a pipelined COMMIT releases it a round trip sooner. On SQLite the statements of
-    :func:`append_many` run through the driver instead of the session, and the entries' JSON is
-    built before the first statement: everything from that one on runs while every other writer
-    waits for the write lock. PostgreSQL's hashes are checked as in :func:`append_many`; the entries
-    are not returned: no caller reads them, and building them cost more than writing them.
+    The chain's lock is taken after the rows' INSERTs, as when the append follows them on its own. On
+    SQLite the statements of :func:`append_many` run through the driver instead of the session, and
+    the entries' JSON is built before the first statement: everything from that one on runs while
+    every other writer waits for the write lock. PostgreSQL's hashes are checked as in
+    :func:`append_many`; the entries are not returned: no caller reads them, and building them cost
+    more than writing them.
     """
     if not records:
-        db.pipeline(session, inserts, commit=commit)
+        db.pipeline(session, inserts)
         return
     prepared = _Prepared.of(records, at)
     if db.dialect_name != "postgresql":
         (head,) = db.pipeline(session, inserts, [(_HEAD, {})])
-        db.pipeline(session, [(_INSERT_ENTRIES, prepared.after(head[0] if head else None))], commit=commit)
+        db.pipeline(session, [(_INSERT_ENTRIES, prepared.after(head[0] if head else None))])
         return
     blocking.hold_worker(session)
-    statement, params = prepared.call()
-    checked_first = statement is _APPEND_ONE
-    prepared.checked(db.pipeline(session, inserts, [(statement, params)], commit=commit and checked_first)[0])
-    if commit and not checked_first:
-        db.pipeline(session, commit=True)
+    prepared.checked(db.pipeline(session, inserts, [prepared.call()])[0])
+
+
+def write_alone(
+    db: Database, inserts: Sequence[tuple[Insert, Sequence[Mapping[str, Any]]]], record: Record, at: datetime
+) -> None:
+    """INSERTs and their one entry as a transaction of their own: a send's, when it writes nothing else.
+
+    On PostgreSQL they are one statement (:meth:`Database.write_alone`), committed by the server when
+    it ends: the chain's lock is held while the statement runs and no longer, since no COMMIT waits
+    for the worker to come back. The gateway cannot check the entry's hash before that commit, so
+    the function checks it first: it refuses the entry (and the statement writes nothing) when its
+    hash after the genesis hash differs from the one computed here (migration 0011). The hashes it
+    returns are checked all the same. On SQLite: :func:`insert_then_append` in a transaction.
+    """
+    if db.dialect_name != "postgresql":
+        with db.transaction() as session:
+            insert_then_append(db, session, inserts, [record], at)
+        return
+    prepared = _Prepared.of([record], at)
+    prepared.checked(db.write_alone(inserts, prepared.call()))
 
 
 @dataclass

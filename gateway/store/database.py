@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, closing, contextmanager, nullcontext
@@ -79,9 +80,11 @@ class Database:
             **({_READONLY: _AUTOCOMMIT} if self.dialect_name == "sqlite" else {"isolation_level": "AUTOCOMMIT"})
         )
         self._driver_statements: dict[tuple[int, tuple[str, ...]], tuple[_Compilable, _DriverStatement]] = {}
-        event.listen(self.engine, "before_cursor_execute", _refuse_after_commit)
+        self._with_parts: dict[tuple[int, int], str] = {}
+        """:meth:`write_alone`'s parts, by compiled statement (kept in ``_driver_statements``) and position."""
         dbapi = self.engine.dialect.loaded_dbapi
         self._driver_unavailable: tuple[type[BaseException], ...] = (dbapi.OperationalError, dbapi.InterfaceError)
+        self._driver_error: type[Exception] = dbapi.Error
 
     @property
     def dialect_name(self) -> str:
@@ -111,7 +114,6 @@ class Database:
                         yield session
                 finally:
                     blocking.release(session)
-                    _reopen(session)
         except _UNAVAILABLE_ERRORS as error:
             log.warning("database unavailable: %s", error)
             raise Unavailable(UNAVAILABLE_MESSAGE) from error
@@ -173,6 +175,61 @@ class Database:
         """
         prepared = self._driver_statement(statement)
         sql, values = prepared.bound(params)
+        return self._run_alone(prepared, sql, values)
+
+    def write_alone(
+        self,
+        inserts: Sequence[tuple[Insert, Sequence[Mapping[str, Any]]]],
+        then: tuple[_Compilable, Mapping[str, Any]],
+    ) -> list[tuple[Any, ...]]:
+        """PostgreSQL: plain INSERTs and one statement whose rows are returned, as one statement on its own.
+
+        Each row's INSERT becomes a part of a ``WITH`` around ``then``, run in autocommit as
+        :meth:`read_rows` runs a SELECT: the server commits when the statement ends, so all of it is
+        written or none, in one round trip with no BEGIN, COMMIT or pipeline. A send writes its rows
+        and its audit entry this way (:func:`gateway.store.audit.write_alone`): against the same
+        writes in :meth:`transaction` with :meth:`pipeline` it cost a third of the client's CPU and
+        two thirds of the server's (docs/performance.md, "A send's writes as one statement").
+        Foreign keys are checked when the statement ends, so a row may refer to one an earlier
+        INSERT writes; the parts run on one snapshot, so none reads what another writes. The INSERTs'
+        rules are :meth:`pipeline`'s; a refused statement raises what SQLAlchemy would raise
+        (IntegrityError…), and a lost connection or a lock wait that timed out gives
+        :class:`Unavailable`; either way nothing was written.
+        """
+        if self.dialect_name != "postgresql":
+            raise ValueError("write_alone needs PostgreSQL; on SQLite write in a transaction")
+        parts: list[str] = []
+        values: dict[str, Any] = {}
+        for insert, rows in inserts:
+            if not rows:
+                continue
+            compiled = self._driver_statement(insert, tuple(rows[0]))
+            for row in rows:
+                part, prefix = self._with_part(compiled, len(parts))
+                parts.append(part)
+                values.update((prefix + name, value) for name, value in _named(compiled.bound(row)[1]).items())
+        returning = self._driver_statement(then[0])
+        then_sql, then_values = returning.bound(then[1])
+        named = _named(then_values)
+        if values.keys() & named.keys():
+            raise ValueError("a parameter of the returning statement is named like an INSERT's (_w0_…)")
+        sql = f"WITH {', '.join(parts)} {then_sql}" if parts else then_sql
+        return self._run_alone(returning, sql, values | named)
+
+    def _with_part(self, compiled: _DriverStatement, index: int) -> tuple[str, str]:
+        """``compiled`` as the ``WITH`` part ``_w<index>``, its parameters renamed with that prefix; and the prefix."""
+        key = (id(compiled), index)
+        part = self._with_parts.get(key)
+        prefix = f"_w{index}_"
+        if part is None:
+            if "%%" in compiled.sql:
+                raise ValueError("an INSERT with a literal % cannot be a WITH part here")
+            renamed = _PLACEHOLDER.sub(lambda match: f"%({prefix}{match[1]})s", compiled.sql)
+            part = self._with_parts[key] = f"_w{index} AS ({renamed})"
+        return part, prefix
+
+    def _run_alone(self, prepared: _DriverStatement, sql: str, values: Any) -> list[tuple[Any, ...]]:
+        """Run ``sql`` on a pooled connection in autocommit, straight through the driver; return ``prepared``'s rows."""
         try:
             pooled = self.engine.raw_connection()
         except (*_UNAVAILABLE_ERRORS, *self._driver_unavailable) as error:
@@ -195,6 +252,9 @@ class Database:
             pooled.invalidate()
             log.warning("database unavailable: %s", error)
             raise Unavailable(UNAVAILABLE_MESSAGE) from error
+        except self._driver_error as error:
+            pooled.invalidate()
+            raise exc.DBAPIError.instance(sql, None, error, self._driver_error, dialect=self.engine.dialect) from error
         except BaseException:
             pooled.invalidate()
             raise
@@ -207,8 +267,6 @@ class Database:
         session: Session,
         inserts: Sequence[tuple[Insert, Sequence[Mapping[str, Any]]]] = (),
         then: Sequence[tuple[_Compilable, Mapping[str, Any]]] = (),
-        *,
-        commit: bool = False,
     ) -> list[list[tuple[Any, ...]]]:
         """Run plain INSERTs, then statements whose rows are returned, in ``session``'s transaction.
 
@@ -216,9 +274,10 @@ class Database:
         on PostgreSQL in one psycopg pipeline, with the transaction's BEGIN when it is the first:
         one round trip in all. Through the session each statement cost about 100 us more CPU, and on
         PostgreSQL each is a round trip of its own, during which the worker is descheduled while the
-        server runs (docs/performance.md). A send writes its rows and its audit entry this way
-        (:func:`audit.insert_then_append`), and a fetch leases its item and records the copy's
-        arrival. On SQLite they run one after another after the session's BEGIN IMMEDIATE.
+        server runs (docs/performance.md). A status report writes its rows and its audit entry this
+        way (:func:`audit.insert_then_append`), and a fetch leases its item and records the copy's
+        arrival (a send that writes nothing else uses :meth:`write_alone`). On SQLite they run one
+        after another after the session's BEGIN IMMEDIATE.
         Returns the rows of each ``then`` statement, in order, converted as SQLAlchemy would.
 
         Each statement is compiled once per object and set of columns (keep it in a module
@@ -227,14 +286,6 @@ class Database:
         refused statement raises what SQLAlchemy would raise (IntegrityError…), once the pipeline
         is synchronised, and nothing after it runs; a lost connection gives :class:`Unavailable`
         through :meth:`transaction`. ``before_cursor_execute`` listeners see every statement.
-
-        ``commit=True`` ends the transaction with these statements: on PostgreSQL its COMMIT goes in
-        the same pipeline, a round trip sooner than :meth:`transaction` would send it (if a statement
-        is refused, the COMMIT is not run and nothing is written). It is for a caller whose checks
-        are all in the statements themselves (the audit chain's, migration 0011) and that has
-        nothing left to write: from then on, until :meth:`transaction` ends, any statement on the
-        session's connection raises ``RuntimeError`` (the ORM's flush included), on SQLite too,
-        whose COMMIT is still :meth:`transaction`'s.
         """
         connection = session.connection()
         driver: Any = connection.connection.driver_connection
@@ -267,23 +318,13 @@ class Database:
                             cursor.executemany(sql, values)
                         else:
                             cursor.execute(sql, values[0])
-                    if commit and postgresql:
-                        cursor = open_cursors.enter_context(closing(driver.cursor()))
-                        self.engine.dispatch.before_cursor_execute(connection, cursor, "COMMIT", (), None, False)
-                        cursor.execute("COMMIT")
                 results = [returns.converted(cursor.fetchall()) for cursor, returns in cursors]
-            if commit:
-                _close(session, connection)
             return results
-        except self.engine.dialect.loaded_dbapi.Error as error:
+        except self._driver_error as error:
             if isinstance(error, self._driver_unavailable):
                 connection.invalidate()
             raise exc.DBAPIError.instance(
-                "; ".join(sql for sql, _, _ in batches),
-                None,
-                error,
-                self.engine.dialect.loaded_dbapi.Error,
-                dialect=self.engine.dialect,
+                "; ".join(sql for sql, _, _ in batches), None, error, self._driver_error, dialect=self.engine.dialect
             ) from error
 
     def _driver_statement(self, statement: _Compilable, columns: tuple[str, ...] = ()) -> _DriverStatement:
@@ -340,6 +381,15 @@ _VACUUM_SETTINGS_OFF = text(
 )
 
 _Compilable = Select[*tuple[Any, ...]] | Insert | Update | TextClause
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+"""A named parameter in SQL compiled for psycopg (pyformat)."""
+
+
+def _named(values: dict[str, Any] | tuple[Any, ...]) -> dict[str, Any]:
+    """Parameters compiled for psycopg, which takes them by name (SQLite's, by position, are refused)."""
+    if not isinstance(values, dict):
+        raise TypeError("write_alone needs named parameters (PostgreSQL's driver)")
+    return values
 
 
 @dataclass(frozen=True)
@@ -409,32 +459,6 @@ class _DriverStatement:
         if positions is not None:
             return tuple(given[name] for name in positions)
         return given
-
-
-_COMMITTED = "gateway.committed"
-"""Key, in a connection's ``info``, of a transaction :meth:`Database.pipeline` has committed."""
-
-
-def _close(session: Session, connection: Connection) -> None:
-    """Refuse statements on ``connection`` until ``session``'s transaction ends (``pipeline(commit=True)``)."""
-    connection.info[_COMMITTED] = True
-    session.info[_COMMITTED] = connection.info
-
-
-def _reopen(session: Session) -> None:
-    """Undo :func:`_close` once the transaction has ended (the connection goes back to the pool)."""
-    info = session.info.pop(_COMMITTED, None)
-    if info is not None:
-        info.pop(_COMMITTED, None)
-
-
-def _refuse_after_commit(connection: Connection | None, *_args: Any) -> None:
-    """``before_cursor_execute``: a statement after ``pipeline(commit=True)`` would run outside its transaction."""
-    if connection is not None and connection.info.get(_COMMITTED):
-        raise RuntimeError(
-            "a statement after the transaction was committed with its pipeline (Database.pipeline(commit=True)) "
-            "would run in a transaction of its own; write it in the pipeline, or do not commit there"
-        )
 
 
 _READONLY = "gateway_readonly"

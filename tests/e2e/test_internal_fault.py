@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import logging
 import re
+from datetime import datetime
+from typing import Any
 
 import pytest
 import requests
@@ -16,6 +18,8 @@ from support.live import NGHE_AN, NS, VPCP, LiveGateway, secret_of
 
 from gateway.exchange import service as exchange_service
 from gateway.exchange.service import ExchangeService
+from gateway.store import audit
+from gateway.store.database import Database
 from gateway.store.models import AuditEntry, Delivery, Document, Recipient, StatusEvent
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -101,15 +105,16 @@ def test_a_send_that_fails_mid_transaction_changes_nothing(
 
     written = exchange_service.audit.insert_then_append
 
-    def fails_once_written(*args: object, **kwargs: object) -> None:
-        # A send commits with these statements on PostgreSQL (commit=True), so nothing of its own can
-        # fail in between; a failure of the statements themselves is the next test's. Here they are
-        # written without their COMMIT, and the transaction fails right after them.
-        written(*args, **{**kwargs, "commit": False})
-        raise RuntimeError("disk full while writing the audit entry")
+    def fails_once_written(db: Database, inserts: Any, record: audit.Record, at: datetime) -> None:
+        # A send's writes are one statement on PostgreSQL (audit.write_alone), so nothing of its own can
+        # fail in between; a failure of the statement itself is the next test's. Here they are written
+        # in a transaction, which fails right after them.
+        with db.transaction() as session:
+            written(db, session, inserts, [record], at)
+            raise RuntimeError("disk full while writing the audit entry")
 
     # The document, recipient and queue rows and the audit entry are in the transaction when it fails.
-    monkeypatch.setattr(exchange_service.audit, "insert_then_append", fails_once_written)
+    monkeypatch.setattr(exchange_service.audit, "write_alone", fails_once_written)
     caplog.set_level(logging.INFO, logger="gateway.soap")
     reference = internal_fault(*call(live_gateway, "sendDocument", payload))
     assert isinstance(logged_with(caplog, reference).exc_info[1], RuntimeError)
@@ -125,9 +130,9 @@ def test_a_send_that_fails_mid_transaction_changes_nothing(
 def test_a_send_whose_audit_entry_the_database_refuses_changes_nothing(
     live_gateway: LiveGateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On PostgreSQL a send's COMMIT goes in the pipeline with its rows and its audit entry: when the
-    database refuses the entry (here, a hash check that fails, migration 0011), the COMMIT is never
-    run and nothing of the send is stored."""
+    """On PostgreSQL a send's rows and audit entry are one statement the server commits on its own:
+    when the database refuses the entry (here, a hash check that fails, migration 0011), the
+    statement writes nothing and nothing of the send is stored."""
     document = official_letter(VPCP, [NGHE_AN])
     payload = f"<g:document>{base64.b64encode(document).decode()}</g:document>"
     rows, blobs = store_rows(live_gateway), stored_blobs(live_gateway)
@@ -139,7 +144,7 @@ def test_a_send_whose_audit_entry_the_database_refuses_changes_nothing(
 
     monkeypatch.setattr(exchange_service.audit._Prepared, "call", wrong_probe)
     internal_fault(*call(live_gateway, "sendDocument", payload))
-    assert store_rows(live_gateway) == rows, "the pipeline's COMMIT did not run"
+    assert store_rows(live_gateway) == rows, "the statement wrote nothing"
 
     monkeypatch.undo()
     retry_stores_once(live_gateway, payload, rows, blobs)

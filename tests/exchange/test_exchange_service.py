@@ -133,32 +133,33 @@ def test_credentials_that_do_not_authenticate(service, database, secret, expires
         service.authenticate(SENDER, secret or f"s-{SENDER}")
 
 
-def test_a_send_costs_six_statements_on_postgresql_and_seven_on_sqlite(service, database) -> None:
+def test_a_send_costs_three_statements_on_postgresql_and_seven_on_sqlite(service, database) -> None:
     """The send path's round trips are its main cost on PostgreSQL (README "Performance"); adding one
     should be a decision, not an accident. Authentication, the addressee lookup (which also says
     whether the DocumentId was used), then the document, its recipients, its queue items and the audit
-    entry: on PostgreSQL one call of the append function (migration 0007), on SQLite the head, then
-    the INSERT. A later send to addressees the worker has read, the directory unchanged, skips the
-    lookup."""
+    entry: on PostgreSQL one statement, their INSERTs in a WITH around the call of the append function
+    (``Database.write_alone``); on SQLite the three INSERTs, the head, then the entry's INSERT. A later
+    send to addressees the worker has read, the directory unchanged, skips the lookup."""
     postgresql = database.dialect_name == "postgresql"
     for number, lookup in ((1, True), (2, False)):
         with counting(database.engine) as executed:
             sender = service.authenticate(SENDER, f"s-{SENDER}")
             service.send_document(sender, stage(service, letter(document_id=f"doc-{number}")))
         statements = [s for s in executed if not s.startswith(("BEGIN", "COMMIT"))]  # SQLite's are statements too
-        inserts = [s.removeprefix("INSERT INTO ").split()[0] for s in statements if s.startswith("INSERT")]
+        inserts = [part.split()[0] for s in statements for part in s.split("INSERT INTO ")[1:]]
         assert inserts == ["documents", "recipients", "deliveries"] + ([] if postgresql else ["audit_log"]), executed
         assert ("gateway_audit_append" in statements[-1]) == postgresql, statements[-1]
+        assert statements[-1].startswith("WITH _w0 AS (INSERT INTO documents") == postgresql, statements[-1]
         assert sum("FROM agencies" in s for s in statements) == 1 + lookup, executed
-        assert len(statements) == (6 if postgresql else 7) - (not lookup), executed
+        assert len(statements) == (3 if postgresql else 7) - (not lookup), executed
 
 
 @pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 def test_a_send_on_postgresql_is_three_round_trips_then_two(service, monkeypatch) -> None:
-    """Authentication and the addressee read, then one pipeline: BEGIN, the three INSERTs, the audit
-    append and the COMMIT (migration 0011 checks the entry's hash before it writes it). The session's
-    own commit then finds the transaction ended and sends nothing. Two round trips once the worker
-    knows the addressees."""
+    """Authentication and the addressee read, then one statement in autocommit: the three INSERTs and
+    the audit append (migration 0011 checks the entry's hash before it writes it), committed by the
+    server when it ends. No BEGIN, no pipeline, and the driver's commit is never called. Two round
+    trips once the worker knows the addressees."""
     psycopg = pytest.importorskip("psycopg")
     commits: list[object] = []
     driver_commit = psycopg.Connection.commit
@@ -169,10 +170,11 @@ def test_a_send_on_postgresql_is_three_round_trips_then_two(service, monkeypatch
 
     monkeypatch.setattr(psycopg.Connection, "commit", commit)
     for number, lookup in ((1, [False]), (2, [])):
-        commits.clear()
         with pipelined(service.db.engine) as executed:
             sender = service.authenticate(SENDER, f"s-{SENDER}")
             service.send_document(sender, stage(service, letter(document_id=f"doc-{number}")))
-        assert [in_pipeline for _, in_pipeline in executed] == [False, *lookup, True, True, True, True, True], executed
-        assert "gateway_audit_append" in executed[-2][0] and executed[-1][0] == "COMMIT", executed[-2:]
-        assert commits == [psycopg.pq.TransactionStatus.IDLE], commits
+        assert [in_pipeline for _, in_pipeline in executed] == [False, *lookup, False], executed
+        assert "gateway_audit_append" in executed[-1][0] and executed[-1][0].startswith("WITH "), executed[-1]
+        assert commits == [], commits
+    with service.db.transaction(readonly=True) as session:
+        assert session.scalar(select(func.count()).select_from(Document)) == 2

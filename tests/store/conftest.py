@@ -5,11 +5,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime
+from typing import Any
 
 import pytest
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from gateway.store.models import Agency, Document
+from gateway.store.models import Agency, Document, table_of
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 
@@ -22,6 +24,16 @@ def add_agency(session: Session, code: str) -> Agency:
     session.add(agency)
     session.flush()
     return agency
+
+
+INSERT_AGENCY = insert(table_of(Agency))
+"""For ``Database.pipeline`` and ``Database.write_alone``, with :func:`agency_row`'s rows."""
+
+
+def agency_row(code: str, level: int = 1) -> dict[str, Any]:
+    """An agency as a plain row: every column whose default SQLAlchemy would compute is given."""
+    flags = {"active": True, "require_signature": False, "test_code": False, "sandbox": False, "directory_version": 0}
+    return {"code": code, "name": f"Cơ quan {code}", "level": level, "created_at": T0, **flags}
 
 
 def add_document(

@@ -10,9 +10,11 @@ from importlib import import_module
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from store.conftest import INSERT_AGENCY, agency_row
 
+from gateway.errors import Unavailable
 from gateway.store import audit, evidence
 from gateway.store.blobs import BlobStore
 from gateway.store.database import Database
@@ -82,25 +84,30 @@ def test_entries_written_with_rows_chain_on_and_take_the_next_ids(database: Data
     assert rows[2].prev_hash == before[-1].hash and after[0].prev_hash == rows[4].hash
 
 
-@pytest.mark.parametrize("entries", [1, 3])
-def test_an_append_committed_with_its_pipeline_ends_the_transaction(database: Database, entries: int) -> None:
-    """insert_then_append(commit=True), a send's: on PostgreSQL the COMMIT goes with the statements (one
-    entry) or right after the hashes are checked (several). Either way the transaction is over, so a
-    later statement in it raises instead of running in a transaction of its own; on PostgreSQL what
-    the pipeline wrote is committed by then, on SQLite it is rolled back with the error. The pooled
-    connection is ordinary again in the next transaction."""
-    postgresql = database.dialect_name == "postgresql"
-    records = [audit.Record("000.00.02.H01", "send", f"doc-{i}", {"n": i}) for i in range(entries)]
-    with pytest.raises(RuntimeError, match="committed with its pipeline"), database.transaction() as session:
-        audit.insert_then_append(database, session, [], records, T0, commit=True)
-        session.execute(text("SELECT 1"))
+def _agency_codes(database: Database) -> list[str]:
+    with database.transaction(readonly=True) as session:
+        return list(session.scalars(select(Agency.code).order_by(Agency.code)))
+
+
+def test_rows_written_alone_with_their_entry_chain_on(database: Database) -> None:
+    """write_alone, a send's common case: the rows and the entry are one transaction of their own (on
+    PostgreSQL one statement), chained between the appends before and after. A refused row leaves
+    neither its sibling rows nor the entry, and the chain goes on from where it was."""
+    before = _append_many(database, 2)
+    record = audit.Record("000.00.01.H01", "send", "doc-a", {"n": 1, "note": "Văn bản đi"})
+    rows = [(INSERT_AGENCY, [agency_row("000.00.02.H01"), agency_row("000.00.02.H02")])]
+    audit.write_alone(database, rows, record, T0)
+    refused = [(INSERT_AGENCY, [agency_row("000.00.02.H03")]), (INSERT_AGENCY, [agency_row("000.00.02.H01")])]
+    with pytest.raises(IntegrityError):
+        audit.write_alone(database, refused, audit.Record("000.00.01.H01", "send", "doc-b", {"n": 2}), T0)
+    audit.write_alone(database, [], audit.Record("000.00.01.H01", "send", "doc-c", {"n": 3}), T0)
+    after = _append_many(database, 1)
+    assert _agency_codes(database) == ["000.00.02.H01", "000.00.02.H02"]
     with database.transaction() as session:
-        assert audit.verify(session) == audit.VerifyResult(ok=True, checked=entries if postgresql else 0)
-    with database.transaction() as session:
-        audit.insert_then_append(database, session, [], records, T0, commit=True)
-    _append_many(database, 1)
-    with database.transaction() as session:
-        assert audit.verify(session) == audit.VerifyResult(ok=True, checked=(2 if postgresql else 1) * entries + 1)
+        assert audit.verify(session) == audit.VerifyResult(ok=True, checked=5)
+        chain = session.execute(text("SELECT document_id, prev_hash, hash FROM audit_log ORDER BY id")).all()
+    assert [entry.document_id for entry in chain] == ["doc-0", "doc-1", "doc-a", "doc-c", "doc-0"]
+    assert chain[2].prev_hash == before[-1].hash and after[0].prev_hash == chain[3].hash
 
 
 def test_empty_chain_verifies(database: Database) -> None:
@@ -207,10 +214,11 @@ def test_migration_0011_moves_0007s_hash_expression_or_refuses() -> None:
 
 
 @pytest.mark.postgres
-def test_one_entry_committed_with_its_pipeline_is_checked_before_it_is_written(pg_url: str) -> None:
+def test_one_entry_written_alone_is_checked_before_it_is_written(pg_url: str) -> None:
     """Migration 0011: the gateway passes the entry's hash after the genesis hash as it computes it; the
-    function computes the same with the chain's expression and refuses the entry when they differ, so
-    a COMMIT sent in the same pipeline never runs after an entry the gateway would not have accepted."""
+    function computes the same with the chain's expression and refuses the entry when they differ. A
+    send's rows and entry are one statement the server commits on its own, so that check is what
+    keeps an entry the gateway would not accept (and the rows with it) from being committed."""
     pg_database = Database(pg_url)
     pg_database.upgrade()
     _append_many(pg_database, 2)
@@ -219,16 +227,43 @@ def test_one_entry_committed_with_its_pipeline_is_checked_before_it_is_written(p
         "LANGUAGE sql IMMUTABLE STRICT AS $$ SELECT encode(sha256(convert_to(record || prev_hash, 'UTF8')), 'hex') $$"
     )
     record = audit.Record("000.00.01.H01", "send", "doc-x", {"n": 9, "note": "Văn bản đi"})
-    with pytest.raises(DBAPIError, match="hashes audit entries differently"), pg_database.transaction() as session:
-        session.execute(text(swapped))  # rolled back with the append, like everything else here
-        audit.insert_then_append(pg_database, session, [], [record], T0, commit=True)
+    rows = [(INSERT_AGENCY, [agency_row("000.00.02.H01")])]
+    with pg_database.transaction() as session:
+        session.execute(text(swapped))
+    with pytest.raises(DBAPIError, match="hashes audit entries differently"):
+        audit.write_alone(pg_database, rows, record, T0)
+    assert _agency_codes(pg_database) == []
     with pg_database.transaction() as session:
         assert audit.verify(session) == audit.VerifyResult(ok=True, checked=2)
-    with pg_database.transaction() as session:
-        audit.insert_then_append(pg_database, session, [], [record], T0, commit=True)
+        session.execute(text(import_module("gateway.store.migrations.versions.0011_audit_append_one").HASH))
+    audit.write_alone(pg_database, rows, record, T0)
+    assert _agency_codes(pg_database) == ["000.00.02.H01"]
     with pg_database.transaction() as session:
         assert audit.verify(session) == audit.VerifyResult(ok=True, checked=3)
     pg_database.dispose()
+
+
+@pytest.mark.postgres
+def test_rows_written_alone_give_up_on_the_chains_lock_after_the_wait_bound(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The statement's append waits for the chain's lock at most APPEND_LOCK_WAIT_MS: then Unavailable
+    (the clerk retries), nothing written; once the lock is free the same writes go in."""
+    pg_database = Database(pg_url)
+    pg_database.upgrade()
+    monkeypatch.setattr(audit, "APPEND_LOCK_WAIT_MS", 200)
+    rows = [(INSERT_AGENCY, [agency_row("000.00.02.H01")])]
+    record = audit.Record("000.00.01.H01", "send", "doc-x", {"n": 1})
+    try:
+        with pg_database.transaction() as holder:
+            holder.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": audit.AUDIT_LOCK_KEY})
+            with pytest.raises(Unavailable):
+                audit.write_alone(pg_database, rows, record, T0)
+        assert _agency_codes(pg_database) == []
+        audit.write_alone(pg_database, rows, record, T0)
+        assert _agency_codes(pg_database) == ["000.00.02.H01"]
+    finally:
+        pg_database.dispose()
 
 
 @pytest.mark.postgres

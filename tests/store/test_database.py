@@ -13,9 +13,9 @@ import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import bindparam, func, insert, literal_column, select, text, update
-from sqlalchemy.exc import IntegrityError, StatementError
-from store.conftest import T0
+from sqlalchemy import bindparam, func, literal_column, select, text, update
+from sqlalchemy.exc import IntegrityError, ProgrammingError, StatementError
+from store.conftest import INSERT_AGENCY, T0, agency_row
 from support.postgres import libpq_dsn
 from support.statements import counting
 
@@ -405,12 +405,13 @@ def test_read_rows_is_seen_by_statement_listeners(database: Database, make_agenc
 
 @pytest.mark.postgres
 def test_read_rows_passes_a_refused_statement_on_and_drops_its_connection(pg_url: str) -> None:
-    """PostgreSQL tells a refused statement from a lost connection: the error goes to the caller as it is."""
+    """PostgreSQL tells a refused statement from a lost connection: the caller gets the error SQLAlchemy raises."""
     db = Database(pg_url, pool_size=1, max_overflow=0)
     try:
         pid = db.read_rows(select(func.pg_backend_pid()), {})[0][0]
-        with pytest.raises(psycopg.errors.UndefinedColumn):
+        with pytest.raises(ProgrammingError) as refused:
             db.read_rows(select(literal_column("no_such_column")), {})
+        assert isinstance(refused.value.orig, psycopg.errors.UndefinedColumn)
         assert db.read_rows(select(func.pg_backend_pid()), {})[0][0] != pid
     finally:
         db.dispose()
@@ -450,18 +451,12 @@ def test_read_rows_on_a_dropped_connection_is_unavailable_and_the_next_read_reco
         db.dispose()
 
 
-_INSERT_AGENCY = insert(table_of(Agency))
 _RENAME = (
     update(table_of(Agency))
     .where(table_of(Agency).c.code == bindparam("code"))
     .values(name=bindparam("name"))
     .returning(table_of(Agency).c.code, table_of(Agency).c.name, table_of(Agency).c.created_at)
 )
-
-
-def _agency_row(code: str, level: int = 1) -> dict[str, Any]:
-    flags = {"active": True, "require_signature": False, "test_code": False, "sandbox": False, "directory_version": 0}
-    return {"code": code, "name": f"Cơ quan {code}", "level": level, "created_at": T0, **flags}
 
 
 def test_pipeline_writes_in_the_sessions_transaction(database: Database, make_agency: MakeAgency) -> None:
@@ -472,9 +467,9 @@ def test_pipeline_writes_in_the_sessions_transaction(database: Database, make_ag
         database.pipeline(
             session,
             [
-                (_INSERT_AGENCY, [_agency_row("000.00.01.H02"), _agency_row("000.00.01.H03", level=2)]),
-                (_INSERT_AGENCY, []),
-                (_INSERT_AGENCY, [_agency_row("000.00.01.H04")]),
+                (INSERT_AGENCY, [agency_row("000.00.01.H02"), agency_row("000.00.01.H03", level=2)]),
+                (INSERT_AGENCY, []),
+                (INSERT_AGENCY, [agency_row("000.00.01.H04")]),
             ],
         )
     assert sum(s.startswith("INSERT INTO agencies") for s in executed) == 3, executed
@@ -487,7 +482,7 @@ def test_pipeline_writes_in_the_sessions_transaction(database: Database, make_ag
         ("000.00.01.H04", 1, T0),
     ]
     with pytest.raises(RuntimeError, match="boom"), database.transaction() as session:
-        database.pipeline(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H05")])])
+        database.pipeline(session, [(INSERT_AGENCY, [agency_row("000.00.01.H05")])])
         raise RuntimeError("boom")
     with database.transaction(readonly=True) as session:
         assert session.scalar(select(func.count()).select_from(Agency)) == 4
@@ -497,17 +492,17 @@ def test_pipeline_refuses_a_row_as_sqlalchemy_would_and_leaves_nothing(database:
     """A refused row (here a duplicate code, caught when PostgreSQL's pipeline is synchronised) is an
     IntegrityError, none of the batch stays, and the pooled connection serves the next transaction."""
     with database.transaction() as session:
-        database.pipeline(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H01")])])
+        database.pipeline(session, [(INSERT_AGENCY, [agency_row("000.00.01.H01")])])
     with pytest.raises(IntegrityError), database.transaction() as session:
         database.pipeline(
             session,
             [
-                (_INSERT_AGENCY, [_agency_row("000.00.01.H02")]),
-                (_INSERT_AGENCY, [_agency_row("000.00.01.H03"), _agency_row("000.00.01.H01")]),
+                (INSERT_AGENCY, [agency_row("000.00.01.H02")]),
+                (INSERT_AGENCY, [agency_row("000.00.01.H03"), agency_row("000.00.01.H01")]),
             ],
         )
     with database.transaction() as session:
-        database.pipeline(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H09")])])
+        database.pipeline(session, [(INSERT_AGENCY, [agency_row("000.00.01.H09")])])
     with database.transaction(readonly=True) as session:
         assert list(session.scalars(select(Agency.code).order_by(Agency.code))) == ["000.00.01.H01", "000.00.01.H09"]
 
@@ -522,32 +517,32 @@ def test_pipeline_then_runs_statements_after_the_inserts_and_returns_their_rows(
         make_agency(session, "000.00.01.H01")
         rows = database.pipeline(
             session,
-            [(_INSERT_AGENCY, [_agency_row("000.00.01.H02", level=2), _agency_row("000.00.01.H03", level=2)])],
+            [(INSERT_AGENCY, [agency_row("000.00.01.H02", level=2), agency_row("000.00.01.H03", level=2)])],
             [(then, {"level": 2}), (then, {"level": 3}), (_RENAME, {"code": "000.00.01.H03", "name": "Sở Tư pháp"})],
         )
         assert rows == [[("000.00.01.H02", T0), ("000.00.01.H03", T0)], [], [("000.00.01.H03", "Sở Tư pháp", T0)]]
         assert database.pipeline(session, then=[(then, {"level": 3})]) == [[]]
-        assert database.pipeline(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H04")])]) == []
+        assert database.pipeline(session, [(INSERT_AGENCY, [agency_row("000.00.01.H04")])]) == []
 
 
 def test_pipeline_with_then_refuses_a_row_as_sqlalchemy_would(database: Database) -> None:
     """A refused row aborts the pipeline before ``then``: the error is the row's, not a missing result."""
     then = select(func.count()).select_from(Agency)
     with database.transaction() as session:
-        database.pipeline(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H01")])])
+        database.pipeline(session, [(INSERT_AGENCY, [agency_row("000.00.01.H01")])])
     with pytest.raises(IntegrityError), database.transaction() as session:
-        database.pipeline(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H01")])], [(then, {})])
+        database.pipeline(session, [(INSERT_AGENCY, [agency_row("000.00.01.H01")])], [(then, {})])
     with database.transaction() as session:
-        assert database.pipeline(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H02")])], [(then, {})]) == [[(2,)]]
+        assert database.pipeline(session, [(INSERT_AGENCY, [agency_row("000.00.01.H02")])], [(then, {})]) == [[(2,)]]
 
 
 def test_pipeline_refuses_to_skip_python_side_defaults(database: Database) -> None:
     """A column whose default SQLAlchemy computes (agencies.active) cannot be left out: the driver
     would otherwise store NULL or fail, where the ORM stores the default."""
-    row = _agency_row("000.00.01.H01")
+    row = agency_row("000.00.01.H01")
     del row["active"]
     with pytest.raises(ValueError, match="active"), database.transaction() as session:
-        database.pipeline(session, [(_INSERT_AGENCY, [row])])
+        database.pipeline(session, [(INSERT_AGENCY, [row])])
 
 
 @pytest.mark.postgres
@@ -562,12 +557,97 @@ def test_pipeline_on_a_dropped_connection_is_unavailable_and_the_next_transactio
         pid = db.read_rows(select(func.pg_backend_pid()), {})[0][0]
         _terminate(pg_url, pid)
         with pytest.raises(Unavailable), db.transaction() as session:
-            db.pipeline(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H01")])])
+            db.pipeline(session, [(INSERT_AGENCY, [agency_row("000.00.01.H01")])])
         with db.transaction() as session:
-            db.pipeline(session, [(_INSERT_AGENCY, [_agency_row("000.00.01.H01")])])
+            db.pipeline(session, [(INSERT_AGENCY, [agency_row("000.00.01.H01")])])
         assert db.read_rows(select(func.pg_backend_pid()), {})[0][0] != pid
         with db.transaction() as session:
             session.execute(text("DELETE FROM agencies WHERE code = '000.00.01.H01'"))
+    finally:
+        db.dispose()
+
+
+# -- write_alone: a send's writes as one statement on PostgreSQL -----------------------------------
+
+
+@pytest.mark.postgres
+def test_write_alone_writes_every_row_and_returns_the_last_statements_rows(
+    pg_url: str, make_agency: MakeAgency
+) -> None:
+    """The INSERTs and the returning statement go as one statement (seen so by listeners), committed
+    on its own; the rows come back converted as SQLAlchemy would; the pooled connection is back in
+    transaction mode afterwards (a rolled-back transaction on it leaves nothing)."""
+    db = Database(pg_url, pool_size=1, max_overflow=0)
+    try:
+        db.upgrade()
+        with db.transaction() as session:
+            make_agency(session, "000.00.01.H01")
+        inserts = [
+            (INSERT_AGENCY, [agency_row("000.00.01.H02"), agency_row("000.00.01.H03", level=2)]),
+            (INSERT_AGENCY, []),
+            (INSERT_AGENCY, [agency_row("000.00.01.H04")]),
+        ]
+        rename = (_RENAME, {"code": "000.00.01.H01", "name": "Sở Tư pháp"})
+        with counting(db.engine) as executed:
+            assert db.write_alone(inserts, rename) == [("000.00.01.H01", "Sở Tư pháp", T0)]
+        assert len(executed) == 1 and executed[0].startswith("WITH _w0 AS (INSERT INTO agencies"), executed
+        with pytest.raises(RuntimeError, match="boom"), db.transaction() as session:
+            session.execute(text("DELETE FROM agencies"))
+            raise RuntimeError("boom")
+        with db.transaction(readonly=True) as session:
+            rows = session.execute(select(Agency.code, Agency.name, Agency.level).order_by(Agency.code)).all()
+        assert [tuple(r) for r in rows] == [
+            ("000.00.01.H01", "Sở Tư pháp", 1),
+            ("000.00.01.H02", "Cơ quan 000.00.01.H02", 1),
+            ("000.00.01.H03", "Cơ quan 000.00.01.H03", 2),
+            ("000.00.01.H04", "Cơ quan 000.00.01.H04", 1),
+        ]
+    finally:
+        db.dispose()
+
+
+@pytest.mark.postgres
+def test_write_alone_refuses_a_row_as_sqlalchemy_would_and_writes_nothing(pg_url: str) -> None:
+    """A refused row is an IntegrityError; neither the other rows nor the returning statement's
+    change stay, and the next write goes in."""
+    db = Database(pg_url)
+    try:
+        db.upgrade()
+        db.write_alone([(INSERT_AGENCY, [agency_row("000.00.01.H01")])], (select(func.count()).select_from(Agency), {}))
+        refused = [(INSERT_AGENCY, [agency_row("000.00.01.H02")]), (INSERT_AGENCY, [agency_row("000.00.01.H01")])]
+        with pytest.raises(IntegrityError):
+            db.write_alone(refused, (_RENAME, {"code": "000.00.01.H01", "name": "Sở Tư pháp"}))
+        db.write_alone([(INSERT_AGENCY, [agency_row("000.00.01.H09")])], (select(func.count()).select_from(Agency), {}))
+        with db.transaction(readonly=True) as session:
+            rows = session.execute(select(Agency.code, Agency.name).order_by(Agency.code)).all()
+        assert [tuple(r) for r in rows] == [
+            ("000.00.01.H01", "Cơ quan 000.00.01.H01"),
+            ("000.00.01.H09", "Cơ quan 000.00.01.H09"),
+        ]
+    finally:
+        db.dispose()
+
+
+@pytest.mark.postgres
+def test_write_alone_on_a_dropped_connection_is_unavailable_and_the_next_write_reconnects(pg_url: str) -> None:
+    db = Database(pg_url, pool_size=1, max_overflow=0)
+    try:
+        db.upgrade()
+        pid = db.read_rows(select(func.pg_backend_pid()), {})[0][0]
+        _terminate(pg_url, pid)
+        then = (select(func.pg_backend_pid()), {})
+        with pytest.raises(Unavailable):
+            db.write_alone([(INSERT_AGENCY, [agency_row("000.00.01.H01")])], then)
+        assert db.write_alone([(INSERT_AGENCY, [agency_row("000.00.01.H01")])], then)[0][0] != pid
+    finally:
+        db.dispose()
+
+
+def test_write_alone_needs_postgresql(sqlite_url: str) -> None:
+    db = Database(sqlite_url)
+    try:
+        with pytest.raises(ValueError, match="needs PostgreSQL"):
+            db.write_alone([(INSERT_AGENCY, [agency_row("000.00.01.H01")])], (select(func.count()), {}))
     finally:
         db.dispose()
 
