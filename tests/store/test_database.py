@@ -438,15 +438,26 @@ def _terminate(pg_url: str, pid: int) -> None:
 
 
 @pytest.mark.postgres
-def test_read_rows_on_a_dropped_connection_is_unavailable_and_the_next_read_reconnects(pg_url: str) -> None:
+@pytest.mark.parametrize("write", [False, True], ids=["read_rows", "write_alone"])
+def test_a_lone_statement_on_a_dropped_connection_is_unavailable_and_the_next_one_reconnects(
+    pg_url: str, write: bool
+) -> None:
+    """read_rows and write_alone run on a pooled connection of their own: when the server has ended it,
+    the clerk gets Unavailable (retry; nothing was written), and the next call reconnects."""
     db = Database(pg_url, pool_size=1, max_overflow=0)
+    backend_pid = (select(func.pg_backend_pid()), {})
+
+    def alone() -> int:
+        rows = db.write_alone([(INSERT_AGENCY, [agency_row("000.00.01.H01")])], backend_pid) if write else None
+        return int((rows or db.read_rows(*backend_pid))[0][0])
+
     try:
         db.upgrade()
-        pid = db.read_rows(select(func.pg_backend_pid()), {})[0][0]
+        pid = db.read_rows(*backend_pid)[0][0]
         _terminate(pg_url, pid)
         with pytest.raises(Unavailable):
-            db.read_rows(select(func.pg_backend_pid()), {})
-        assert db.read_rows(select(func.pg_backend_pid()), {})[0][0] != pid
+            alone()
+        assert alone() != pid
     finally:
         db.dispose()
 
@@ -624,21 +635,6 @@ def test_write_alone_refuses_a_row_as_sqlalchemy_would_and_writes_nothing(pg_url
             ("000.00.01.H01", "Cơ quan 000.00.01.H01"),
             ("000.00.01.H09", "Cơ quan 000.00.01.H09"),
         ]
-    finally:
-        db.dispose()
-
-
-@pytest.mark.postgres
-def test_write_alone_on_a_dropped_connection_is_unavailable_and_the_next_write_reconnects(pg_url: str) -> None:
-    db = Database(pg_url, pool_size=1, max_overflow=0)
-    try:
-        db.upgrade()
-        pid = db.read_rows(select(func.pg_backend_pid()), {})[0][0]
-        _terminate(pg_url, pid)
-        then = (select(func.pg_backend_pid()), {})
-        with pytest.raises(Unavailable):
-            db.write_alone([(INSERT_AGENCY, [agency_row("000.00.01.H01")])], then)
-        assert db.write_alone([(INSERT_AGENCY, [agency_row("000.00.01.H01")])], then)[0][0] != pid
     finally:
         db.dispose()
 
