@@ -253,8 +253,13 @@ class Database:
             log.warning("database unavailable: %s", error)
             raise Unavailable(UNAVAILABLE_MESSAGE) from error
         except self._driver_error as error:
-            pooled.invalidate()
-            raise exc.DBAPIError.instance(sql, None, error, self._driver_error, dialect=self.engine.dialect) from error
+            # Refused by the database (a DocumentId already used, an unknown column): the statement's
+            # own transaction is over and the connection is sound, so it goes back to the pool in
+            # transaction mode instead of costing the next caller a new server process.
+            refused = exc.DBAPIError.instance(sql, None, error, self._driver_error, dialect=self.engine.dialect)
+            if prepared.switch_autocommit:
+                connection.autocommit = False
+            raise refused from error
         except BaseException:
             pooled.invalidate()
             raise

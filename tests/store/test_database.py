@@ -404,15 +404,27 @@ def test_read_rows_is_seen_by_statement_listeners(database: Database, make_agenc
 
 
 @pytest.mark.postgres
-def test_read_rows_passes_a_refused_statement_on_and_drops_its_connection(pg_url: str) -> None:
-    """PostgreSQL tells a refused statement from a lost connection: the caller gets the error SQLAlchemy raises."""
+def test_a_refused_lone_statement_raises_as_sqlalchemy_would_and_keeps_its_connection(pg_url: str) -> None:
+    """PostgreSQL tells a refused statement from a lost connection: the caller gets the error SQLAlchemy
+    raises, and the connection, sound, goes back to the pool in transaction mode (a rolled-back
+    transaction on it leaves nothing), so a refused send costs no new server process."""
     db = Database(pg_url, pool_size=1, max_overflow=0)
+    backend_pid = (select(func.pg_backend_pid()), {})
     try:
-        pid = db.read_rows(select(func.pg_backend_pid()), {})[0][0]
+        db.upgrade()
+        pid = db.read_rows(*backend_pid)[0][0]
         with pytest.raises(ProgrammingError) as refused:
             db.read_rows(select(literal_column("no_such_column")), {})
         assert isinstance(refused.value.orig, psycopg.errors.UndefinedColumn)
-        assert db.read_rows(select(func.pg_backend_pid()), {})[0][0] != pid
+        db.write_alone([(INSERT_AGENCY, [agency_row("000.00.01.H01")])], backend_pid)
+        with pytest.raises(IntegrityError):
+            db.write_alone([(INSERT_AGENCY, [agency_row("000.00.01.H01")])], backend_pid)
+        assert db.read_rows(*backend_pid)[0][0] == pid
+        with pytest.raises(RuntimeError, match="boom"), db.transaction() as session:
+            session.execute(text("DELETE FROM agencies"))
+            raise RuntimeError("boom")
+        with db.transaction(readonly=True) as session:
+            assert list(session.scalars(select(Agency.code))) == ["000.00.01.H01"]
     finally:
         db.dispose()
 
