@@ -11,7 +11,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, closing, contextmanager, nullcontext
@@ -19,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, exc, make_url, text
+from sqlalchemy import Connection, Engine, bindparam, create_engine, event, exc, make_url, text
+from sqlalchemy import insert as insert_into
 from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import Insert, Select, TextClause, Update
@@ -80,8 +80,8 @@ class Database:
             **({_READONLY: _AUTOCOMMIT} if self.dialect_name == "sqlite" else {"isolation_level": "AUTOCOMMIT"})
         )
         self._driver_statements: dict[tuple[int, tuple[str, ...]], tuple[_Compilable, _DriverStatement]] = {}
-        self._with_parts: dict[tuple[int, int], str] = {}
-        """:meth:`write_alone`'s parts, by compiled statement (kept in ``_driver_statements``) and position."""
+        self._with_parts: dict[tuple[int, tuple[str, ...], int, int], tuple[Insert, _DriverStatement]] = {}
+        """:meth:`write_alone`'s parts, by INSERT, columns, number of rows and position."""
         dbapi = self.engine.dialect.loaded_dbapi
         self._driver_unavailable: tuple[type[BaseException], ...] = (dbapi.OperationalError, dbapi.InterfaceError)
         self._driver_error: type[Exception] = dbapi.Error
@@ -184,12 +184,13 @@ class Database:
     ) -> list[tuple[Any, ...]]:
         """PostgreSQL: plain INSERTs and one statement whose rows are returned, as one statement on its own.
 
-        Each row's INSERT becomes a part of a ``WITH`` around ``then``, run in autocommit as
-        :meth:`read_rows` runs a SELECT: the server commits when the statement ends, so all of it is
-        written or none, in one round trip with no BEGIN, COMMIT or pipeline. A send writes its rows
-        and its audit entry this way (:func:`gateway.store.audit.write_alone`): against the same
-        writes in :meth:`transaction` with :meth:`pipeline` it cost the gateway about 0.4 times the
-        CPU and the server about 0.7 times (docs/performance.md, "A send's writes as one statement").
+        Each INSERT becomes a part of a ``WITH`` around ``then`` (its rows in one VALUES list, in
+        their order), run in autocommit as :meth:`read_rows` runs a SELECT: the server commits when
+        the statement ends, so all of it is written or none, in one round trip with no BEGIN, COMMIT
+        or pipeline. A send writes its rows and its audit entry this way
+        (:func:`gateway.store.audit.write_alone`): against the same writes in :meth:`transaction`
+        with :meth:`pipeline` it cost the gateway about 0.4 times the CPU and the server about 0.7
+        times (docs/performance.md, "A send's writes as one statement").
         Foreign keys are checked when the statement ends, so a row may refer to one an earlier
         INSERT writes; the parts run on one snapshot, so none reads what another writes. The INSERTs'
         rules are :meth:`pipeline`'s; a refused statement raises what SQLAlchemy would raise
@@ -200,14 +201,14 @@ class Database:
             raise ValueError("write_alone needs PostgreSQL; on SQLite write in a transaction")
         parts: list[str] = []
         values: dict[str, Any] = {}
-        for insert, rows in inserts:
+        for statement, rows in inserts:
             if not rows:
                 continue
-            compiled = self._driver_statement(insert, tuple(rows[0]))
-            for row in rows:
-                part, prefix = self._with_part(compiled, len(parts))
-                parts.append(part)
-                values.update((prefix + name, value) for name, value in _named(compiled.bound(row)[1]).items())
+            part = self._with_part(statement, tuple(rows[0]), len(rows), len(parts))
+            prefix = f"_w{len(parts)}_"
+            given = {f"{prefix}{i}_{name}": value for i, row in enumerate(rows) for name, value in row.items()}
+            values.update(_named(part.bound(given)[1]))
+            parts.append(f"_w{len(parts)} AS ({part.sql})")
         returning = self._driver_statement(then[0])
         then_sql, then_values = returning.bound(then[1])
         named = _named(then_values)
@@ -216,17 +217,26 @@ class Database:
         sql = f"WITH {', '.join(parts)} {then_sql}" if parts else then_sql
         return self._run_alone(returning, sql, values | named)
 
-    def _with_part(self, compiled: _DriverStatement, index: int) -> tuple[str, str]:
-        """``compiled`` as the ``WITH`` part ``_w<index>``, its parameters renamed with that prefix; and the prefix."""
-        key = (id(compiled), index)
-        part = self._with_parts.get(key)
-        prefix = f"_w{index}_"
-        if part is None:
-            if "%%" in compiled.sql:
-                raise ValueError("an INSERT with a literal % cannot be a WITH part here")
-            renamed = _PLACEHOLDER.sub(lambda match: f"%({prefix}{match[1]})s", compiled.sql)
-            part = self._with_parts[key] = f"_w{index} AS ({renamed})"
-        return part, prefix
+    def _with_part(self, statement: Insert, columns: tuple[str, ...], count: int, index: int) -> _DriverStatement:
+        """``count`` rows of ``statement`` as one multi-row INSERT, its parameters named for ``WITH`` part ``index``.
+
+        One INSERT per table keeps the rows in their order (a table's ids follow it, as the recipients'
+        order is the document's); separate parts would not, since PostgreSQL runs a WITH's
+        data-modifying parts in an order of its own. Compiled once per shape, with
+        :meth:`pipeline`'s rule on columns whose defaults SQLAlchemy computes.
+        """
+        key = (id(statement), columns, count, index)
+        cached = self._with_parts.get(key)
+        if cached is None or cached[0] is not statement:
+            table = statement.table
+            rows = [
+                {name: bindparam(f"_w{index}_{i}_{name}", type_=table.c[name].type) for name in columns}
+                for i in range(count)
+            ]
+            # The statement is kept alongside, so its id cannot be reused by another object.
+            cached = (statement, _DriverStatement.compile(insert_into(table).values(rows), self.engine.dialect))
+            self._with_parts[key] = cached
+        return cached[1]
 
     def _run_alone(self, prepared: _DriverStatement, sql: str, values: Any) -> list[tuple[Any, ...]]:
         """Run ``sql`` on a pooled connection in autocommit, straight through the driver; return ``prepared``'s rows."""
@@ -386,8 +396,6 @@ _VACUUM_SETTINGS_OFF = text(
 )
 
 _Compilable = Select[*tuple[Any, ...]] | Insert | Update | TextClause
-_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
-"""A named parameter in SQL compiled for psycopg (pyformat)."""
 
 
 def _named(values: dict[str, Any] | tuple[Any, ...]) -> dict[str, Any]:

@@ -598,17 +598,18 @@ def test_write_alone_writes_every_row_and_returns_the_last_statements_rows(
     pg_url: str, make_agency: MakeAgency
 ) -> None:
     """The INSERTs and the returning statement go as one statement (seen so by listeners), committed
-    on its own; the rows come back converted as SQLAlchemy would; the pooled connection is back in
-    transaction mode afterwards (a rolled-back transaction on it leaves nothing)."""
+    on its own, each INSERT's rows in their order (ids follow it); the rows come back converted as
+    SQLAlchemy would; the pooled connection is back in transaction mode afterwards (a rolled-back
+    transaction on it leaves nothing)."""
     db = Database(pg_url, pool_size=1, max_overflow=0)
     try:
         db.upgrade()
         with db.transaction() as session:
             make_agency(session, "000.00.01.H01")
         inserts = [
-            (INSERT_AGENCY, [agency_row("000.00.01.H02"), agency_row("000.00.01.H03", level=2)]),
+            (INSERT_AGENCY, [agency_row("000.00.01.H04"), agency_row("000.00.01.H03", level=2)]),
             (INSERT_AGENCY, []),
-            (INSERT_AGENCY, [agency_row("000.00.01.H04")]),
+            (INSERT_AGENCY, [agency_row("000.00.01.H02")]),
         ]
         rename = (_RENAME, {"code": "000.00.01.H01", "name": "Sở Tư pháp"})
         with counting(db.engine) as executed:
@@ -625,6 +626,9 @@ def test_write_alone_writes_every_row_and_returns_the_last_statements_rows(
             ("000.00.01.H03", "Cơ quan 000.00.01.H03", 2),
             ("000.00.01.H04", "Cơ quan 000.00.01.H04", 1),
         ]
+        with db.transaction(readonly=True) as session:
+            in_id_order = list(session.scalars(select(Agency.code).where(Agency.level > 0).order_by(Agency.id)))
+        assert in_id_order.index("000.00.01.H04") < in_id_order.index("000.00.01.H03"), "rows keep their order"
     finally:
         db.dispose()
 
