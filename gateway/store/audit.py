@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import Insert, TextClause
 
 from gateway.store import blocking
-from gateway.store.database import SQLITE_BUSY_SECONDS, Database
+from gateway.store.database import SQLITE_BUSY_SECONDS, Database, DriverTransaction
 from gateway.store.models import AuditEntry, UTCDateTime, table_of
 
 GENESIS_HASH = "0" * 64
@@ -144,7 +144,7 @@ def append_many(session: Session, records: Sequence[Record], at: datetime) -> li
 
 def insert_then_append(
     db: Database,
-    session: Session,
+    session: Session | DriverTransaction,
     inserts: Sequence[tuple[Insert, Sequence[Mapping[str, Any]]]],
     records: Sequence[Record],
     at: datetime,
@@ -161,11 +161,21 @@ def insert_then_append(
     if not records:
         db.pipeline(session, inserts)
         return
-    prepared = _Prepared.of(records, at)
+    _insert_then_write(db, session, inserts, _Prepared.of(records, at))
+
+
+def _insert_then_write(
+    db: Database,
+    session: Session | DriverTransaction,
+    inserts: Sequence[tuple[Insert, Sequence[Mapping[str, Any]]]],
+    prepared: _Prepared,
+) -> None:
     if db.dialect_name != "postgresql":
         (head,) = db.pipeline(session, inserts, [(_HEAD, {})])
         db.pipeline(session, [(_INSERT_ENTRIES, prepared.after(head[0] if head else None))])
         return
+    if not isinstance(session, Session):
+        raise TypeError("on PostgreSQL the append runs in a session's transaction")
     blocking.hold_worker(session)
     prepared.checked(db.pipeline(session, inserts, [prepared.call()])[0])
 
@@ -180,13 +190,14 @@ def write_alone(
     for the worker to come back. The gateway cannot check the entry's hash before that commit, so
     the function checks it first: it refuses the entry (and the statement writes nothing) when its
     hash after the genesis hash differs from the one computed here (migration 0011). The hashes it
-    returns are checked all the same. On SQLite: :func:`insert_then_append` in a transaction.
+    returns are checked all the same. On SQLite: :func:`insert_then_append` in a transaction of the
+    driver's own (:meth:`Database.writing`).
     """
-    if db.dialect_name != "postgresql":
-        with db.transaction() as session:
-            insert_then_append(db, session, inserts, [record], at)
-        return
     prepared = _Prepared.of([record], at)
+    if db.dialect_name != "postgresql":
+        with db.writing() as transaction:
+            _insert_then_write(db, transaction, inserts, prepared)
+        return
     prepared.checked(db.write_alone(inserts, prepared.call()))
 
 

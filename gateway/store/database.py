@@ -79,9 +79,8 @@ class Database:
         self._reader = self.engine.execution_options(
             **({_READONLY: _AUTOCOMMIT} if self.dialect_name == "sqlite" else {"isolation_level": "AUTOCOMMIT"})
         )
-        self._driver_statements: dict[tuple[int, tuple[str, ...]], tuple[_Compilable, _DriverStatement]] = {}
-        self._with_parts: dict[tuple[int, tuple[str, ...], int, int], tuple[Insert, _DriverStatement]] = {}
-        """:meth:`write_alone`'s parts, by INSERT, columns, number of rows and position."""
+        self._driver_statements: dict[tuple[int, tuple[str, ...], int, int], tuple[_Compilable, _DriverStatement]] = {}
+        """Statements compiled for the driver, by object, columns, number of rows and WITH part."""
         dbapi = self.engine.dialect.loaded_dbapi
         self._driver_unavailable: tuple[type[BaseException], ...] = (dbapi.OperationalError, dbapi.InterfaceError)
         self._driver_error: type[Exception] = dbapi.Error
@@ -204,7 +203,7 @@ class Database:
         for statement, rows in inserts:
             if not rows:
                 continue
-            part = self._with_part(statement, tuple(rows[0]), len(rows), len(parts))
+            part = self._driver_statement(statement, tuple(rows[0]), rows=len(rows), part=len(parts))
             prefix = f"_w{len(parts)}_"
             given = {f"{prefix}{i}_{name}": value for i, row in enumerate(rows) for name, value in row.items()}
             values.update(_named(part.bound(given)[1]))
@@ -217,34 +216,9 @@ class Database:
         sql = f"WITH {', '.join(parts)} {then_sql}" if parts else then_sql
         return self._run_alone(returning, sql, values | named)
 
-    def _with_part(self, statement: Insert, columns: tuple[str, ...], count: int, index: int) -> _DriverStatement:
-        """``count`` rows of ``statement`` as one multi-row INSERT, its parameters named for ``WITH`` part ``index``.
-
-        One INSERT per table keeps the rows in their order (a table's ids follow it, as the recipients'
-        order is the document's); separate parts would not, since PostgreSQL runs a WITH's
-        data-modifying parts in an order of its own. Compiled once per shape, with
-        :meth:`pipeline`'s rule on columns whose defaults SQLAlchemy computes.
-        """
-        key = (id(statement), columns, count, index)
-        cached = self._with_parts.get(key)
-        if cached is None or cached[0] is not statement:
-            table = statement.table
-            rows = [
-                {name: bindparam(f"_w{index}_{i}_{name}", type_=table.c[name].type) for name in columns}
-                for i in range(count)
-            ]
-            # The statement is kept alongside, so its id cannot be reused by another object.
-            cached = (statement, _DriverStatement.compile(insert_into(table).values(rows), self.engine.dialect))
-            self._with_parts[key] = cached
-        return cached[1]
-
     def _run_alone(self, prepared: _DriverStatement, sql: str, values: Any) -> list[tuple[Any, ...]]:
         """Run ``sql`` on a pooled connection in autocommit, straight through the driver; return ``prepared``'s rows."""
-        try:
-            pooled = self.engine.raw_connection()
-        except (*_UNAVAILABLE_ERRORS, *self._driver_unavailable) as error:
-            log.warning("database unavailable: %s", error)
-            raise Unavailable(UNAVAILABLE_MESSAGE) from error
+        pooled = self._pooled()
         try:
             connection: Any = pooled.driver_connection
             if prepared.switch_autocommit:
@@ -277,13 +251,67 @@ class Database:
             pooled.close()
         return rows
 
+    @contextmanager
+    def writing(self) -> Iterator[DriverTransaction]:
+        """SQLite: one write transaction straight through the driver, for writes that need no ORM.
+
+        The writer's turn, ``BEGIN IMMEDIATE`` on a pooled connection, then what the block runs with
+        :meth:`pipeline` (pass it the yielded transaction instead of a session), then COMMIT, or
+        ROLLBACK when the block raises. A send writes its rows and audit entry this way
+        (:func:`gateway.store.audit.write_alone`): without the session, its transaction and the
+        engine's events around them it costs the worker less CPU (docs/performance.md, "SQLite
+        sends through the driver"). Failures are as in :meth:`transaction`: a busy or lost
+        database gives :class:`Unavailable`, a refused statement what SQLAlchemy would raise; either
+        way nothing was written.
+        """
+        if self.dialect_name != "sqlite":
+            raise ValueError("writing is SQLite's; on PostgreSQL use write_alone or a transaction")
+        with self._writer_turn(readonly=False):
+            pooled = self._pooled()
+            driver: Any = pooled.driver_connection
+            try:
+                self._execute(driver, None, "BEGIN IMMEDIATE")
+                try:
+                    yield DriverTransaction(driver, None, pooled.invalidate)
+                except BaseException:
+                    driver.rollback()
+                    raise
+                driver.commit()
+            except self._driver_error as error:
+                if isinstance(error, self._driver_unavailable):
+                    log.warning("database unavailable: %s", error)
+                    raise Unavailable(UNAVAILABLE_MESSAGE) from error
+                raise exc.DBAPIError.instance(
+                    "COMMIT", None, error, self._driver_error, dialect=self.engine.dialect
+                ) from error
+            except _UNAVAILABLE_ERRORS as error:
+                log.warning("database unavailable: %s", error)
+                raise Unavailable(UNAVAILABLE_MESSAGE) from error
+            finally:
+                pooled.close()
+
+    def _pooled(self) -> Any:
+        """A connection from the engine's pool, bypassing SQLAlchemy's Connection; Unavailable if none."""
+        try:
+            return self.engine.raw_connection()
+        except (*_UNAVAILABLE_ERRORS, *self._driver_unavailable) as error:
+            log.warning("database unavailable: %s", error)
+            raise Unavailable(UNAVAILABLE_MESSAGE) from error
+
+    def _execute(self, driver: Any, connection: Connection | None, sql: str) -> None:
+        """One parameterless statement on ``driver``, seen by the engine's ``before_cursor_execute`` listeners."""
+        with closing(driver.cursor()) as cursor:
+            self.engine.dispatch.before_cursor_execute(connection, cursor, sql, (), None, False)
+            cursor.execute(sql)
+
     def pipeline(
         self,
-        session: Session,
+        session: Session | DriverTransaction,
         inserts: Sequence[tuple[Insert, Sequence[Mapping[str, Any]]]] = (),
         then: Sequence[tuple[_Compilable, Mapping[str, Any]]] = (),
     ) -> list[list[tuple[Any, ...]]]:
-        """Run plain INSERTs, then statements whose rows are returned, in ``session``'s transaction.
+        """Run plain INSERTs, then statements whose rows are returned, in ``session``'s transaction
+        (or in a :meth:`writing` transaction's).
 
         Everything goes straight through the database driver, on the session's own connection, and
         on PostgreSQL in one psycopg pipeline, with the transaction's BEGIN when it is the first:
@@ -302,8 +330,10 @@ class Database:
         is synchronised, and nothing after it runs; a lost connection gives :class:`Unavailable`
         through :meth:`transaction`. ``before_cursor_execute`` listeners see every statement.
         """
-        connection = session.connection()
-        driver: Any = connection.connection.driver_connection
+        if isinstance(session, Session):
+            bound = session.connection()
+            session = DriverTransaction(bound.connection.driver_connection, bound, bound.invalidate)
+        driver, connection = session.driver, session.connection
         batches: list[tuple[str, list[Any], _DriverStatement | None]] = []
         for insert, rows in inserts:
             if rows:
@@ -337,17 +367,37 @@ class Database:
             return results
         except self._driver_error as error:
             if isinstance(error, self._driver_unavailable):
-                connection.invalidate()
+                session.invalidate()
             raise exc.DBAPIError.instance(
                 "; ".join(sql for sql, _, _ in batches), None, error, self._driver_error, dialect=self.engine.dialect
             ) from error
 
-    def _driver_statement(self, statement: _Compilable, columns: tuple[str, ...] = ()) -> _DriverStatement:
-        key = (id(statement), columns)
+    def _driver_statement(
+        self, statement: _Compilable, columns: tuple[str, ...] = (), *, rows: int = 0, part: int = 0
+    ) -> _DriverStatement:
+        """``statement`` compiled for the driver, once per object and shape.
+
+        With ``rows``: that many rows of the INSERT ``statement`` as one multi-row VALUES, their
+        parameters named for :meth:`write_alone`'s ``WITH`` part ``part`` (``_w{part}_{row}_{column}``).
+        One INSERT per table keeps the rows in their order (a table's ids follow it, as the recipients'
+        order is the document's); separate parts would not, since PostgreSQL runs a WITH's
+        data-modifying parts in an order of its own.
+        """
+        key = (id(statement), columns, rows, part)
         cached = self._driver_statements.get(key)
         if cached is None or cached[0] is not statement:
+            compilable: _Compilable = statement
+            if rows:
+                if not isinstance(statement, Insert):
+                    raise TypeError("only an INSERT's rows can be written as one multi-row VALUES")
+                table = statement.table
+                values = [
+                    {name: bindparam(f"_w{part}_{i}_{name}", type_=table.c[name].type) for name in columns}
+                    for i in range(rows)
+                ]
+                compilable, columns = insert_into(table).values(values), ()
             # The statement is kept alongside, so its id cannot be reused by another object.
-            cached = (statement, _DriverStatement.compile(statement, self.engine.dialect, columns))
+            cached = (statement, _DriverStatement.compile(compilable, self.engine.dialect, columns))
             self._driver_statements[key] = cached
         return cached[1]
 
@@ -403,6 +453,17 @@ def _named(values: dict[str, Any] | tuple[Any, ...]) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise TypeError("write_alone needs named parameters (PostgreSQL's driver)")
     return values
+
+
+@dataclass(frozen=True)
+class DriverTransaction:
+    """A transaction on a driver connection, for :meth:`Database.pipeline` (see :meth:`Database.writing`)."""
+
+    driver: Any
+    connection: Connection | None
+    """SQLAlchemy's Connection around it, when there is one (listeners receive it)."""
+    invalidate: Callable[[], None]
+    """Drops the connection from the pool once it is found lost."""
 
 
 @dataclass(frozen=True)

@@ -190,6 +190,8 @@ def test_sqlite_lock_held_past_busy_timeout_is_unavailable(sqlite_url: str) -> N
         blocker.execute("BEGIN IMMEDIATE")
         with pytest.raises(Unavailable), db.transaction() as session:
             session.execute(text("SELECT 1"))
+        with pytest.raises(Unavailable), db.writing() as transaction:
+            db.pipeline(transaction, [(INSERT_AGENCY, [agency_row("000.00.01.H01")])])
         blocker.execute("ROLLBACK")
         with db.transaction() as session:
             assert session.scalar(select(func.count()).select_from(Agency)) == 0
@@ -298,6 +300,10 @@ def test_sqlite_writers_of_one_process_queue_for_their_turn_and_readers_do_not(
         with pytest.raises(Unavailable, match="busy or unreachable"), db.transaction() as session:
             session.execute(text("SELECT 1"))
         assert "no turn for an SQLite writer" in caplog.text, "refused by the writer lock, not by SQLite"
+        caplog.clear()
+        with pytest.raises(Unavailable, match="busy or unreachable"), db.writing():
+            pass
+        assert "no turn for an SQLite writer" in caplog.text, "the driver's transaction queues the same way"
         threading.Timer(0.3, release.set).start()
         monkeypatch.setattr(database_module, "SQLITE_BUSY_SECONDS", 30)
         with db.transaction() as session:  # gets its turn as soon as the holder commits
@@ -660,6 +666,68 @@ def test_write_alone_needs_postgresql(sqlite_url: str) -> None:
     try:
         with pytest.raises(ValueError, match="needs PostgreSQL"):
             db.write_alone([(INSERT_AGENCY, [agency_row("000.00.01.H01")])], (select(func.count()), {}))
+    finally:
+        db.dispose()
+
+
+# -- writing: SQLite's write transaction straight through the driver ---------------------------------
+
+
+def test_sqlite_writing_runs_pipelines_in_one_transaction_of_the_drivers(sqlite_url: str) -> None:
+    """BEGIN IMMEDIATE, the pipelines' statements (seen by listeners), COMMIT; rows and returned rows
+    as in a session's transaction; a block that raises leaves nothing."""
+    db = Database(sqlite_url)
+    try:
+        db.upgrade()
+        with counting(db.engine) as executed, db.writing() as transaction:
+            rows = db.pipeline(
+                transaction,
+                [(INSERT_AGENCY, [agency_row("000.00.01.H02"), agency_row("000.00.01.H01", level=2)])],
+                [(select(func.count()).select_from(Agency), {})],
+            )
+            db.pipeline(transaction, [], [(_RENAME, {"code": "000.00.01.H01", "name": "Sở Tư pháp"})])
+        assert rows == [[(2,)]]
+        assert executed[0] == "BEGIN IMMEDIATE" and len(executed) == 4, executed
+        with pytest.raises(RuntimeError, match="boom"), db.writing() as transaction:
+            db.pipeline(transaction, [(INSERT_AGENCY, [agency_row("000.00.01.H03")])])
+            raise RuntimeError("boom")
+        with db.transaction(readonly=True) as session:
+            found = session.execute(select(Agency.code, Agency.name, Agency.level).order_by(Agency.id)).all()
+        assert [tuple(r) for r in found] == [
+            ("000.00.01.H02", "Cơ quan 000.00.01.H02", 1),
+            ("000.00.01.H01", "Sở Tư pháp", 2),
+        ]
+    finally:
+        db.dispose()
+
+
+def test_sqlite_writing_refuses_a_row_as_sqlalchemy_would_and_leaves_nothing(sqlite_url: str) -> None:
+    """A refused row is an IntegrityError, its siblings go with it, and the next writer gets the lock."""
+    db = Database(sqlite_url)
+    try:
+        db.upgrade()
+        with db.writing() as transaction:
+            db.pipeline(transaction, [(INSERT_AGENCY, [agency_row("000.00.01.H01")])])
+        refused = [(INSERT_AGENCY, [agency_row("000.00.01.H02")]), (INSERT_AGENCY, [agency_row("000.00.01.H01")])]
+        with pytest.raises(IntegrityError), db.writing() as transaction:
+            db.pipeline(transaction, refused)
+        with db.writing() as transaction:
+            db.pipeline(transaction, [(INSERT_AGENCY, [agency_row("000.00.01.H09")])])
+        with db.transaction(readonly=True) as session:
+            assert list(session.scalars(select(Agency.code).order_by(Agency.code))) == [
+                "000.00.01.H01",
+                "000.00.01.H09",
+            ]
+    finally:
+        db.dispose()
+
+
+@pytest.mark.postgres
+def test_writing_is_sqlites(pg_url: str) -> None:
+    db = Database(pg_url)
+    try:
+        with pytest.raises(ValueError, match="SQLite's"), db.writing():
+            pass
     finally:
         db.dispose()
 
