@@ -599,6 +599,12 @@ def test_pipeline_on_a_dropped_connection_is_unavailable_and_the_next_transactio
 # -- write_alone: a send's writes as one statement on PostgreSQL -----------------------------------
 
 
+def _agencies(db: Database, *columns: Any, order_by: Any = Agency.code) -> list[tuple[Any, ...]]:
+    """``columns`` of every agency, read in a transaction of their own."""
+    with db.transaction(readonly=True) as session:
+        return [tuple(row) for row in session.execute(select(*columns).order_by(order_by))]
+
+
 @pytest.mark.postgres
 def test_write_alone_writes_every_row_and_returns_the_last_statements_rows(
     pg_url: str, make_agency: MakeAgency
@@ -624,9 +630,7 @@ def test_write_alone_writes_every_row_and_returns_the_last_statements_rows(
         with pytest.raises(RuntimeError, match="boom"), db.transaction() as session:
             session.execute(text("DELETE FROM agencies"))
             raise RuntimeError("boom")
-        with db.transaction(readonly=True) as session:
-            rows = session.execute(select(Agency.code, Agency.name, Agency.level).order_by(Agency.code)).all()
-        assert [tuple(r) for r in rows] == [
+        assert _agencies(db, Agency.code, Agency.name, Agency.level) == [
             ("000.00.01.H01", "Sở Tư pháp", 1),
             ("000.00.01.H02", "Cơ quan 000.00.01.H02", 1),
             ("000.00.01.H03", "Cơ quan 000.00.01.H03", 2),
@@ -651,9 +655,7 @@ def test_write_alone_refuses_a_row_as_sqlalchemy_would_and_writes_nothing(pg_url
         with pytest.raises(IntegrityError):
             db.write_alone(refused, (_RENAME, {"code": "000.00.01.H01", "name": "Sở Tư pháp"}))
         db.write_alone([(INSERT_AGENCY, [agency_row("000.00.01.H09")])], (select(func.count()).select_from(Agency), {}))
-        with db.transaction(readonly=True) as session:
-            rows = session.execute(select(Agency.code, Agency.name).order_by(Agency.code)).all()
-        assert [tuple(r) for r in rows] == [
+        assert _agencies(db, Agency.code, Agency.name) == [
             ("000.00.01.H01", "Cơ quan 000.00.01.H01"),
             ("000.00.01.H09", "Cơ quan 000.00.01.H09"),
         ]
@@ -691,9 +693,7 @@ def test_sqlite_writing_runs_pipelines_in_one_transaction_of_the_drivers(sqlite_
         with pytest.raises(RuntimeError, match="boom"), db.writing() as transaction:
             db.pipeline(transaction, [(INSERT_AGENCY, [agency_row("000.00.01.H03")])])
             raise RuntimeError("boom")
-        with db.transaction(readonly=True) as session:
-            found = session.execute(select(Agency.code, Agency.name, Agency.level).order_by(Agency.id)).all()
-        assert [tuple(r) for r in found] == [
+        assert _agencies(db, Agency.code, Agency.name, Agency.level, order_by=Agency.id) == [
             ("000.00.01.H02", "Cơ quan 000.00.01.H02", 1),
             ("000.00.01.H01", "Sở Tư pháp", 2),
         ]
