@@ -274,7 +274,8 @@ class Database:
                 try:
                     yield DriverTransaction(driver, None, pooled.invalidate)
                 except BaseException:
-                    driver.rollback()
+                    if pooled.is_valid:  # a connection found lost is closed, and its transaction with it
+                        driver.rollback()
                     raise
                 driver.commit()
             except self._driver_error as error:

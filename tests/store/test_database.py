@@ -14,7 +14,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import bindparam, func, literal_column, select, text, update
-from sqlalchemy.exc import IntegrityError, ProgrammingError, StatementError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, StatementError
 from store.conftest import INSERT_AGENCY, T0, agency_row
 from support.postgres import libpq_dsn
 from support.statements import counting
@@ -718,6 +718,24 @@ def test_sqlite_writing_refuses_a_row_as_sqlalchemy_would_and_leaves_nothing(sql
                 "000.00.01.H01",
                 "000.00.01.H09",
             ]
+    finally:
+        db.dispose()
+
+
+def test_sqlite_writing_on_a_connection_found_lost_is_unavailable(sqlite_url: str) -> None:
+    """A statement that finds the connection lost drops it from the pool (the pipeline does so):
+    the block's failure is Unavailable, not the rollback's on a closed connection, and the next
+    writer gets a new connection."""
+    db = Database(sqlite_url)
+    try:
+        db.upgrade()
+        with pytest.raises(Unavailable), db.writing() as transaction:
+            db.pipeline(transaction, [(INSERT_AGENCY, [agency_row("000.00.01.H01")])])
+            transaction.invalidate()
+            raise OperationalError("INSERT …", None, sqlite3.OperationalError("disk I/O error"))
+        with db.writing() as transaction:
+            db.pipeline(transaction, [(INSERT_AGENCY, [agency_row("000.00.01.H02")])])
+        assert _agencies(db, Agency.code) == [("000.00.01.H02",)]
     finally:
         db.dispose()
 
