@@ -84,6 +84,8 @@ class Database:
         dbapi = self.engine.dialect.loaded_dbapi
         self._driver_unavailable: tuple[type[BaseException], ...] = (dbapi.OperationalError, dbapi.InterfaceError)
         self._driver_error: type[Exception] = dbapi.Error
+        self._lost: tuple[type[BaseException], ...] = (*_UNAVAILABLE_ERRORS, *self._driver_unavailable)
+        """What says the database is busy or unreachable, from SQLAlchemy or straight from the driver."""
 
     @property
     def dialect_name(self) -> str:
@@ -114,8 +116,7 @@ class Database:
                 finally:
                     blocking.release(session)
         except _UNAVAILABLE_ERRORS as error:
-            log.warning("database unavailable: %s", error)
-            raise Unavailable(UNAVAILABLE_MESSAGE) from error
+            raise _unavailable(error) from error
 
     @contextmanager
     def _writer_turn(self, readonly: bool) -> Iterator[None]:
@@ -154,8 +155,7 @@ class Database:
             with self._reader.connect() as connection:
                 yield connection
         except _UNAVAILABLE_ERRORS as error:
-            log.warning("database unavailable: %s", error)
-            raise Unavailable(UNAVAILABLE_MESSAGE) from error
+            raise _unavailable(error) from error
 
     def read_rows(self, statement: Select[*tuple[Any, ...]], params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Run one SELECT on its own, in autocommit, straight through the database driver.
@@ -223,24 +223,19 @@ class Database:
             connection: Any = pooled.driver_connection
             if prepared.switch_autocommit:
                 connection.autocommit = True
-            cursor = connection.cursor()
-            try:
-                self.engine.dispatch.before_cursor_execute(None, cursor, sql, values, None, False)
-                cursor.execute(sql, values)
+            with closing(connection.cursor()) as cursor:
+                self._execute(cursor, sql, values)
                 rows = prepared.converted(cursor.fetchall())
-            finally:
-                cursor.close()
             if prepared.switch_autocommit:
                 connection.autocommit = False
         except self._driver_unavailable as error:
             pooled.invalidate()
-            log.warning("database unavailable: %s", error)
-            raise Unavailable(UNAVAILABLE_MESSAGE) from error
+            raise _unavailable(error) from error
         except self._driver_error as error:
             # Refused by the database (a DocumentId already used, an unknown column): the statement's
             # own transaction is over and the connection is sound, so it goes back to the pool in
             # transaction mode instead of costing the next caller a new server process.
-            refused = exc.DBAPIError.instance(sql, None, error, self._driver_error, dialect=self.engine.dialect)
+            refused = self._refused(sql, error)
             if prepared.switch_autocommit:
                 connection.autocommit = False
             raise refused from error
@@ -270,7 +265,8 @@ class Database:
             pooled = self._pooled()
             driver: Any = pooled.driver_connection
             try:
-                self._execute(driver, None, "BEGIN IMMEDIATE")
+                with closing(driver.cursor()) as cursor:
+                    self._execute(cursor, "BEGIN IMMEDIATE")
                 try:
                     yield DriverTransaction(driver, None, pooled.invalidate)
                 except BaseException:
@@ -278,16 +274,10 @@ class Database:
                         driver.rollback()
                     raise
                 driver.commit()
+            except self._lost as error:
+                raise _unavailable(error) from error
             except self._driver_error as error:
-                if isinstance(error, self._driver_unavailable):
-                    log.warning("database unavailable: %s", error)
-                    raise Unavailable(UNAVAILABLE_MESSAGE) from error
-                raise exc.DBAPIError.instance(
-                    "COMMIT", None, error, self._driver_error, dialect=self.engine.dialect
-                ) from error
-            except _UNAVAILABLE_ERRORS as error:
-                log.warning("database unavailable: %s", error)
-                raise Unavailable(UNAVAILABLE_MESSAGE) from error
+                raise self._refused("COMMIT", error) from error
             finally:
                 pooled.close()
 
@@ -295,15 +285,17 @@ class Database:
         """A connection from the engine's pool, bypassing SQLAlchemy's Connection; Unavailable if none."""
         try:
             return self.engine.raw_connection()
-        except (*_UNAVAILABLE_ERRORS, *self._driver_unavailable) as error:
-            log.warning("database unavailable: %s", error)
-            raise Unavailable(UNAVAILABLE_MESSAGE) from error
+        except self._lost as error:
+            raise _unavailable(error) from error
 
-    def _execute(self, driver: Any, connection: Connection | None, sql: str) -> None:
-        """One parameterless statement on ``driver``, seen by the engine's ``before_cursor_execute`` listeners."""
-        with closing(driver.cursor()) as cursor:
-            self.engine.dispatch.before_cursor_execute(connection, cursor, sql, (), None, False)
-            cursor.execute(sql)
+    def _execute(self, cursor: Any, sql: str, values: Any = ()) -> None:
+        """One statement on a driver's cursor, seen by the engine's ``before_cursor_execute`` listeners."""
+        self.engine.dispatch.before_cursor_execute(None, cursor, sql, values, None, False)
+        cursor.execute(sql, values)
+
+    def _refused(self, sql: str, error: Exception) -> exc.StatementError:
+        """A driver's refusal as SQLAlchemy would raise it (IntegrityError…), for callers that catch those."""
+        return exc.DBAPIError.instance(sql, None, error, self._driver_error, dialect=self.engine.dialect)
 
     def pipeline(
         self,
@@ -369,9 +361,7 @@ class Database:
         except self._driver_error as error:
             if isinstance(error, self._driver_unavailable):
                 session.invalidate()
-            raise exc.DBAPIError.instance(
-                "; ".join(sql for sql, _, _ in batches), None, error, self._driver_error, dialect=self.engine.dialect
-            ) from error
+            raise self._refused("; ".join(sql for sql, _, _ in batches), error) from error
 
     def _driver_statement(
         self, statement: _Compilable, columns: tuple[str, ...] = (), *, rows: int = 0, part: int = 0
@@ -447,6 +437,12 @@ _VACUUM_SETTINGS_OFF = text(
 )
 
 _Compilable = Select[*tuple[Any, ...]] | Insert | Update | TextClause
+
+
+def _unavailable(error: BaseException) -> Unavailable:
+    """Log why the database could not be used; the error a clerk sees says nothing was stored, retry."""
+    log.warning("database unavailable: %s", error)
+    return Unavailable(UNAVAILABLE_MESSAGE)
 
 
 def _named(values: dict[str, Any] | tuple[Any, ...]) -> dict[str, Any]:
